@@ -1,0 +1,70 @@
+"""Where the data is: the documented search order, ending in a verified download."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from paddle_mnist import cache, download, idx
+from paddle_mnist.errors import DataError
+
+TUTORIAL_FILE = "mnist.json.gz"
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+PADDLE_CACHE_SUBDIR = Path(".cache", "paddle", "dataset", "mnist")  # under $HOME
+
+
+def _usable(path: Path) -> Path | None:
+    """``path`` as a data source: a JSON file, a complete IDX directory, or a directory holding either."""
+    if path.is_file():
+        return path
+    if path.is_dir():
+        if not idx.missing_files(path):
+            return path
+        if (path / TUTORIAL_FILE).is_file():
+            return path / TUTORIAL_FILE
+    return None
+
+
+def _explicit(path: Path, origin: str) -> Path:
+    found = _usable(path)
+    if found is not None:
+        return found
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory (from {origin})")
+    missing = ", ".join(idx.missing_files(path))
+    raise DataError(f"{path}: neither {TUTORIAL_FILE} nor a complete set of IDX files (missing {missing}) (from {origin})")
+
+
+def _how_to(dataset: str, looked: list[Path]) -> str:
+    places = ", ".join(str(p) for p in looked)
+    if dataset == "fashion-mnist":
+        return (f"no Fashion-MNIST data found (looked in {places}); install Debian's package "
+                f"(apt-get install dataset-fashion-mnist) or pass --data DIR with its four IDX files")
+    return (f"no MNIST data found (looked in {places}) and downloads are off (PADDLE_MNIST_OFFLINE); "
+            f"pass --data PATH (a {TUTORIAL_FILE} or a directory of the four IDX files), "
+            f"set PADDLE_MNIST_DATA, or unset PADDLE_MNIST_OFFLINE to download from {download.mirrors()}")
+
+
+def find(path: str | os.PathLike | None, dataset: str = "mnist") -> Path:
+    """The data source for ``dataset``, in the README's order.
+
+    MNIST: explicit path, $PADDLE_MNIST_DATA, ./work/mnist.json.gz, the cache
+    dir, paddle's own download cache, then a download into the cache dir.
+    Fashion-MNIST: explicit path, $PADDLE_MNIST_FASHION_DATA, Debian's package.
+    """
+    if path is not None:
+        return _explicit(Path(path), "the path given")
+    env_name = "PADDLE_MNIST_FASHION_DATA" if dataset == "fashion-mnist" else "PADDLE_MNIST_DATA"
+    if os.environ.get(env_name):
+        return _explicit(Path(os.environ[env_name]), f"${env_name}")
+    if dataset == "fashion-mnist":
+        candidates = [DEBIAN_FASHION_DIR]
+    else:
+        candidates = [Path("work") / TUTORIAL_FILE, cache.cache_dir() / TUTORIAL_FILE,
+                      cache.cache_dir() / "mnist-idx", Path.home() / PADDLE_CACHE_SUBDIR]
+    for candidate in candidates:
+        found = _usable(candidate)
+        if found is not None:
+            return found
+    if dataset == "mnist" and not os.environ.get("PADDLE_MNIST_OFFLINE"):
+        return download.download_idx(cache.cache_dir() / "mnist-idx")
+    raise DataError(_how_to(dataset, candidates))

@@ -1,0 +1,61 @@
+"""Every test runs in a temp working dir with a private cache and downloads off.
+
+Integration tests use the real files in ../shared/data; outside CI they are
+skipped when those files are absent, in CI (CI=true) their absence fails.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from paddle_mnist import splits
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    for name in ("PADDLE_MNIST_DATA", "PADDLE_MNIST_FASHION_DATA", "PADDLE_MNIST_MIRRORS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PADDLE_MNIST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PADDLE_MNIST_OFFLINE", "1")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    splits._loaded.clear()
+    yield
+    splits._loaded.clear()
+
+
+def require(path: Path) -> Path:
+    """``path``, or a skip (a failure in CI, which provides it)."""
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: CI provides it (../shared/data, Debian's dataset-fashion-mnist)")
+        pytest.skip(f"{path} not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    """One cache dir for the whole session, so the real JSON is parsed once."""
+    return tmp_path_factory.mktemp("shared-cache")
+
+
+@pytest.fixture
+def shared_json(shared_cache, monkeypatch) -> Path:
+    monkeypatch.setenv("PADDLE_MNIST_CACHE", str(shared_cache))
+    return require(SHARED / "mnist.json.gz")
+
+
+@pytest.fixture
+def shared_idx(shared_cache, monkeypatch) -> Path:
+    monkeypatch.setenv("PADDLE_MNIST_CACHE", str(shared_cache))
+    return require(SHARED / "mnist-idx")
+
+
+@pytest.fixture
+def debian_fashion() -> Path:
+    from paddle_mnist import locate
+    return require(locate.DEBIAN_FASHION_DIR)

@@ -1,0 +1,53 @@
+"""Tiny data sets written to temp dirs: JSON in the tutorial's format and IDX directories."""
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from paddle_mnist import idx
+
+SIZES = {"train": 12, "valid": 6, "eval": 6}
+
+
+def random_splits(seed: int = 0, sizes: dict[str, int] = SIZES):
+    """uint8 pixels [N,28,28] and labels [N] per split."""
+    rng = np.random.default_rng(seed)
+    return {name: (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n).astype(np.uint8))
+            for name, n in sizes.items()}
+
+
+def json_payload(splits, scale: float = 256.0, offset: float = 0.0) -> list:
+    return [[(pixels.reshape(len(pixels), -1) / scale + offset).tolist(), labels.tolist()]
+            for pixels, labels in splits.values()]
+
+
+def write_json(path: Path, payload, **dump_args) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as f:
+        json.dump(payload, f, **dump_args)
+    return path
+
+
+def write_idx_dir(directory: Path, train, test, compress: bool = True) -> Path:
+    """The four IDX files for (pixels, labels) pairs ``train`` and ``test``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for (images, labels), key in ((train, "train"), (test, "test")):
+        write_idx_file(directory / idx.FILES[f"{key}_images"], idx.IMAGES_MAGIC, images, compress)
+        write_idx_file(directory / idx.FILES[f"{key}_labels"], idx.LABELS_MAGIC, labels, compress)
+    return directory
+
+
+def write_idx_file(stem_path: Path, magic: int, array: np.ndarray, compress: bool = True, header=None) -> Path:
+    dims = header if header is not None else array.shape
+    data = struct.pack(">" + "i" * (1 + len(dims)), magic, *dims) + np.ascontiguousarray(array, np.uint8).tobytes()
+    if compress:
+        path = stem_path.with_name(stem_path.name + ".gz")
+        path.write_bytes(gzip.compress(data))
+    else:
+        path = stem_path
+        path.write_bytes(data)
+    return path

@@ -1,0 +1,74 @@
+"""The parsed-data cache: a hit skips parsing, a changed source misses, a corrupt file is rebuilt."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fixtures import json_payload, random_splits, write_json
+from paddle_mnist import cache, splits, tutorial_json
+
+
+@pytest.fixture
+def source(tmp_path):
+    return write_json(tmp_path / "m.json.gz", json_payload(random_splits()))
+
+
+def cache_files():
+    return sorted(cache.cache_dir().glob("splits-*.npz"))
+
+
+def count_parses(monkeypatch):
+    calls = []
+    real = tutorial_json.parse
+    monkeypatch.setattr(tutorial_json, "parse", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+def reload(path):
+    splits._loaded.clear()
+    return splits.load(path)
+
+
+def test_miss_then_hit(source, monkeypatch):
+    parses = count_parses(monkeypatch)
+    first = reload(source)
+    assert len(parses) == 1 and len(cache_files()) == 1
+    second = reload(source)
+    assert len(parses) == 1, "a warm load must not parse the JSON again"
+    np.testing.assert_array_equal(first.splits["train"].pixels, second.splits["train"].pixels)
+    assert second.encoding == first.encoding
+
+
+def test_changed_source_is_a_miss(source, monkeypatch):
+    reload(source)
+    write_json(source, json_payload(random_splits(seed=9)))
+    parses = count_parses(monkeypatch)
+    data = reload(source)
+    assert len(parses) == 1 and len(cache_files()) == 2
+    np.testing.assert_array_equal(data.splits["eval"].labels, random_splits(seed=9)["eval"][1])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong arrays"])
+def test_corrupt_cache_is_rebuilt(source, monkeypatch, capsys, damage):
+    reload(source)
+    [path] = cache_files()
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"not a zip file at all")
+    else:
+        np.savez(path, key=np.array(cache.content_key([source])), train_pixels=np.zeros(3))
+    parses = count_parses(monkeypatch)
+    data = reload(source)
+    assert len(parses) == 1
+    assert "unreadable" in capsys.readouterr().err
+    np.testing.assert_array_equal(data.splits["train"].pixels, random_splits()["train"][0])
+    assert reload(source).splits["train"].pixels.shape == (12, 28, 28) and len(parses) == 1
+
+
+def test_failed_write_leaves_no_file(source, monkeypatch):
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(np, "savez", explode)
+    reload(source)
+    assert cache_files() == [] and list(cache.cache_dir().iterdir()) == []
