@@ -6,6 +6,7 @@ import sys
 
 COMMANDS = {
     "data": "prepare the tutorial's data file or draw sample images",
+    "train": "train a network and save it (.pdparams, metadata, history, curves)",
 }
 
 

@@ -17,7 +17,7 @@ import paddle
 
 from paddle_mnist import idx, splits, tutorial_json
 from paddle_mnist.errors import DataError, cli_entry
-from paddle_mnist.fileio import atomic_path, write_bytes_atomic
+from paddle_mnist.fileio import write_bytes_atomic
 
 MODES = {"train": "train", "valid": "valid", "eval": "eval", "test": "eval"}
 LABEL_DTYPES = ("int64", "float32")
@@ -27,11 +27,12 @@ class MnistDataset(paddle.io.Dataset):
     """One split of MNIST or Fashion-MNIST.
 
     ``label_dtype="float32"`` serves a regression loss (the tutorial's MSE);
-    ``transform`` maps a float32 [1,28,28] image to another (augmentation).
+    ``transform`` maps a float32 [1,28,28] image to another (augmentation);
+    ``limit`` keeps only the first N items, for quick runs.
     """
 
     def __init__(self, mode: str = "train", path: str | Path | None = None, *,
-                 dataset: str = "mnist", label_dtype: str = "int64", transform=None):
+                 dataset: str = "mnist", label_dtype: str = "int64", transform=None, limit: int | None = None):
         super().__init__()
         if mode not in MODES:
             raise DataError(f"unknown mode {mode!r}: choose train, valid, eval (or test)")
@@ -40,7 +41,7 @@ class MnistDataset(paddle.io.Dataset):
         data = splits.load(path, dataset)
         split = data.splits[MODES[mode]]
         self.mode, self.label_dtype, self.transform = MODES[mode], label_dtype, transform
-        self.pixels, self.targets = split.pixels, split.labels
+        self.pixels, self.targets = split.pixels[:limit], split.labels[:limit]
         self.encoding, self.classes, self.source = data.encoding, data.classes, data.source
 
     def __len__(self) -> int:
@@ -77,9 +78,7 @@ def prepare(idx_dir: Path, out: Path) -> dict[str, int]:
 
 def show(dataset: MnistDataset, n: int, out: Path, columns: int = 6) -> None:
     """A grid of the first ``n`` images titled with their class names."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from paddle_mnist.plots import plt, save_figure
 
     n = min(n, len(dataset))
     rows = max(1, -(-n // columns))
@@ -91,9 +90,7 @@ def show(dataset: MnistDataset, n: int, out: Path, columns: int = 6) -> None:
             ax.set_title(dataset.classes[dataset.targets[i]], fontsize=9)
     fig.suptitle(f"{dataset.source.name}: {dataset.mode}, first {n}", fontsize=10)
     fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format=out.suffix.lstrip(".") or "png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,60 @@
+"""The loss switch: one name decides the head size, the label dtype, the loss and how outputs become a digit.
+
+- ``cross_entropy``: 10 logits, int64 labels; digit = argmax, probabilities = softmax.
+- ``mse``: the tutorial's regression, 1 output, float32 labels, ``F.square_error_cost``;
+  digit = the output rounded and clipped to 0..9.
+- ``mse_onehot``: 10 outputs through softmax, squared error against the one-hot label:
+  the same head as cross-entropy, so only the loss differs (the fair comparison).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    outputs: int
+    label_dtype: str
+    summary: str
+
+    def __call__(self, outputs: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
+        """Mean loss of a batch; ``labels`` is [N,1] in ``label_dtype``."""
+        if self.name == "cross_entropy":
+            return F.cross_entropy(outputs, labels)
+        if self.name == "mse":
+            return paddle.mean(F.square_error_cost(outputs, labels))
+        onehot = F.one_hot(labels.squeeze(-1), 10)
+        return paddle.mean(paddle.sum(F.square_error_cost(F.softmax(outputs), onehot), axis=-1))
+
+    def scores(self, outputs: np.ndarray) -> np.ndarray:
+        """[N,10] class scores summing to 1, for top-k and the reported probability.
+
+        For the regression head this is a closeness score, exp(-2 (raw - k)^2)
+        normalised, not a calibrated probability: the model never saw classes.
+        """
+        if self.outputs == 1:
+            distance = outputs.reshape(-1, 1) - np.arange(10)
+            logits = -2.0 * distance ** 2
+        else:
+            logits = outputs
+        logits = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def digits(self, outputs: np.ndarray) -> np.ndarray:
+        """Predicted class per row: argmax, or the regression value rounded into 0..9."""
+        if self.outputs == 1:
+            return np.clip(np.rint(outputs.reshape(-1)), 0, 9).astype(np.int64)
+        return outputs.argmax(axis=1)
+
+
+LOSSES = {loss.name: loss for loss in (
+    Loss("cross_entropy", 10, "int64", "10 logits, softmax cross-entropy (the default)"),
+    Loss("mse", 1, "float32", "the tutorial's regression: 1 output, squared error to the digit's value"),
+    Loss("mse_onehot", 10, "int64", "10 outputs, softmax, squared error to the one-hot label"),
+)}

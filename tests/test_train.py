@@ -1,0 +1,130 @@
+"""The trainer on a tiny learnable data set: outputs, resume equivalence, the NaN guard, atomic saves."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from fixtures import json_payload, learnable_splits, write_json
+from paddle_mnist import checkpoint, train
+from paddle_mnist.errors import UserError
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    return write_json(tmp_path / "learnable.json.gz", json_payload(learnable_splits()))
+
+
+def run(data_file, out, *flags):
+    args = ["--data", str(data_file), "--out", str(out), "--model", "mlp", "--batch-size", "50", *flags]
+    return train.fit(train.resolve(train.build_parser().parse_args(args)))
+
+
+def test_tiny_run_learns_and_writes_every_file(data_file, tmp_path):
+    meta = run(data_file, tmp_path / "out", "--epochs", "3", "--lr", "0.05")
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} == {"mnist.pdparams", "mnist.pdopt", "best.pdparams", "mnist.json",
+                                               "history.csv", "curves.png"}
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert meta["metrics"]["eval_acc"] > 0.9
+    saved = json.loads((out / "mnist.json").read_text())
+    assert (saved["model"], saved["loss"], saved["outputs"], saved["epochs_done"]) == ("mlp", "cross_entropy", 10, 3)
+    assert saved["normalization"]["name"] == "pixel/256" and saved["classes"][7] == "7"
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert oct((out / "mnist.pdparams").stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_mse_switches_head_and_labels(data_file, tmp_path):
+    meta = run(data_file, tmp_path / "out", "--loss", "mse", "--epochs", "1", "--lr", "0.001")
+    assert (meta["outputs"], meta["label_dtype"]) == (1, "float32")
+    state = checkpoint.load_state(tmp_path / "out" / "mnist.pdparams")
+    assert state["body.4.weight"].shape == (128, 1)
+
+
+def weights(out):
+    return checkpoint.load_state(out / "mnist.pdparams")
+
+
+@pytest.mark.parametrize("recipe", [
+    ["--model", "cnn", "--optimizer", "sgd"],
+    ["--optimizer", "momentum", "--schedule", "cosine", "--augment", "--weight-decay", "1e-4"],
+])
+def test_resume_after_interruption_matches_an_uninterrupted_run(data_file, tmp_path, monkeypatch, recipe):
+    flags = ["--epochs", "3", "--lr", "0.02", "--seed", "7", *recipe]
+    run(data_file, tmp_path / "straight", *flags)
+
+    real_epoch = train.train_epoch
+
+    def interrupted(*args):
+        if args[-1] == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args)
+    monkeypatch.setattr(train, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(data_file, tmp_path / "resumed", *flags)
+    assert json.loads((tmp_path / "resumed" / "mnist.json").read_text())["epochs_done"] == 1
+    monkeypatch.setattr(train, "train_epoch", real_epoch)
+    meta = run(data_file, tmp_path / "resumed", *flags, "--resume")
+
+    straight, resumed = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    for name in straight:
+        np.testing.assert_array_equal(straight[name], resumed[name], err_msg=name)
+    assert [row["epoch"] for row in meta["history"]] == [1, 2, 3]
+
+
+def test_resume_refuses_a_different_run(data_file, tmp_path):
+    run(data_file, tmp_path / "out", "--epochs", "1")
+    with pytest.raises(UserError, match="cannot resume: the saved run differs in lr"):
+        run(data_file, tmp_path / "out", "--epochs", "2", "--lr", "0.5", "--resume")
+    (tmp_path / "out" / "mnist.pdopt").write_bytes(b"torn")
+    with pytest.raises(UserError, match="mnist.pdopt: does not match mnist.json"):
+        run(data_file, tmp_path / "out", "--epochs", "2", "--resume")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_file, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    run(data_file, out, "--epochs", "1")
+    before = (out / "mnist.pdparams").read_bytes(), (out / "mnist.json").read_bytes()
+    real_epoch = train.train_epoch
+
+    def poisoned(model, loss_fn, *rest):
+        return real_epoch(model, lambda o, y: loss_fn(o, y) * float("nan"), *rest)
+    monkeypatch.setattr(train, "train_epoch", poisoned)
+    capsys.readouterr()
+    code = train.main(["--data", str(data_file), "--out", str(out), "--model", "mlp", "--batch-size", "50",
+                       "--epochs", "2", "--resume"])
+    assert code == 1
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("paddle-mnist train: error: loss became nan at epoch 2, batch 1")
+    assert "last good checkpoint is untouched (epoch 1" in message
+    assert ((out / "mnist.pdparams").read_bytes(), (out / "mnist.json").read_bytes()) == before
+
+
+def test_failure_mid_write_leaves_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "mnist.pdparams"
+    checkpoint.save_state(target, {"w": np.ones(3, np.float32)})
+    old = target.read_bytes()
+
+    def crash(fd):
+        raise OSError("disk full")
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save_state(target, {"w": np.zeros(300, np.float32)})
+    assert target.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == ["mnist.pdparams"], "no temp file may be left behind"
+
+
+def test_bad_flags_are_one_line_errors(data_file, capsys):
+    assert train.main(["--data", str(data_file), "--epochs", "0"]) == 1
+    assert capsys.readouterr().err.strip() == "paddle-mnist train: error: --epochs must be at least 1, got 0"
