@@ -33,11 +33,15 @@ class CheckpointError(UserError):
     pass
 
 
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
 class _StateUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"it refers to {module}.{name}, which no state dict contains")
+        raise _Refused(f"it refers to {module}.{name}, which no state dict contains")
 
 
 def load_state(path: Path) -> dict:
@@ -48,7 +52,7 @@ def load_state(path: Path) -> dict:
         raise CheckpointError(f"{path}: no such file") from None
     try:
         state = _StateUnpickler(io.BytesIO(data)).load()
-    except pickle.UnpicklingError as e:
+    except _Refused as e:
         raise CheckpointError(f"{path}: refused to load: {e}") from None
     except Exception as e:  # truncated or not a pickle at all
         raise CheckpointError(f"{path}: not a paddle state file ({type(e).__name__}: {e})") from None

@@ -7,6 +7,8 @@ import sys
 COMMANDS = {
     "data": "prepare the tutorial's data file or draw sample images",
     "train": "train a network and save it (.pdparams, metadata, history, curves)",
+    "predict": "predict the digit in local images",
+    "export": "export a trained model for Paddle Inference (paddle.jit.save)",
 }
 
 

@@ -85,6 +85,35 @@ class LeNet(nn.Layer):
         return self.head(paddle.flatten(self.features(x), 1))
 
 
+class ConvNet(nn.Layer):
+    """Two 5x5 conv-BN-ReLU-maxpool stages (16, 32 channels), a 128 hidden layer with dropout."""
+
+    def __init__(self, outputs: int = 10, widths: tuple[int, int] = (16, 32), hidden: int = 128):
+        super().__init__()
+        a, b = widths
+        self.features = nn.Sequential(
+            conv_bn(1, a, 5), nn.ReLU(), nn.MaxPool2D(2, 2), conv_bn(a, b, 5), nn.ReLU(), nn.MaxPool2D(2, 2))
+        self.head = nn.Sequential(nn.Linear(b * 49, hidden), nn.ReLU(), nn.Dropout(0.3), nn.Linear(hidden, outputs))
+
+    def forward(self, x):
+        return self.head(paddle.flatten(self.features(x), 1))
+
+
+class VGG(nn.Layer):
+    """Two stages of double 3x3 conv-BN-ReLU then maxpool (16, 32 channels), a 128 hidden layer with dropout."""
+
+    def __init__(self, outputs: int = 10, widths: tuple[int, int] = (16, 32), hidden: int = 128):
+        super().__init__()
+        a, b = widths
+        self.features = nn.Sequential(
+            conv_bn(1, a, 3), nn.ReLU(), conv_bn(a, a, 3), nn.ReLU(), nn.MaxPool2D(2, 2),
+            conv_bn(a, b, 3), nn.ReLU(), conv_bn(b, b, 3), nn.ReLU(), nn.MaxPool2D(2, 2))
+        self.head = nn.Sequential(nn.Linear(b * 49, hidden), nn.ReLU(), nn.Dropout(0.3), nn.Linear(hidden, outputs))
+
+    def forward(self, x):
+        return self.head(paddle.flatten(self.features(x), 1))
+
+
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(Conv2D(cin, cout, kernel, stride, padding=kernel // 2, bias_attr=False), nn.BatchNorm2D(cout))
 
@@ -149,7 +178,8 @@ class Inception(nn.Layer):
         return self.fc(paddle.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-MODELS = {"linear": Linear, "mlp": MLP, "cnn": MNIST, "lenet": LeNet, "resnet": ResNet, "inception": Inception}
+MODELS = {"linear": Linear, "mlp": MLP, "cnn": MNIST, "lenet": LeNet, "convnet": ConvNet, "vgg": VGG,
+          "resnet": ResNet, "inception": Inception}
 
 
 def build(name: str, outputs: int) -> nn.Layer:

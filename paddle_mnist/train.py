@@ -32,9 +32,9 @@ from paddle_mnist.progress import Progress, format_seconds
 PRESETS = {
     "tutorial": dict(model="cnn", loss="cross_entropy", optimizer="sgd", lr=0.01, batch_size=100, epochs=10,
                      schedule="constant", weight_decay=0.0, augment=False),
-    "fast": dict(model="cnn", loss="cross_entropy", optimizer="adam", lr=0.003, batch_size=128, epochs=5,
+    "fast": dict(model="convnet", loss="cross_entropy", optimizer="adam", lr=0.003, batch_size=128, epochs=5,
                  schedule="onecycle", weight_decay=0.0, augment=False),
-    "best": dict(model="resnet", loss="cross_entropy", optimizer="momentum", lr=0.1, batch_size=128, epochs=20,
+    "best": dict(model="vgg", loss="cross_entropy", optimizer="momentum", lr=0.05, batch_size=128, epochs=30,
                  schedule="onecycle", weight_decay=5e-4, augment=True),
 }
 # Fields that must not change when a run is resumed (epochs may grow with a constant schedule).

@@ -59,3 +59,33 @@ def shared_idx(shared_cache, monkeypatch) -> Path:
 def debian_fashion() -> Path:
     from paddle_mnist import locate
     return require(locate.DEBIAN_FASHION_DIR)
+
+
+@pytest.fixture(scope="session")
+def trained_dir(tmp_path_factory, shared_cache) -> Path:
+    """A convnet trained briefly on 10,000 real MNIST images (~97-98 %), once per session."""
+    from paddle_mnist import train
+
+    data = require(SHARED / "mnist.json.gz")
+    out = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PADDLE_MNIST_CACHE", str(shared_cache))
+        train.fit(train.Config(data=str(data), model="convnet", optimizer="adam", lr=0.003, batch_size=128,
+                               epochs=2, schedule="onecycle", limit_train=10_000, out=str(out)))
+    return out
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path):
+    """A quick mlp on the learnable synthetic set: enough to exercise the predictor's plumbing."""
+    from fixtures import json_payload, learnable_splits, write_json
+    from paddle_mnist import train
+
+    data = write_json(tmp_path / "learnable.json.gz", json_payload(learnable_splits()))
+
+    def make(loss="cross_entropy"):
+        out = tmp_path / f"model-{loss}"
+        train.fit(train.Config(data=str(data), model="mlp", loss=loss, lr=0.05 if loss != "mse" else 0.001,
+                               batch_size=50, epochs=1, out=str(out)))
+        return out
+    return make

@@ -1,0 +1,199 @@
+"""Predict the digit in local images: ``python -m paddle_mnist.predict IMG [IMG ...]``.
+
+``Predictor.from_dir("output")`` rebuilds the trained model from its metadata
+(no flags needed) and ``predict`` accepts paths, PIL images, uint8 or float
+arrays, or a list of them, run through the preprocessing in
+``paddle_mnist.preprocess`` and then one batched forward pass.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import paddle
+from PIL import Image
+
+from paddle_mnist import checkpoint, losses, models, preprocess
+from paddle_mnist.errors import UserError, cli_entry
+from paddle_mnist.splits import Encoding
+
+INFERENCE_PREFIX = Path("inference") / "mnist"  # export's default, inside the model dir
+
+
+@dataclass
+class Prediction:
+    source: str
+    digit: int | None = None
+    probability: float | None = None
+    topk: list[tuple[int, float]] = field(default_factory=list)
+    raw: float | None = None      # the regression output, for the mse loss
+    error: str | None = None      # why there is no prediction (unreadable, no digit found)
+
+
+class DynamicEngine:
+    """The trained ``paddle.nn.Layer`` in eval mode."""
+
+    def __init__(self, model: paddle.nn.Layer):
+        self.model = model
+        self.model.eval()
+
+    @paddle.no_grad()
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.model(paddle.to_tensor(batch)).numpy()
+
+
+class InferenceEngine:
+    """The exported static model run by Paddle Inference (``paddle.inference``)."""
+
+    def __init__(self, prefix: Path):
+        model_file, params_file = Path(f"{prefix}.json"), Path(f"{prefix}.pdiparams")
+        for path in (model_file, params_file):
+            if not path.is_file():
+                raise UserError(f"{path}: no such file (run paddle-mnist export first)")
+        config = paddle.inference.Config(str(model_file), str(params_file))
+        config.disable_glog_info()
+        self.predictor = paddle.inference.create_predictor(config)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        handle = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        handle.reshape(list(batch.shape))
+        handle.copy_from_cpu(np.ascontiguousarray(batch))
+        self.predictor.run()
+        return self.predictor.get_output_handle(self.predictor.get_output_names()[0]).copy_to_cpu()
+
+
+def build_model(meta: dict, weights_path: Path) -> paddle.nn.Layer:
+    """The network ``mnist.json`` describes, with the given weights loaded safely."""
+    if meta.get("model") not in models.MODELS:
+        raise UserError(f"{weights_path.parent / checkpoint.METADATA}: unknown model {meta.get('model')!r}")
+    model = models.build(meta["model"], meta["outputs"])
+    checkpoint.load_weights(model, weights_path)
+    return model
+
+
+class Predictor:
+    def __init__(self, engine, loss: losses.Loss, encoding: Encoding, classes: list[str]):
+        self.engine, self.loss, self.encoding, self.classes = engine, loss, encoding, classes
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path = "output", *, weights: str = "best", engine: str = "dynamic",
+                 inference_prefix: str | Path | None = None) -> "Predictor":
+        """Rebuild from a training output dir: ``mnist.json`` says which model, loss and scaling."""
+        model_dir = Path(model_dir)
+        meta = checkpoint.load_metadata(model_dir)
+        loss = losses.LOSSES[meta["loss"]]
+        norm = meta["normalization"]
+        encoding = Encoding(norm["name"], norm["scale"], norm["offset"])
+        if engine == "inference":
+            runner = InferenceEngine(Path(inference_prefix) if inference_prefix else model_dir / INFERENCE_PREFIX)
+        else:
+            runner = DynamicEngine(build_model(meta, model_dir / meta["weights"][weights]))
+        return cls(runner, loss, encoding, meta["classes"])
+
+    def model_input(self, item, naive: bool = False) -> np.ndarray:
+        """float32 [1,28,28] as the model saw its training data (or the tutorial's naive input)."""
+        image = item_image(item)
+        if naive:
+            return preprocess.naive(image)[None]
+        return self.encoding.decode(preprocess.mnist_like(image))[None]
+
+    def predict(self, items, *, topk: int = 3, naive: bool = False):
+        """A ``Prediction`` for one item, or a list for a list; all in one forward pass."""
+        single = not isinstance(items, (list, tuple))
+        items = [items] if single else list(items)
+        results, inputs, slots = [], [], []
+        for item in items:
+            result = Prediction(source=describe(item))
+            try:
+                inputs.append(self.model_input(item, naive))
+                slots.append(result)
+            except UserError as e:
+                message = str(e)
+                result.error = message if message.startswith(result.source) else f"{result.source}: {message}"
+            results.append(result)
+        if inputs:
+            outputs = self.engine(np.stack(inputs).astype(np.float32))
+            for result, row in zip(slots, outputs):
+                self._fill(result, row, topk)
+        return results[0] if single else results
+
+    def _fill(self, result: Prediction, output: np.ndarray, topk: int) -> None:
+        scores = self.loss.scores(output[None])[0]
+        result.digit = int(self.loss.digits(output[None])[0])
+        result.probability = float(scores[result.digit])
+        order = np.argsort(-scores, kind="stable")[:topk]
+        result.topk = [(int(k), float(scores[k])) for k in order]
+        if self.loss.outputs == 1:
+            result.raw = float(output[0])
+
+
+def item_image(item) -> Image.Image:
+    """A PIL image from a path, a PIL image, or a uint8 / float-in-[0,1] array (1 = white)."""
+    if isinstance(item, Image.Image):
+        return item
+    if isinstance(item, (str, Path)):
+        return preprocess.open_image(Path(item))
+    array = np.asarray(item)
+    array = array.reshape(array.shape[-2:]) if array.ndim > 2 and np.prod(array.shape[:-2]) == 1 else array
+    if array.dtype != np.uint8:
+        if array.size == 0 or not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise UserError("a float image array must hold values in [0, 1]")
+        array = np.rint(array * 255).astype(np.uint8)
+    if array.ndim != 2:
+        raise UserError(f"an image array must be [H, W], got shape {list(np.shape(item))}")
+    return Image.fromarray(array, mode="L")
+
+
+def describe(item) -> str:
+    if isinstance(item, (str, Path)):
+        return str(item)
+    return f"<{type(item).__name__} {getattr(item, 'size', getattr(item, 'shape', ''))}>"
+
+
+def format_line(result: Prediction, classes: list[str]) -> str:
+    top = ", ".join(f"{classes[k]} {p:.3f}" for k, p in result.topk)
+    raw = f", raw {result.raw:.2f}" if result.raw is not None else ""
+    return f"{result.source}: {classes[result.digit]} (p={result.probability:.3f}{raw}) top-{len(result.topk)}: {top}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paddle-mnist predict", description="Predict the digit in local images.")
+    parser.add_argument("images", nargs="+", metavar="IMG", help="image files (any format Pillow reads)")
+    parser.add_argument("--model-dir", default="output", help="a training output dir with mnist.json (default: output)")
+    parser.add_argument("--weights", choices=("best", "last"), default="best",
+                        help="the best-validation or the last epoch's weights (default: best)")
+    parser.add_argument("--topk", type=int, default=3, help="how many ranked guesses to show (default: 3)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text (default: text)")
+    parser.add_argument("--naive", action="store_true",
+                        help="the tutorial's preprocessing (grey, squash to 28x28, invert), for comparison (default: off)")
+    parser.add_argument("--engine", choices=("dynamic", "inference"), default="dynamic",
+                        help="dynamic = the paddle.nn model; inference = the exported model in Paddle Inference (default: dynamic)")
+    parser.add_argument("--inference-prefix", default=None,
+                        help="path prefix of the exported model (default: MODEL_DIR/inference/mnist)")
+    return parser
+
+
+@cli_entry("paddle-mnist predict")
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.topk < 1:
+        raise UserError(f"--topk must be at least 1, got {args.topk}")
+    predictor = Predictor.from_dir(args.model_dir, weights=args.weights, engine=args.engine,
+                                   inference_prefix=args.inference_prefix)
+    results = predictor.predict(list(args.images), topk=min(args.topk, 10), naive=args.naive)
+    for result in results:
+        if args.json:
+            print(json.dumps({k: v for k, v in asdict(result).items() if v is not None}))
+        elif not result.error:
+            print(format_line(result, predictor.classes))
+        if result.error:
+            print(f"paddle-mnist predict: error: {result.error}", file=sys.stderr)
+    return 0 if all(r.error is None for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

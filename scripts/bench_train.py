@@ -1,0 +1,166 @@
+"""Training throughput of the tutorial's network, images/s, each variant in a fresh process.
+
+    python scripts/bench_train.py [--data ../shared/data/mnist.json.gz] [--images 6000]
+
+Variants:
+  tutorial_loop      the tutorial's code: per-sample __getitem__ on Python lists, paddle.io.DataLoader,
+                     stock nn.Conv2D, stock environment
+  trainer            paddle_mnist.train.train_epoch as shipped (in-memory batches by index,
+                     the reshaped bias add, MKL_DEBUG_CPU_TYPE=5)
+  trainer_stock_mkl  the trainer without MKL_DEBUG_CPU_TYPE=5
+  trainer_stock_conv the trainer with paddle's own nn.Conv2D bias add
+  trainer_onednn     the trainer with FLAGS_use_mkldnn=True
+  trainer_to_static  the trainer with the model under paddle.jit.to_static
+  torch              the same network and loop in PyTorch, when torch is importable (never a dependency)
+
+Prints one JSON object: images/s per variant (or the error that stopped it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VARIANTS = ("tutorial_loop", "trainer", "trainer_stock_mkl", "trainer_stock_conv", "trainer_onednn",
+            "trainer_to_static", "torch")
+BATCH, WARMUP_BATCHES = 100, 5
+
+
+def tutorial_loop(data: str, images: int) -> float:
+    """The tutorial's Dataset and loop, fed the same images as Python lists."""
+    import numpy as np
+    import paddle
+    import paddle.nn.functional as F
+
+    from paddle_mnist import splits
+
+    split = splits.load(data).splits["train"]
+    imgs = (split.pixels[:images] / 256).reshape(images, 784).tolist()
+    labels = split.labels[:images].tolist()
+
+    class TutorialDataset(paddle.io.Dataset):
+        def __getitem__(self, i):
+            return (np.reshape(imgs[i], [1, 28, 28]).astype("float32"),
+                    np.reshape(labels[i], [1]).astype("int64"))
+
+        def __len__(self):
+            return len(labels)
+
+    model = stock_tutorial_net()
+    opt = paddle.optimizer.SGD(0.01, parameters=model.parameters())
+    loader = paddle.io.DataLoader(TutorialDataset(), batch_size=BATCH, shuffle=True, drop_last=True)
+    start, seen = None, 0
+    for i, (x, y) in enumerate(loader()):
+        if i == WARMUP_BATCHES:
+            start, seen = time.perf_counter(), 0
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+        seen += len(y)
+    return seen / (time.perf_counter() - start)
+
+
+def stock_tutorial_net():
+    import paddle.nn as nn
+
+    from paddle_mnist import models
+    models.Conv2D = nn.Conv2D  # only this benchmark process
+    return models.MNIST(10)
+
+
+def trainer(data: str, images: int, variant: str) -> float:
+    import paddle
+
+    from paddle_mnist import losses, models, train
+    from paddle_mnist.data import MnistDataset
+
+    if variant == "trainer_onednn":
+        paddle.set_flags({"FLAGS_use_mkldnn": True})
+    model = stock_tutorial_net() if variant == "trainer_stock_conv" else models.MNIST(10)
+    if variant == "trainer_to_static":
+        model = paddle.jit.to_static(model)
+    config = train.Config(data=data, epochs=1)
+    loss = losses.LOSSES["cross_entropy"]
+    optimizer = paddle.optimizer.SGD(0.01, parameters=model.parameters())
+    warm = MnistDataset("train", data, limit=WARMUP_BATCHES * BATCH)
+    train.train_epoch(model, loss, optimizer, None, warm, config, 1)
+    timed = MnistDataset("train", data, limit=images)
+    return train.train_epoch(model, loss, optimizer, None, timed, config, 1)["images_per_s"]
+
+
+def torch_loop(data: str, images: int) -> float:
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    from paddle_mnist import splits
+
+    split = splits.load(data).splits["train"]
+    x_all = torch.from_numpy(split.pixels[:images].reshape(-1, 1, 28, 28) / 256).float()
+    y_all = torch.from_numpy(split.labels[:images].astype("int64"))
+    model = nn.Sequential(nn.Conv2d(1, 20, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(2, 2),
+                          nn.Conv2d(20, 20, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(), nn.Linear(980, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    order = torch.randperm(images)
+    start, seen = None, 0
+    for i, first in enumerate(range(0, images - BATCH + 1, BATCH)):
+        if i == WARMUP_BATCHES:
+            start, seen = time.perf_counter(), 0
+        idx = order[first:first + BATCH]
+        loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        seen += len(idx)
+    return seen / (time.perf_counter() - start)
+
+
+def run_variant(variant: str, data: str, images: int) -> float:
+    if variant == "tutorial_loop":
+        return tutorial_loop(data, images)
+    if variant == "torch":
+        return torch_loop(data, images)
+    return trainer(data, images, variant)
+
+
+def child_env(variant: str) -> dict:
+    env = dict(os.environ)
+    if variant in ("tutorial_loop", "trainer_stock_mkl"):
+        env["MKL_DEBUG_CPU_TYPE"] = ""  # present but empty: paddle_mnist leaves it, MKL ignores it
+    return env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/mnist.json.gz"),
+                        help="the data file (default: ../shared/data/mnist.json.gz)")
+    parser.add_argument("--images", type=int, default=6000, help="images timed per variant, after warm-up (default: 6000)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="which to run (default: all)")
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_variant(args.child, args.data, args.images)))
+        return
+    report = {"images": args.images, "batch": BATCH, "cpus": os.cpu_count(), "images_per_s": {}}
+    for variant in args.variants:
+        result = subprocess.run([sys.executable, __file__, "--child", variant, "--data", args.data,
+                                 "--images", str(args.images)], capture_output=True, text=True, env=child_env(variant))
+        if result.returncode == 0:
+            report["images_per_s"][variant] = round(json.loads(result.stdout.strip().splitlines()[-1]))
+        else:
+            report["images_per_s"][variant] = "failed: " + (result.stderr.strip().splitlines() or ["?"])[-1][:200]
+    rates = report["images_per_s"]
+    if isinstance(rates.get("trainer"), int) and isinstance(rates.get("tutorial_loop"), int):
+        report["trainer_vs_tutorial"] = round(rates["trainer"] / rates["tutorial_loop"], 2)
+    if isinstance(rates.get("trainer"), int) and isinstance(rates.get("torch"), int):
+        report["trainer_vs_torch"] = round(rates["trainer"] / rates["torch"], 2)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

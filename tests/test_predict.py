@@ -1,0 +1,134 @@
+"""The predictor: realistic pictures, the API's input forms, bad input, malicious weights, export parity."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from paddle_mnist import checkpoint, export, photos
+from paddle_mnist.data import MnistDataset
+from paddle_mnist.errors import UserError
+from paddle_mnist.predict import Predictor
+
+
+def run_predict(*args):
+    return subprocess.run([sys.executable, "-m", "paddle_mnist.predict", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+# --- with a model trained on real MNIST ---------------------------------------
+
+@pytest.fixture(scope="module")
+def photo_set(tmp_path_factory, trained_dir):
+    from conftest import SHARED
+    evaluation = MnistDataset("eval", SHARED / "mnist.json.gz")
+    digits, labels = evaluation.pixels[:90], evaluation.targets[:90]
+    return photos.write_set(digits, labels, tmp_path_factory.mktemp("photos"), seed=1)
+
+
+def test_realistic_pictures_need_the_real_preprocessing(trained_dir, photo_set):
+    predictor = Predictor.from_dir(trained_dir)
+    default = photos.accuracy_by_style(predictor, photo_set, naive=False)
+    naive = photos.accuracy_by_style(predictor, photo_set, naive=True)
+    assert default["all"] >= 0.9, default
+    assert naive["all"] <= 0.5, naive
+    for style in photos.STYLES:
+        assert default[style] > naive[style], (style, default, naive)
+
+
+def test_inputs_of_every_form_in_one_forward_pass(trained_dir, photo_set):
+    predictor = Predictor.from_dir(trained_dir)
+    calls = []
+    engine = predictor.engine
+    predictor.engine = lambda batch: calls.append(batch.shape) or engine(batch)
+    path, label, _ = photo_set[0]
+    image = Image.open(path)
+    gray = np.asarray(image.convert("L"))
+    items = [str(path), image, gray, gray / 255.0, Path(path)]
+    results = predictor.predict(items)
+    assert calls == [(5, 1, 28, 28)]
+    assert {r.digit for r in results} == {label}
+    single = predictor.predict(str(path), topk=5)
+    assert single.digit == label and len(single.topk) == 5 and single.topk[0][0] == label
+    assert 0.5 < single.probability <= 1
+
+
+def test_cli_lines_json_and_exit_codes(trained_dir, photo_set, tmp_path):
+    (path, label, _), (path2, label2, _) = photo_set[:2]
+    ok = run_predict(path, path2, "--model-dir", trained_dir)
+    assert ok.returncode == 0, ok.stderr
+    lines = ok.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{path}: {label} (p=") and "top-3:" in lines[0]
+    blank = tmp_path / "blank.png"
+    Image.new("L", (300, 200), 235).save(blank)
+    mixed = run_predict(blank, tmp_path / "missing.jpg", path, "--model-dir", trained_dir, "--json")
+    assert mixed.returncode == 1
+    rows = [json.loads(line) for line in mixed.stdout.strip().splitlines()]
+    assert rows[0]["error"].startswith(f"{blank}: no digit found")
+    assert rows[1]["error"] == f"{tmp_path / 'missing.jpg'}: no such file"
+    assert rows[2]["digit"] == label and len(rows[2]["topk"]) == 3, "every image is still attempted"
+    assert "Traceback" not in mixed.stderr and len(mixed.stderr.strip().splitlines()) == 2
+
+
+def test_export_matches_the_dynamic_model(trained_dir, photo_set):
+    difference = export.export(trained_dir, trained_dir / "inference" / "mnist")
+    assert difference <= 1e-5
+    paths = [str(p) for p, _, _ in photo_set[:12]]
+    dynamic = Predictor.from_dir(trained_dir).predict(paths)
+    static = Predictor.from_dir(trained_dir, engine="inference").predict(paths)
+    assert [r.digit for r in dynamic] == [r.digit for r in static]
+    np.testing.assert_allclose([r.probability for r in dynamic], [r.probability for r in static], atol=1e-5)
+
+
+# --- plumbing, with a tiny model ----------------------------------------------
+
+def test_mse_model_reports_the_raw_value(tiny_model_dir, tmp_path):
+    model_dir = tiny_model_dir("mse")
+    picture = tmp_path / "x.png"
+    Image.fromarray(np.pad(np.full((20, 8), 255, np.uint8), 4)).save(picture)
+    result = run_predict(picture, "--model-dir", model_dir, "--json")
+    row = json.loads(result.stdout)
+    assert isinstance(row["raw"], float) and row["digit"] == min(9, max(0, round(row["raw"])))
+
+
+def test_model_dir_problems_are_one_line_errors(tiny_model_dir, tmp_path):
+    with pytest.raises(UserError, match="mnist.json: no such file"):
+        Predictor.from_dir(tmp_path / "empty")
+    model_dir = tiny_model_dir()
+    (model_dir / "best.pdparams").unlink()
+    with pytest.raises(UserError, match="best.pdparams: no such file"):
+        Predictor.from_dir(model_dir)
+    meta = json.loads((model_dir / "mnist.json").read_text())
+    meta["model"] = "cnn"
+    (model_dir / "mnist.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=r"weights do not fit the model: missing \['conv1.bias'.*unexpected \['body.0.bias'"):
+        Predictor.from_dir(model_dir, weights="last")
+    result = run_predict("x.png", "--model-dir", tmp_path / "empty")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "no such file" in result.stderr
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_is_refused_without_running(tiny_model_dir, tmp_path):
+    model_dir = tiny_model_dir()
+    marker = tmp_path / "pwned"
+    exploit = Exploit()
+    exploit.marker = marker
+    (model_dir / "best.pdparams").write_bytes(pickle.dumps({"body.0.weight": exploit}))
+    with pytest.raises(checkpoint.CheckpointError, match=r"best.pdparams: refused to load: it refers to posix.system"):
+        Predictor.from_dir(model_dir)
+    assert not marker.exists(), "the payload must never run"
+    truncated = model_dir / "mnist.pdparams"
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    with pytest.raises(checkpoint.CheckpointError, match="mnist.pdparams: not a paddle state file"):
+        Predictor.from_dir(model_dir, weights="last")

@@ -1,0 +1,125 @@
+"""Each preprocessing step on its own, and the bad-file errors of open_image."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from paddle_mnist import preprocess
+from paddle_mnist.preprocess import ImageError, NoDigitFound
+
+
+def stroke_image(h=120, w=200, box=(30, 60, 40, 120), ink=20, paper=230) -> np.ndarray:
+    """Grey paper with a dark rectangle 'stroke' (top, left, height, width)."""
+    image = np.full((h, w), paper, np.uint8)
+    t, l, hh, ww = box
+    image[t:t + hh, l:l + ww] = ink
+    return image
+
+
+def test_exif_rotation_is_applied():
+    upright = Image.fromarray(stroke_image())
+    stored = upright.rotate(90, expand=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", exif=exif)
+    restored = preprocess.exif_upright(Image.open(buffer))
+    assert restored.size == upright.size
+
+
+@pytest.mark.parametrize("mode", ["RGB", "P", "1", "I;16", "LA"])
+def test_modes_become_gray_in_unit_range(mode):
+    base = Image.fromarray(stroke_image())
+    image = base.convert("RGB").convert("P") if mode == "P" else base.convert(mode)
+    if mode == "I;16":
+        image = Image.fromarray(stroke_image().astype(np.uint16) * 257)
+    gray = preprocess.to_gray(image)
+    assert gray.shape == (120, 200) and gray.dtype == np.float32
+    assert gray[0, 0] >= 0.75 and gray[50, 80] < 0.2  # the web palette turns paper grey 230 into 204
+
+
+def test_transparent_png_is_composited_over_white():
+    rgba = np.zeros((50, 50, 4), np.uint8)
+    rgba[20:30, 20:30] = (10, 10, 10, 255)
+    gray = preprocess.to_gray(Image.fromarray(rgba, "RGBA"))
+    assert gray[0, 0] == 1.0 and gray[25, 25] < 0.1
+
+
+def test_polarity_makes_ink_bright_either_way():
+    dark_on_light = stroke_image() / 255.0
+    light_on_dark = 1 - dark_on_light
+    for picture in (dark_on_light, light_on_dark):
+        ink = preprocess.ink_polarity(picture.astype(np.float32))
+        assert ink[0, 0] < 0.2 and ink[50, 80] > 0.8
+
+
+def test_levelling_removes_background_and_faint_noise():
+    rng = np.random.default_rng(0)
+    ink = 0.3 + 0.05 * rng.random((100, 100)).astype(np.float32)
+    ink[40:60, 45:55] = 0.9
+    levelled = preprocess.level_background(ink)
+    assert levelled[0:30].max() == 0 and levelled[50, 50] == pytest.approx(1, abs=0.1)
+
+
+def test_blank_image_is_no_digit():
+    rng = np.random.default_rng(0)
+    with pytest.raises(NoDigitFound, match="no digit found"):
+        preprocess.level_background(0.5 + 0.02 * rng.random((64, 64)).astype(np.float32))
+
+
+def test_small_digit_on_a_big_page_is_found():
+    page = np.zeros((500, 500), np.float32)
+    page[300:330, 100:104] = 1.0  # 0.05 % of the page
+    assert preprocess.level_background(page).max() == 1.0
+
+
+def test_crop_ignores_stray_specks():
+    ink = np.zeros((200, 200), np.float32)
+    ink[50:150, 80:120] = 1.0
+    ink[5, 195] = 1.0
+    crop = preprocess.crop_to_ink(ink)
+    assert crop.shape == (100, 40)
+
+
+def test_fit_box_keeps_aspect_and_centre_of_mass_is_centred():
+    tall = np.ones((100, 40), np.float32)
+    fitted = preprocess.fit_box(tall)
+    assert fitted.shape == (20, 8)
+    canvas = preprocess.center_of_mass_canvas(fitted)
+    rows, cols = np.nonzero(canvas)
+    assert canvas.shape == (28, 28)
+    com = np.array([(canvas.sum(1) @ np.arange(28)), (canvas.sum(0) @ np.arange(28))]) / canvas.sum()
+    np.testing.assert_allclose(com, [13.5, 13.5], atol=0.6)
+
+
+def test_pipeline_output_is_mnist_like():
+    pixels = preprocess.mnist_like(Image.fromarray(stroke_image()))
+    assert pixels.shape == (28, 28) and pixels.dtype == np.uint8
+    assert pixels[0].max() == 0 and pixels.max() == 255
+    rows, cols = np.nonzero(pixels)
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 <= 21
+
+
+def test_naive_is_the_tutorials():
+    image = Image.fromarray(stroke_image())
+    expected = 1 - np.asarray(image.convert("L").resize((28, 28), Image.LANCZOS), np.float32) / 255
+    np.testing.assert_array_equal(preprocess.naive(image), expected)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ImageError, match="nope.png: no such file"):
+        preprocess.open_image(tmp_path / "nope.png")
+    (tmp_path / "notes.png").write_text("not a picture")
+    with pytest.raises(ImageError, match=r"notes.png: not an image"):
+        preprocess.open_image(tmp_path / "notes.png")
+    buffer = io.BytesIO()
+    Image.fromarray(stroke_image(400, 400)).save(buffer, "JPEG")
+    (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(ImageError, match=r"cut.jpg: unreadable image \(image file is truncated"):
+        preprocess.open_image(tmp_path / "cut.jpg")
+    Image.new("1", (10_000, 5_000)).save(tmp_path / "huge.png")
+    with pytest.raises(ImageError, match=r"huge.png: 10000x5000 pixels is over the 40,000,000-pixel limit"):
+        preprocess.open_image(tmp_path / "huge.png")
