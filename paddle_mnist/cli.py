@@ -9,6 +9,7 @@ COMMANDS = {
     "train": "train a network and save it (.pdparams, metadata, history, curves)",
     "predict": "predict the digit in local images",
     "export": "export a trained model for Paddle Inference (paddle.jit.save)",
+    "compare": "train each loss under identical conditions and compare them on accuracy",
 }
 
 

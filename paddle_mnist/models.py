@@ -70,7 +70,18 @@ class MLP(nn.Layer):
         return self.body(paddle.flatten(x, 1))
 
 
-class LeNet(nn.Layer):
+class ConvClassifier(nn.Layer):
+    """Base of the plain conv nets: ``features`` (conv layers), flattened, then the fully connected ``head``."""
+
+    def forward(self, x):
+        return self.head(paddle.flatten(self.features(x), 1))
+
+
+def dropout_head(fan_in: int, hidden: int, outputs: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(fan_in, hidden), nn.ReLU(), nn.Dropout(0.3), nn.Linear(hidden, outputs))
+
+
+class LeNet(ConvClassifier):
     """LeNet-5 with ReLU and max pooling: 6 and 16 channels, then 120-84 fully connected."""
 
     def __init__(self, outputs: int = 10):
@@ -81,11 +92,8 @@ class LeNet(nn.Layer):
         self.head = nn.Sequential(
             nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, outputs))
 
-    def forward(self, x):
-        return self.head(paddle.flatten(self.features(x), 1))
 
-
-class ConvNet(nn.Layer):
+class ConvNet(ConvClassifier):
     """Two 5x5 conv-BN-ReLU-maxpool stages (16, 32 channels), a 128 hidden layer with dropout."""
 
     def __init__(self, outputs: int = 10, widths: tuple[int, int] = (16, 32), hidden: int = 128):
@@ -93,13 +101,10 @@ class ConvNet(nn.Layer):
         a, b = widths
         self.features = nn.Sequential(
             conv_bn(1, a, 5), nn.ReLU(), nn.MaxPool2D(2, 2), conv_bn(a, b, 5), nn.ReLU(), nn.MaxPool2D(2, 2))
-        self.head = nn.Sequential(nn.Linear(b * 49, hidden), nn.ReLU(), nn.Dropout(0.3), nn.Linear(hidden, outputs))
-
-    def forward(self, x):
-        return self.head(paddle.flatten(self.features(x), 1))
+        self.head = dropout_head(b * 49, hidden, outputs)
 
 
-class VGG(nn.Layer):
+class VGG(ConvClassifier):
     """Two stages of double 3x3 conv-BN-ReLU then maxpool (16, 32 channels), a 128 hidden layer with dropout."""
 
     def __init__(self, outputs: int = 10, widths: tuple[int, int] = (16, 32), hidden: int = 128):
@@ -108,10 +113,7 @@ class VGG(nn.Layer):
         self.features = nn.Sequential(
             conv_bn(1, a, 3), nn.ReLU(), conv_bn(a, a, 3), nn.ReLU(), nn.MaxPool2D(2, 2),
             conv_bn(a, b, 3), nn.ReLU(), conv_bn(b, b, 3), nn.ReLU(), nn.MaxPool2D(2, 2))
-        self.head = nn.Sequential(nn.Linear(b * 49, hidden), nn.ReLU(), nn.Dropout(0.3), nn.Linear(hidden, outputs))
-
-    def forward(self, x):
-        return self.head(paddle.flatten(self.features(x), 1))
+        self.head = dropout_head(b * 49, hidden, outputs)
 
 
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:

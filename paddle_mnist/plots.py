@@ -7,8 +7,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from paddle_mnist.fileio import atomic_path  # noqa: E402
+
+
+def epoch_axis(ax) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
 
 
 def save_figure(fig, out: Path) -> None:
@@ -24,10 +31,10 @@ def training_curves(history: list[dict], out: Path, title: str) -> None:
     for split, style in (("train", "o-"), ("valid", "s--")):
         loss_ax.plot(epochs, [row[f"{split}_loss"] for row in history], style, label=split)
         acc_ax.plot(epochs, [100 * row[f"{split}_acc"] for row in history], style, label=split)
-    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
-    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    loss_ax.set(ylabel="loss", title="loss")
+    acc_ax.set(ylabel="accuracy (%)", title="accuracy")
     for ax in (loss_ax, acc_ax):
-        ax.grid(alpha=0.3)
+        epoch_axis(ax)
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()

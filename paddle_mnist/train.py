@@ -62,6 +62,7 @@ class Config:
     resume: bool = False
     device: str = "auto"
     limit_train: int | None = None
+    track_eval: bool = False  # also score the eval split every epoch (the loss comparison plots it)
 
 
 class TrainingDiverged(UserError):
@@ -212,6 +213,11 @@ def predict_outputs(model, images: np.ndarray, batch_size: int = EVAL_BATCH) -> 
                            for i in range(0, len(images), batch_size)])
 
 
+def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, classes: int = 10) -> np.ndarray:
+    """counts[true, predicted]."""
+    return np.bincount(truth.astype(np.int64) * classes + predicted, minlength=classes * classes).reshape(classes, classes)
+
+
 def evaluate(model, loss_fn, dataset: MnistDataset) -> dict:
     """Mean loss and accuracy on a whole split, plus the predicted digits (for confusion matrices)."""
     outputs = predict_outputs(model, dataset.images)
@@ -222,12 +228,13 @@ def evaluate(model, loss_fn, dataset: MnistDataset) -> dict:
 
 # --- saving and resuming -------------------------------------------------------
 
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "seconds", "images_per_s")
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "seconds", "images_per_s",
+                   "eval_loss", "eval_acc")
 
 
 def write_history(path: Path, history: list[dict]) -> None:
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(text, fieldnames=HISTORY_COLUMNS, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     write_bytes_atomic(path, text.getvalue().encode())
@@ -309,6 +316,9 @@ def fit(config: Config) -> dict:
             raise TrainingDiverged(f"{e}; stopped, the last good checkpoint is untouched ({kept}); try a lower --lr") from None
         scores = evaluate(model, loss, valid)
         row.update(valid_loss=scores["loss"], valid_acc=scores["acc"])
+        if config.track_eval:
+            scores = evaluate(model, loss, evaluation)
+            row.update(eval_loss=scores["loss"], eval_acc=scores["acc"])
         state["history"].append(row)
         improved = not state["best_epoch"] or row["valid_acc"] > state["metrics"]["best_valid_acc"]
         if improved:
@@ -328,7 +338,8 @@ def finish(out: Path, model, loss, evaluation: MnistDataset, config, train, stat
     last = evaluate(model, loss, evaluation)
     checkpoint.load_weights(model, out / "best.pdparams")
     best = evaluate(model, loss, evaluation)
-    state["metrics"].update(eval_acc_last=last["acc"], eval_acc=best["acc"], eval_loss=best["loss"])
+    state["metrics"].update(eval_acc_last=last["acc"], eval_acc=best["acc"], eval_loss=best["loss"],
+                            confusion=confusion_matrix(evaluation.targets, best["digits"]).tolist())
     meta = metadata(config, loss, train, state)
     checkpoint.save_json(out / checkpoint.METADATA, meta)
     print(f"eval accuracy: {100 * best['acc']:.2f}% (best valid epoch {state['best_epoch']}), "
