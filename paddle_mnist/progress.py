@@ -11,16 +11,21 @@ def format_seconds(seconds: float) -> str:
 
 
 class Progress:
-    """``update`` after each batch; redraws at most 5 times a second on a TTY, else every 10 %."""
+    """``update`` after each batch; redraws at most 5 times a second on a TTY, else every 10 %.
 
-    def __init__(self, label: str, total_batches: int, stream=None):
-        self.label, self.total = label, total_batches
+    ``enabled=False`` (data-parallel ranks other than 0) draws nothing.
+    """
+
+    def __init__(self, label: str, total_batches: int, stream=None, enabled: bool = True):
+        self.label, self.total, self.enabled = label, total_batches, enabled
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.start = self.last_draw = time.perf_counter()
         self.next_line = 0.1
 
     def update(self, done: int, images: int, loss: float) -> None:
+        if not self.enabled:
+            return
         now = time.perf_counter()
         fraction = done / self.total
         if self.tty and now - self.last_draw < 0.2 and done < self.total:
@@ -39,5 +44,5 @@ class Progress:
             print(line, file=self.stream, flush=True)
 
     def close(self) -> None:
-        if self.tty:
+        if self.enabled and self.tty:
             print("\r" + " " * 100 + "\r", end="", file=self.stream, flush=True)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from paddle_mnist import checkpoint, losses, models, plots, splits
-from paddle_mnist.augment import random_affine
+from paddle_mnist import checkpoint, losses, models, parallel, plots, splits
+from paddle_mnist.augment import apply_affine, draw_affine
 from paddle_mnist.data import MnistDataset
 from paddle_mnist.errors import UserError, cli_entry
 from paddle_mnist.fileio import write_bytes_atomic
@@ -63,6 +63,7 @@ class Config:
     device: str = "auto"
     limit_train: int | None = None
     track_eval: bool = False  # also score the eval split every epoch (the loss comparison plots it)
+    amp: bool = False
 
 
 class TrainingDiverged(UserError):
@@ -85,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--loss", choices=sorted(losses.LOSSES), help="loss, which also sets the head size and label dtype (default: cross_entropy)")
     add("--optimizer", choices=("sgd", "momentum", "adam"), help="optimizer; momentum is 0.9, Nesterov (default: sgd)")
     add("--lr", type=float, help="learning rate, the peak rate for onecycle (default: 0.01)")
-    add("--batch-size", type=int, help="images per optimizer step (default: 100)")
+    add("--batch-size", type=int,
+        help="images per optimizer step: the global batch, split evenly over data-parallel processes (default: 100)")
     add("--epochs", type=int, help="passes over the training split (default: 10)")
     add("--schedule", choices=("constant", "cosine", "onecycle"), help="learning-rate schedule over all steps (default: constant)")
     add("--weight-decay", type=float, help="L2 weight decay (default: 0)")
@@ -95,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", help="directory for weights, metadata, history and plots (default: output)")
     add("--resume", action="store_true", help="continue the run saved in --out exactly where it stopped")
     add("--device", choices=("auto", "cpu", "gpu"), help="where to train; auto = gpu when paddle has CUDA and a GPU (default: auto)")
+    add("--amp", action="store_true", default=None, help="automatic mixed precision (auto_cast + GradScaler), GPU only (default: off)")
+    add("--nproc", type=int, metavar="N", default=1,
+        help="run N data-parallel processes through python -m paddle.distributed.launch (default: 1)")
     add("--limit-train", type=int, metavar="N", help="train on the first N training images only, for quick runs (default: all)")
     return parser
 
@@ -110,7 +115,7 @@ def _models_epilog() -> str:
 
 def resolve(args: argparse.Namespace) -> Config:
     """Preset values first, then every flag the user gave."""
-    given = {k: v for k, v in vars(args).items() if v is not None}
+    given = {k: v for k, v in vars(args).items() if v is not None and k != "nproc"}
     preset = given.get("preset", "tutorial")
     config = Config(**{**PRESETS[preset], **given, "preset": preset})
     for name in ("epochs", "batch_size"):
@@ -125,13 +130,16 @@ def resolve(args: argparse.Namespace) -> Config:
 
 # --- setting up ----------------------------------------------------------------
 
-def select_device(name: str) -> str:
+def select_device(name: str, amp: bool = False) -> str:
+    """cpu or gpu (this rank's GPU under the launcher); a clear error when a GPU is asked for and absent."""
     has_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     if name == "gpu" and not has_gpu:
         why = "this paddle build has no CUDA" if not paddle.is_compiled_with_cuda() else "no GPU is visible"
         raise UserError(f"--device gpu: {why}; install paddlepaddle-gpu on a machine with a GPU, or use --device cpu")
     device = "gpu" if name == "gpu" or (name == "auto" and has_gpu) else "cpu"
-    paddle.set_device(device)
+    if amp and device != "gpu":
+        raise UserError("--amp needs a GPU (automatic mixed precision runs float16 kernels); drop --amp on CPU")
+    paddle.set_device(f"gpu:{paddle.distributed.ParallelEnv().dev_id}" if device == "gpu" else "cpu")
     return device
 
 
@@ -169,39 +177,55 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def train_epoch(model, loss_fn, optimizer, scheduler, dataset: MnistDataset, config: Config, epoch: int) -> dict:
-    """One pass over ``dataset`` in this epoch's order; returns mean loss, accuracy and speed."""
+def train_epoch(model, loss_fn, optimizer, scheduler, dataset: MnistDataset, config: Config, epoch: int,
+                scaler=None) -> dict:
+    """One pass over ``dataset`` in this epoch's order; returns mean loss, accuracy and speed.
+
+    Under data parallelism each rank takes its rows of every global batch; the
+    loss is summed over ranks every step, so all ranks see the same numbers and
+    stop together on a NaN.
+    """
     model.train()
     paddle.seed(config.seed * 100_003 + epoch)  # dropout and friends, if a model has them
     augment_rng = np.random.default_rng([config.seed, epoch, 1])
     images, labels, targets = dataset.images, dataset.labels, dataset.targets
     order = epoch_order(config.seed, epoch, len(targets))
     batches = range(0, len(order), config.batch_size)
-    progress = Progress(f"epoch {epoch}/{config.epochs}", len(batches))
+    progress = Progress(f"epoch {epoch}/{config.epochs}", len(batches), enabled=parallel.is_main())
     background = float(dataset.encoding.decode(np.zeros(1, np.uint8))[0])
     total_loss, correct, start = 0.0, 0, time.perf_counter()
     for step, first in enumerate(batches, 1):
-        index = order[first:first + config.batch_size]
+        batch = order[first:first + config.batch_size]
+        rows = parallel.shard(np.arange(len(batch)))
+        index = batch[rows]
         x = paddle.to_tensor(images[index])
         if config.augment:
-            x = random_affine(x, augment_rng, background)
-        outputs = model(x)
-        loss = loss_fn(outputs, paddle.to_tensor(labels[index]))
-        value = float(loss)
+            x = apply_affine(x, draw_affine(augment_rng, len(batch))[rows], background)
+        with paddle.amp.auto_cast(enable=scaler is not None):
+            outputs = model(x)
+        loss = loss_fn(outputs.astype("float32"), paddle.to_tensor(labels[index]))
+        value = parallel.all_sum([float(loss) * len(index)])[0] / len(batch)
         if not math.isfinite(value):
             progress.close()
             raise TrainingDiverged(f"loss became {value} at epoch {epoch}, batch {step}")
-        loss.backward()
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         optimizer.clear_grad()
         if scheduler is not None:
             scheduler.step()
-        total_loss += value * len(index)
+        total_loss += value * len(batch)
         correct += int((loss_fn.digits(outputs.numpy()) == targets[index]).sum())
-        progress.update(step, first + len(index), value)
+        progress.update(step, first + len(batch), value)
     progress.close()
     seconds = time.perf_counter() - start
     n = len(order)
+    correct, seconds = parallel.all_sum([correct, seconds])
+    seconds /= parallel.world_size()
     return {"train_loss": total_loss / n, "train_acc": correct / n, "seconds": seconds, "images_per_s": n / seconds}
 
 
@@ -285,63 +309,90 @@ def resume_state(out: Path, config: Config, model, optimizer) -> dict:
     checkpoint.load_weights(model, out / "mnist.pdparams")
     checkpoint.load_optimizer_state(model, optimizer, out / "mnist.pdopt")
     return {"epoch": meta["epochs_done"], "history": meta["history"], "best_epoch": meta["best_epoch"],
-            "metrics": meta["metrics"], "files": meta["files"]}
+            "metrics": meta["metrics"], "files": meta["files"], "best_weights": checkpoint.load_state(out / "best.pdparams")}
 
 
 # --- the command -----------------------------------------------------------------
 
+def snapshot(model: paddle.nn.Layer) -> dict:
+    """A copy of the weights in memory: every rank keeps its own best, no file is read back."""
+    return {name: tensor.numpy().copy() for name, tensor in model.state_dict().items()}
+
+
+def run_epoch(trainable, model, loss, optimizer, scheduler, scaler, datasets, config: Config, epoch: int) -> dict:
+    """Train one epoch, then score valid (and eval when tracked) with the plain model."""
+    train, valid, evaluation = datasets
+    try:
+        row = {"epoch": epoch, **train_epoch(trainable, loss, optimizer, scheduler, train, config, epoch, scaler)}
+    except TrainingDiverged as e:
+        kept = f"epoch {epoch - 1} in {Path(config.out) / 'mnist.pdparams'}" if epoch > 1 else "none was written"
+        raise TrainingDiverged(f"{e}; stopped, the last good checkpoint is untouched ({kept}); try a lower --lr") from None
+    scores = evaluate(model, loss, valid)
+    row.update(valid_loss=scores["loss"], valid_acc=scores["acc"])
+    if config.track_eval:
+        scores = evaluate(model, loss, evaluation)
+        row.update(eval_loss=scores["loss"], eval_acc=scores["acc"])
+    return row
+
+
+def record(state: dict, row: dict) -> bool:
+    """Add an epoch's row to the run's state; True when it is the best by valid accuracy so far."""
+    state["history"].append(row)
+    improved = not state["best_epoch"] or row["valid_acc"] > state["metrics"]["best_valid_acc"]
+    if improved:
+        state["best_epoch"] = row["epoch"]
+        state["metrics"]["best_valid_acc"] = row["valid_acc"]
+    state["epoch"] = row["epoch"]
+    state["metrics"].update(valid_acc=row["valid_acc"], valid_loss=row["valid_loss"])
+    return improved
+
+
 def fit(config: Config) -> dict:
     """Train as ``config`` says, saving after every epoch; returns the final metadata."""
-    device = select_device(config.device)
+    device = select_device(config.device, config.amp)
+    parallel.check_batch(config.batch_size)
     loss = losses.LOSSES[config.loss]
-    train, valid, evaluation = load_splits(config, loss)
+    datasets = load_splits(config, loss)
+    train = datasets[0]
     paddle.seed(config.seed)
     np.random.seed(config.seed)
     model = models.build(config.model, loss.outputs)
-    steps = math.ceil(len(train) / config.batch_size)
-    optimizer, scheduler = make_optimizer(config, model, steps)
+    trainable = parallel.wrap(model)
+    optimizer, scheduler = make_optimizer(config, model, math.ceil(len(train) / config.batch_size))
+    scaler = paddle.amp.GradScaler() if config.amp else None
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     state = {"epoch": 0, "history": [], "best_epoch": 0, "metrics": {}, "files": {}}
     if config.resume:
         state = resume_state(out, config, model, optimizer)
+    elif parallel.is_main():
+        out.mkdir(parents=True, exist_ok=True)
     print(f"training {config.model} ({models.parameter_count(model):,} parameters) with {loss.name} on "
           f"{len(train):,} {config.dataset} images, {config.optimizer} lr {config.lr}, batch {config.batch_size}, "
-          f"{config.epochs} epochs on {device}" + (f", resuming after epoch {state['epoch']}" if state["epoch"] else ""))
+          f"{config.epochs} epochs on {device}" + (f" x{parallel.world_size()} processes" if parallel.world_size() > 1 else "")
+          + (f", resuming after epoch {state['epoch']}" if state["epoch"] else ""))
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
-        try:
-            row = {"epoch": epoch, **train_epoch(model, loss, optimizer, scheduler, train, config, epoch)}
-        except TrainingDiverged as e:
-            kept = f"epoch {state['epoch']} in {out / 'mnist.pdparams'}" if state["epoch"] else "none was written"
-            raise TrainingDiverged(f"{e}; stopped, the last good checkpoint is untouched ({kept}); try a lower --lr") from None
-        scores = evaluate(model, loss, valid)
-        row.update(valid_loss=scores["loss"], valid_acc=scores["acc"])
-        if config.track_eval:
-            scores = evaluate(model, loss, evaluation)
-            row.update(eval_loss=scores["loss"], eval_acc=scores["acc"])
-        state["history"].append(row)
-        improved = not state["best_epoch"] or row["valid_acc"] > state["metrics"]["best_valid_acc"]
+        row = run_epoch(trainable, model, loss, optimizer, scheduler, scaler, datasets, config, epoch)
+        improved = record(state, row)
         if improved:
-            state["best_epoch"] = epoch
-            state["metrics"]["best_valid_acc"] = row["valid_acc"]
-        state["epoch"] = epoch
-        state["metrics"].update(valid_acc=row["valid_acc"], valid_loss=row["valid_loss"])
-        save_epoch(out, model, optimizer, config, loss, train, state, improved)
+            state["best_weights"] = snapshot(model)
+        if parallel.is_main():
+            save_epoch(out, model, optimizer, config, loss, train, state, improved)
         print(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
               f"valid loss {row['valid_loss']:.4f} acc {100 * row['valid_acc']:.2f}% | "
               f"{format_seconds(row['seconds'])} at {row['images_per_s']:,.0f} img/s", flush=True)
-    return finish(out, model, loss, evaluation, config, train, state)
+    return finish(out, model, loss, datasets[2], config, train, state)
 
 
 def finish(out: Path, model, loss, evaluation: MnistDataset, config, train, state) -> dict:
     """Eval-split accuracy of the last and the best weights, recorded in mnist.json."""
     last = evaluate(model, loss, evaluation)
-    checkpoint.load_weights(model, out / "best.pdparams")
+    model.set_state_dict(state["best_weights"])
     best = evaluate(model, loss, evaluation)
     state["metrics"].update(eval_acc_last=last["acc"], eval_acc=best["acc"], eval_loss=best["loss"],
                             confusion=confusion_matrix(evaluation.targets, best["digits"]).tolist())
     meta = metadata(config, loss, train, state)
-    checkpoint.save_json(out / checkpoint.METADATA, meta)
+    if parallel.is_main():
+        checkpoint.save_json(out / checkpoint.METADATA, meta)
     print(f"eval accuracy: {100 * best['acc']:.2f}% (best valid epoch {state['best_epoch']}), "
           f"{100 * last['acc']:.2f}% (last epoch {state['epoch']}); saved to {out}/")
     return meta
@@ -349,8 +400,27 @@ def finish(out: Path, model, loss, evaluation: MnistDataset, config, train, stat
 
 @cli_entry("paddle-mnist train")
 def main(argv=None) -> int:
-    fit(resolve(build_parser().parse_args(argv)))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    if args.nproc < 1:
+        raise UserError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.nproc > 1 and parallel.world_size() == 1:
+        return parallel.launch(args.nproc, without_nproc(argv))
+    fit(resolve(args))
     return 0
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    """The same arguments minus ``--nproc N`` / ``--nproc=N``, for each launched process."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept
 
 
 if __name__ == "__main__":

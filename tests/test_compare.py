@@ -17,9 +17,9 @@ def recorded(monkeypatch):
     runs = []
     real_epoch, real_order = train.train_epoch, train.epoch_order
 
-    def epoch(model, loss_fn, optimizer, scheduler, dataset, config, number):
+    def epoch(model, loss_fn, optimizer, scheduler, dataset, config, *rest):
         runs.append({"loss": config.loss, "init": {k: v.numpy().copy() for k, v in model.state_dict().items()}})
-        return real_epoch(model, loss_fn, optimizer, scheduler, dataset, config, number)
+        return real_epoch(model, loss_fn, optimizer, scheduler, dataset, config, *rest)
 
     def order(seed, number, n):
         result = real_order(seed, number, n)

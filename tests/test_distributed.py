@@ -1,0 +1,123 @@
+"""Data-parallel training through Paddle's own launcher, on CPU over gloo.
+
+Each test starts its launchers in their own process groups with a time limit
+and kills the whole group on the way out, so a hung collective leaves no orphans.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fixtures import json_payload, learnable_splits, write_json
+from paddle_mnist import checkpoint, parallel, train
+
+LIMIT_S = 240
+FLAGS = ["--model", "cnn", "--batch-size", "50", "--epochs", "2", "--lr", "0.05", "--seed", "3"]
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    return write_json(tmp_path / "learnable.json.gz", json_payload(learnable_splits()))
+
+
+@contextlib.contextmanager
+def processes():
+    started = []
+
+    def start(command, log):
+        started.append(subprocess.Popen(command, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                                        start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
+        return started[-1]
+    try:
+        yield start
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def launcher(*launch_args, out: Path, data: Path, log_dir: Path):
+    return [sys.executable, "-m", "paddle.distributed.launch", *launch_args, "--log_dir", str(log_dir),
+            str(parallel.console_script()), "train", "--data", str(data), "--out", str(out), *FLAGS]
+
+
+def single_process_weights(data, out):
+    train.fit(train.resolve(train.build_parser().parse_args(["--data", str(data), "--out", str(out), *FLAGS])))
+    return checkpoint.load_state(out / "mnist.pdparams")
+
+
+def assert_same_weights(expected, out, tolerance=1e-5):
+    got = checkpoint.load_state(out / "mnist.pdparams")
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=0, atol=tolerance, err_msg=name)
+
+
+def wait_ok(proc, log):
+    try:
+        code = proc.wait(timeout=LIMIT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"launcher still running after {LIMIT_S} s; log:\n{Path(log).read_text()[-3000:]}")
+    assert code == 0, Path(log).read_text()[-3000:]
+
+
+def test_two_processes_match_one(data_file, tmp_path):
+    expected = single_process_weights(data_file, tmp_path / "one")
+    with processes() as start:
+        log = tmp_path / "launch.log"
+        wait_ok(start(launcher("--nproc_per_node", "2", out=tmp_path / "two", data=data_file,
+                               log_dir=tmp_path / "logs"), log), log)
+    assert_same_weights(expected, tmp_path / "two")
+    worker_lines = [[line for line in (tmp_path / "logs" / f"workerlog.{r}").read_text().splitlines()
+                     if line.startswith(("epoch 2/2:", "eval accuracy"))] for r in (0, 1)]
+    assert worker_lines[0] and worker_lines[0] == worker_lines[1], "every rank reports the same numbers"
+    assert "x2 processes" in (tmp_path / "logs" / "workerlog.1").read_text()
+
+
+def test_two_nodes_on_localhost(data_file, tmp_path):
+    expected = single_process_weights(data_file, tmp_path / "one")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with processes() as start:
+        nodes = [(start(launcher("--nnodes", "2", "--master", f"127.0.0.1:{port}", "--nproc_per_node", "1",
+                                 out=tmp_path / "nodes", data=data_file, log_dir=tmp_path / f"logs{n}"),
+                        tmp_path / f"node{n}.log"), tmp_path / f"node{n}.log") for n in (0, 1)]
+        for proc, log in nodes:
+            wait_ok(proc, log)
+    assert_same_weights(expected, tmp_path / "nodes")
+
+
+def test_nproc_is_a_thin_wrapper_over_the_launcher(data_file, tmp_path):
+    expected = single_process_weights(data_file, tmp_path / "one")
+    with processes() as start:
+        log = tmp_path / "nproc.log"
+        command = [str(parallel.console_script()), "train", "--nproc", "2", "--data", str(data_file),
+                   "--out", str(tmp_path / "wrapped"), *FLAGS]
+        wait_ok(start(command, log), log)
+    assert_same_weights(expected, tmp_path / "wrapped")
+    assert train.without_nproc(["--nproc", "2", "--epochs", "1", "--nproc=3"]) == ["--epochs", "1"]
+
+
+def test_batch_must_divide_over_ranks(monkeypatch):
+    monkeypatch.setattr(parallel, "world_size", lambda: 3)
+    with pytest.raises(Exception, match="--batch-size 100 is the global batch and must divide evenly over 3 processes"):
+        parallel.check_batch(100)
+
+
+def test_gpu_and_amp_errors_are_clear(data_file, tmp_path, capsys):
+    import paddle
+    if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+        pytest.skip("a GPU is present")
+    assert train.main(["--data", str(data_file), "--device", "gpu", "--out", str(tmp_path)]) == 1
+    assert "--device gpu: this paddle build has no CUDA" in capsys.readouterr().err
+    assert train.main(["--data", str(data_file), "--amp", "--out", str(tmp_path)]) == 1
+    assert "--amp needs a GPU" in capsys.readouterr().err
