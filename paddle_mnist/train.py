@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="random shifts (2 px), rotations (10 deg) and scalings (10%%) of training images (default: off)")
     add("--seed", type=int, help="seed for initial weights, data order and augmentation (default: 0)")
     add("--out", help="directory for weights, metadata, history and plots (default: output)")
-    add("--resume", action="store_true", help="continue the run saved in --out exactly where it stopped")
+    add("--resume", action="store_true", help="continue the run saved in --out exactly where it stopped (default: off)")
     add("--device", choices=("auto", "cpu", "gpu"), help="where to train; auto = gpu when paddle has CUDA and a GPU (default: auto)")
     add("--amp", action="store_true", default=None, help="automatic mixed precision (auto_cast + GradScaler), GPU only (default: off)")
     add("--nproc", type=int, metavar="N", default=1,

@@ -132,3 +132,20 @@ def test_malicious_pickle_is_refused_without_running(tiny_model_dir, tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:100])
     with pytest.raises(checkpoint.CheckpointError, match="mnist.pdparams: not a paddle state file"):
         Predictor.from_dir(model_dir, weights="last")
+
+
+def test_export_and_inference_engine_from_the_command_line(tiny_model_dir, tmp_path):
+    model_dir = tiny_model_dir()
+    result = subprocess.run([sys.executable, "-m", "paddle_mnist.export", "--model-dir", str(model_dir)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Paddle Inference matches the dynamic model" in result.stdout
+    assert sorted(p.name for p in (model_dir / "inference").iterdir()) == ["mnist.json", "mnist.pdiparams"]
+    picture = tmp_path / "block.png"
+    pixels = np.zeros((28, 28), np.uint8)
+    pixels[10:18, 2:10] = 255
+    Image.fromarray(pixels).save(picture)
+    rows = [json.loads(run_predict(picture, "--model-dir", model_dir, "--json", *engine).stdout)
+            for engine in ([], ["--engine", "inference"])]
+    assert rows[0]["digit"] == rows[1]["digit"]
+    assert abs(rows[0]["probability"] - rows[1]["probability"]) < 1e-5
