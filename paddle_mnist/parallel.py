@@ -69,8 +69,8 @@ def console_script() -> Path:
     return Path(found)
 
 
-def launch(nproc: int, train_args: list[str]) -> int:
+def launch(nproc: int, train_args: list[str], log_dir: Path) -> int:
     """``paddle-mnist train --nproc N ...``: run Paddle's launcher over this same command."""
     command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
-               str(console_script()), "train", *train_args]
+               "--log_dir", str(log_dir), str(console_script()), "train", *train_args]
     return subprocess.call(command)

@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", choices=("auto", "cpu", "gpu"), help="where to train; auto = gpu when paddle has CUDA and a GPU (default: auto)")
     add("--amp", action="store_true", default=None, help="automatic mixed precision (auto_cast + GradScaler), GPU only (default: off)")
     add("--nproc", type=int, metavar="N", default=1,
-        help="run N data-parallel processes through python -m paddle.distributed.launch (default: 1)")
+        help="run N data-parallel processes through python -m paddle.distributed.launch, "
+             "with its per-rank logs in OUT/launch-logs (default: 1)")
     add("--limit-train", type=int, metavar="N", help="train on the first N training images only, for quick runs (default: all)")
     return parser
 
@@ -404,9 +405,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.nproc < 1:
         raise UserError(f"--nproc must be at least 1, got {args.nproc}")
+    config = resolve(args)
     if args.nproc > 1 and parallel.world_size() == 1:
-        return parallel.launch(args.nproc, without_nproc(argv))
-    fit(resolve(args))
+        return parallel.launch(args.nproc, without_nproc(argv), Path(config.out) / "launch-logs")
+    fit(config)
     return 0
 
 

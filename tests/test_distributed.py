@@ -96,14 +96,18 @@ def test_two_nodes_on_localhost(data_file, tmp_path):
     assert_same_weights(expected, tmp_path / "nodes")
 
 
-def test_nproc_is_a_thin_wrapper_over_the_launcher(data_file, tmp_path):
+def test_nproc_wrapper_and_resume_across_processes(data_file, tmp_path):
+    """Epoch 1 on 2 processes, then --resume to epoch 2 on 2 processes: the weights of 1 process, 2 epochs."""
     expected = single_process_weights(data_file, tmp_path / "one")
+    command = [str(parallel.console_script()), "train", "--nproc", "2", "--data", str(data_file),
+               "--out", str(tmp_path / "wrapped"), *FLAGS]
     with processes() as start:
-        log = tmp_path / "nproc.log"
-        command = [str(parallel.console_script()), "train", "--nproc", "2", "--data", str(data_file),
-                   "--out", str(tmp_path / "wrapped"), *FLAGS]
-        wait_ok(start(command, log), log)
+        first, resumed = tmp_path / "first.log", tmp_path / "resumed.log"
+        wait_ok(start([*command, "--epochs", "1"], first), first)
+        wait_ok(start([*command, "--resume"], resumed), resumed)
+    assert "resuming after epoch 1" in resumed.read_text()
     assert_same_weights(expected, tmp_path / "wrapped")
+    assert (tmp_path / "wrapped" / "launch-logs" / "workerlog.1").exists()
     assert train.without_nproc(["--nproc", "2", "--epochs", "1", "--nproc=3"]) == ["--epochs", "1"]
 
 
