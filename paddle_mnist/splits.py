@@ -130,9 +130,10 @@ def load(path: str | Path | None = None, dataset: str = "mnist", *, use_cache: b
     cached = cache.load(key, _decode_cached) if use_cache else None
     if cached is None:
         arrays, encoding = from_idx(source) if source.is_dir() else _from_json(source)
+        arrays["encoding"] = np.array(encoding.name)
         if use_cache:
-            cache.save(key, {**arrays, "encoding": np.array(encoding.name)})
-        cached = _decode_cached({**arrays, "encoding": np.array(encoding.name)})
+            cache.save(key, arrays)
+        cached = _decode_cached(arrays)
     splits, encoding = cached
     data = MnistData(splits, encoding, dataset, source)
     if use_cache:
