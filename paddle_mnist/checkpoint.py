@@ -1,4 +1,4 @@
-"""Saving and loading ``.pdparams`` / ``.pdopt`` / ``mnist.json``: atomically, and without running pickled code.
+"""Saving and loading ``.pdparams`` / ``.pdopt`` state files: atomically, and without running pickled code.
 
 ``paddle.load`` unpickles arbitrary objects, so a crafted ``.pdparams`` can run
 code.  ``load_state`` uses an unpickler that admits only what a state dict
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import pickle
 import warnings
 from pathlib import Path
@@ -19,7 +18,6 @@ import paddle
 from paddle_mnist.errors import UserError
 from paddle_mnist.fileio import write_bytes_atomic
 
-METADATA = "mnist.json"
 _NAME_MAP = "StructuredToParameterName@@"
 _SAFE_GLOBALS = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
@@ -127,17 +125,3 @@ def load_optimizer_state(model: paddle.nn.Layer, optimizer: paddle.optimizer.Opt
     pairs.sort(key=lambda pair: -len(pair[0]))
     state = _rename_prefixes(state, pairs)
     optimizer.set_state_dict({k: paddle.to_tensor(v) if isinstance(v, np.ndarray) else v for k, v in state.items()})
-
-
-def save_json(path: Path, obj: dict) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
-def load_metadata(model_dir: Path) -> dict:
-    path = Path(model_dir) / METADATA
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file (train a model into {model_dir} first)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None

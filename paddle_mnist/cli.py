@@ -1,7 +1,10 @@
-"""The ``paddle-mnist`` console script: ``paddle-mnist CMD ...`` runs ``python -m paddle_mnist.CMD ...``."""
+"""The ``paddle-mnist`` console script (``paddle-mnist CMD ...`` runs ``python -m paddle_mnist.CMD ...``)
+and the argparse types the commands share."""
 from __future__ import annotations
 
+import argparse
 import importlib
+import math
 import sys
 
 COMMANDS = {
@@ -10,7 +13,44 @@ COMMANDS = {
     "predict": "predict the digit in local images",
     "export": "export a trained model for Paddle Inference (paddle.jit.save)",
     "compare": "train each loss under identical conditions and compare them on accuracy",
+    "photos": "score a model on realistic pictures of digits, against the tutorial's preprocessing",
 }
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = _parse(int, text, "an integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _parse(int, text, "an integer")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _parse(float, text, "a number")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _parse(float, text, "a number")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive number, got {text}")
+    return value
+
+
+def _parse(kind, text: str, what: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
 
 
 def main(argv=None) -> int:

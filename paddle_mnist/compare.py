@@ -15,12 +15,15 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from paddle_mnist import checkpoint, losses, models, plots, splits, train
+from paddle_mnist import config as recipe
+from paddle_mnist import losses, plots, rundir, train
+from paddle_mnist.config import Config
+from paddle_mnist.cli import non_negative_int
 from paddle_mnist.errors import UserError, cli_entry
 from paddle_mnist.fileio import write_bytes_atomic
 
@@ -30,47 +33,39 @@ DEFAULT_LOSSES = ("mse", "mse_onehot", "cross_entropy")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paddle-mnist compare", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--losses", nargs="+", choices=sorted(losses.LOSSES), default=list(DEFAULT_LOSSES),
+    add("--losses", nargs="+", choices=tuple(losses.LOSSES), default=list(DEFAULT_LOSSES),
         help=f"losses to compare (default: {' '.join(DEFAULT_LOSSES)})")
-    add("--model", choices=sorted(models.MODELS), default="cnn", help="network for every loss (default: cnn)")
-    add("--epochs", type=int, default=10, help="epochs per run (default: 10)")
-    add("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per loss and seed (default: 0 1 2)")
+    add("--seeds", type=non_negative_int, nargs="+", default=[0, 1, 2], help="one run per loss and seed (default: 0 1 2)")
     add("--out", type=Path, default=Path("compare"), help="output directory (default: compare)")
     add("--force", action="store_true", help="retrain runs that are already finished (default: reuse them)")
-    add("--data", help="data file or IDX directory (default: the README's search)")
-    add("--dataset", choices=sorted(splits.CLASSES), default="mnist", help="which data set (default: mnist)")
-    add("--limit-train", type=int, metavar="N", help="train on the first N images only (default: all)")
-    add("--optimizer", choices=("sgd", "momentum", "adam"), default="sgd", help="optimizer for every run (default: sgd)")
-    add("--lr", type=float, default=0.01, help="learning rate for every run (default: 0.01)")
-    add("--batch-size", type=int, default=100, help="batch size for every run (default: 100)")
-    add("--device", choices=("auto", "cpu", "gpu"), default="auto", help="where to train (default: auto)")
+    recipe.add_recipe_flags(parser)
     return parser
 
 
-def run_config(args, loss: str, seed: int) -> train.Config:
-    base = train.Config(data=args.data, dataset=args.dataset, model=args.model, optimizer=args.optimizer, lr=args.lr,
-                        batch_size=args.batch_size, epochs=args.epochs, seed=seed, limit_train=args.limit_train,
-                        device=args.device, track_eval=True)
-    return replace(base, loss=loss, out=str(args.out / "runs" / f"{loss}-seed{seed}"))
+def run_config(base: Config, out: Path, loss: str, seed: int) -> Config:
+    return replace(base, loss=loss, seed=seed, out=str(out / "runs" / f"{loss}-seed{seed}"), track_eval=True)
 
 
-def finished(config: train.Config) -> dict | None:
+def _comparable(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in ("resume", "out")}
+
+
+def finished(config: Config) -> rundir.RunInfo | None:
     """The saved metadata if this exact run already completed, else None."""
     try:
-        meta = checkpoint.load_metadata(Path(config.out))
+        info = rundir.read(Path(config.out))
     except UserError:
         return None
-    same = {k: v for k, v in meta["config"].items() if k not in ("resume", "out")} == \
-        {k: v for k, v in vars(config).items() if k not in ("resume", "out")}
-    return meta if same and meta["epochs_done"] == config.epochs and "eval_acc" in meta["metrics"] else None
+    same = _comparable(info.config) == _comparable(asdict(config))
+    return info if same and info.epochs_done == config.epochs and "eval_acc" in info.metrics else None
 
 
-def train_or_reuse(config: train.Config, force: bool) -> tuple[dict, bool]:
+def train_or_reuse(config: Config, force: bool) -> tuple[rundir.RunInfo, bool]:
     """(metadata, reused): a finished identical run is reused; an interrupted one resumes."""
-    meta = None if force else finished(config)
-    if meta is not None:
-        return meta, True
-    resumable = not force and (Path(config.out) / checkpoint.METADATA).exists()
+    info = None if force else finished(config)
+    if info is not None:
+        return info, True
+    resumable = not force and (Path(config.out) / rundir.METADATA).exists()
     try:
         return train.fit(replace(config, resume=resumable)), False
     except UserError:
@@ -79,17 +74,17 @@ def train_or_reuse(config: train.Config, force: bool) -> tuple[dict, bool]:
         return train.fit(config), False  # a stale run of other settings: start it afresh
 
 
-def result_row(loss: str, seed: int, meta: dict) -> dict:
-    history = meta["history"]
+def result_row(loss: str, seed: int, info: rundir.RunInfo) -> dict:
+    history = info.history
     return {
         "loss": loss, "seed": seed,
         "valid_acc": [row["valid_acc"] for row in history],
         "eval_acc": [row["eval_acc"] for row in history],
         "train_loss": [row["train_loss"] for row in history],
-        "final_eval_acc": meta["metrics"]["eval_acc"], "best_epoch": meta["best_epoch"],
+        "final_eval_acc": info.metrics["eval_acc"], "best_epoch": info.best_epoch,
         "train_seconds": sum(row["seconds"] for row in history),
         "final_loss": history[-1]["train_loss"],
-        "confusion": meta["metrics"]["confusion"],
+        "confusion": info.metrics["confusion"],
     }
 
 
@@ -113,16 +108,16 @@ def verdict(table: list[dict]) -> str:
             + (f", {gaps}." if gaps else "."))
 
 
-def markdown(table: list[dict], args) -> str:
-    lines = [f"Model `{args.model}`, {args.optimizer} lr {args.lr}, batch {args.batch_size}, {args.epochs} epochs, "
-             f"seeds {' '.join(map(str, args.seeds))}; eval accuracy of the best-validation epoch.", "",
+def markdown(table: list[dict], base: Config, seeds: list[int]) -> str:
+    lines = [f"Model `{base.model}`, {base.optimizer} lr {base.lr}, batch {base.batch_size}, {base.epochs} epochs, "
+             f"seeds {' '.join(map(str, seeds))}; eval accuracy of the best-validation epoch.", "",
              "| loss | eval accuracy (%) mean ± std | best epoch (mean) | train time per run (s) |",
              "| --- | --- | --- | --- |"]
     lines += [f"| {r['loss']} | {r['mean']:.2f} ± {r['std']:.2f} | {r['best_epoch']:.1f} | {r['seconds']:.0f} |" for r in table]
     return "\n".join(lines + ["", verdict(table)]) + "\n"
 
 
-def write_results(out: Path, results: list[dict], table: list[dict], args) -> None:
+def write_results(out: Path, results: list[dict], table: list[dict], summary: str) -> None:
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["loss", "seed", "epoch", "train_loss", "valid_acc", "eval_acc",
@@ -132,7 +127,7 @@ def write_results(out: Path, results: list[dict], table: list[dict], args) -> No
             writer.writerow([r["loss"], r["seed"], epoch, tl, va, ea, r["final_eval_acc"], r["best_epoch"], r["train_seconds"]])
     write_bytes_atomic(out / "results.csv", text.getvalue().encode())
     write_bytes_atomic(out / "results.json", json.dumps({"runs": results, "summary": table}, indent=1).encode())
-    write_bytes_atomic(out / "summary.md", markdown(table, args).encode())
+    write_bytes_atomic(out / "summary.md", summary.encode())
 
 
 def plot_accuracy(out: Path, results: list[dict], loss_names: list[str]) -> None:
@@ -174,31 +169,33 @@ def plot_confusion(out: Path, results: list[dict], loss: str) -> None:
     plots.save_figure(fig, out / f"confusion_{loss}.png")
 
 
-def compare(args) -> list[dict]:
-    if args.epochs < 1:
-        raise UserError(f"--epochs must be at least 1, got {args.epochs}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    loss_names = list(dict.fromkeys(args.losses))
+def compare(base: Config, loss_names: list[str], seeds: list[int], out: Path, force: bool = False) -> list[dict]:
+    """Train (or reuse) one run per loss and seed from the ``base`` recipe; write the tables and plots."""
+    out.mkdir(parents=True, exist_ok=True)
+    loss_names = list(dict.fromkeys(loss_names))
     results, start = [], time.perf_counter()
-    for seed in args.seeds:
+    for seed in seeds:
         for loss in loss_names:
-            meta, reused = train_or_reuse(run_config(args, loss, seed), args.force)
-            print(f"{loss} seed {seed}: eval {100 * meta['metrics']['eval_acc']:.2f}%" + (" (reused)" if reused else ""),
+            info, reused = train_or_reuse(run_config(base, out, loss, seed), force)
+            print(f"{loss} seed {seed}: eval {100 * info.metrics['eval_acc']:.2f}%" + (" (reused)" if reused else ""),
                   flush=True)
-            results.append(result_row(loss, seed, meta))
+            results.append(result_row(loss, seed, info))
     table = summarise(results, loss_names)
-    write_results(args.out, results, table, args)
-    plot_accuracy(args.out, results, loss_names)
-    plot_losses(args.out, results, loss_names)
+    summary = markdown(table, base, seeds)
+    write_results(out, results, table, summary)
+    plot_accuracy(out, results, loss_names)
+    plot_losses(out, results, loss_names)
     for loss in loss_names:
-        plot_confusion(args.out, results, loss)
-    print("\n" + markdown(table, args) + f"\nwrote {args.out}/ in {time.perf_counter() - start:.0f} s")
+        plot_confusion(out, results, loss)
+    print("\n" + summary + f"\nwrote {out}/ in {time.perf_counter() - start:.0f} s")
     return table
 
 
 @cli_entry("paddle-mnist compare")
 def main(argv=None) -> int:
-    compare(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    base = recipe.from_args(args, out=str(args.out))
+    compare(base, args.losses, args.seeds, args.out, args.force)
     return 0
 
 

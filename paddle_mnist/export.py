@@ -16,9 +16,9 @@ import numpy as np
 import paddle
 from paddle.static import InputSpec
 
-from paddle_mnist import checkpoint
+from paddle_mnist import rundir
 from paddle_mnist.errors import UserError, cli_entry
-from paddle_mnist.predict import INFERENCE_PREFIX, DynamicEngine, InferenceEngine, build_model
+from paddle_mnist.predict import DynamicEngine, InferenceEngine, build_model
 
 SUFFIXES = (".pdiparams", ".json")  # parameters first: the program file completes the pair
 TOLERANCE = 1e-5
@@ -26,8 +26,8 @@ TOLERANCE = 1e-5
 
 def export(model_dir: Path, prefix: Path, weights: str = "best") -> float:
     """Save the static model under ``prefix``; return the largest output difference on a test batch."""
-    meta = checkpoint.load_metadata(model_dir)
-    model = build_model(meta, model_dir / meta["weights"][weights])
+    info = rundir.read(model_dir)
+    model = build_model(info, rundir.weights_path(model_dir, info, weights))
     model.eval()
     prefix.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=prefix.parent, prefix=".export-") as tmp:
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="path prefix to write (default: MODEL_DIR/inference/mnist)")
     parser.add_argument("--weights", choices=("best", "last"), default="best", help="which weights to export (default: best)")
     args = parser.parse_args(argv)
-    prefix = args.out or args.model_dir / INFERENCE_PREFIX
+    prefix = args.out or args.model_dir / rundir.INFERENCE_PREFIX
     difference = export(args.model_dir, prefix, args.weights)
     if difference > TOLERANCE:
         raise UserError(f"{prefix}: exported model differs from the dynamic one by {difference:.2e} (> {TOLERANCE})")

@@ -1,10 +1,19 @@
-"""Atomic file writes: a crash mid-write never leaves a corrupt file under the final name."""
+"""File I/O that holds up against crashes and hostile paths.
+
+Atomic writes: a crash mid-write never leaves a corrupt file under the final
+name.  Regular-file reads: a FIFO or device planted where a file should be is
+refused instead of hanging or streaming forever.
+"""
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
+
+from paddle_mnist.errors import UserError
 
 
 def _umask() -> int:
@@ -40,3 +49,22 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+
+
+def open_regular(path: str | os.PathLike, error: type[UserError] = UserError) -> BinaryIO:
+    """Open ``path`` for reading if it is a regular file, else raise ``error`` naming it.
+
+    The open itself does not block (``O_NONBLOCK``), so a FIFO with no writer
+    is refused rather than waited on.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device?)"
+            raise error(f"{path}: {kind}")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     from paddle_mnist.data import MnistDataset
     from paddle_mnist.predict import Predictor
 
-    parser = argparse.ArgumentParser(prog="python -m paddle_mnist.photos", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="paddle-mnist photos", description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", default="output", help="trained model to measure (default: output)")
     parser.add_argument("--data", default=None, help="data file or IDX directory (default: the README's search)")
     parser.add_argument("--n", type=int, default=600, help="pictures, from the first N eval digits (default: 600)")
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     evaluation = MnistDataset("eval", args.data)
     predictor = Predictor.from_dir(args.model_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = write_set(evaluation.pixels[:args.n], evaluation.targets[:args.n], args.out or Path(tmp), args.seed)
+        rows = write_set(evaluation.pixels[:args.n], evaluation.class_ids[:args.n], args.out or Path(tmp), args.seed)
         report = {"images": len(rows), "default": accuracy_by_style(predictor, rows, naive=False),
                   "naive": accuracy_by_style(predictor, rows, naive=True)}
     print(json.dumps(report, indent=1))

@@ -17,11 +17,10 @@ import numpy as np
 import paddle
 from PIL import Image
 
-from paddle_mnist import checkpoint, losses, models, preprocess
+from paddle_mnist import checkpoint, losses, models, preprocess, rundir
+from paddle_mnist.cli import positive_int
+from paddle_mnist.data.encoding import Encoding
 from paddle_mnist.errors import UserError, cli_entry
-from paddle_mnist.splits import Encoding
-
-INFERENCE_PREFIX = Path("inference") / "mnist"  # export's default, inside the model dir
 
 
 @dataclass
@@ -66,11 +65,9 @@ class InferenceEngine:
         return self.predictor.get_output_handle(self.predictor.get_output_names()[0]).copy_to_cpu()
 
 
-def build_model(meta: dict, weights_path: Path) -> paddle.nn.Layer:
-    """The network ``mnist.json`` describes, with the given weights loaded safely."""
-    if meta.get("model") not in models.MODELS:
-        raise UserError(f"{weights_path.parent / checkpoint.METADATA}: unknown model {meta.get('model')!r}")
-    model = models.build(meta["model"], meta["outputs"])
+def build_model(info: rundir.RunInfo, weights_path: Path) -> paddle.nn.Layer:
+    """The network a run's metadata describes, with the given weights loaded safely."""
+    model = models.build(info.model, info.outputs)
     checkpoint.load_weights(model, weights_path)
     return model
 
@@ -84,15 +81,12 @@ class Predictor:
                  inference_prefix: str | Path | None = None) -> "Predictor":
         """Rebuild from a training output dir: ``mnist.json`` says which model, loss and scaling."""
         model_dir = Path(model_dir)
-        meta = checkpoint.load_metadata(model_dir)
-        loss = losses.LOSSES[meta["loss"]]
-        norm = meta["normalization"]
-        encoding = Encoding(norm["name"], norm["scale"], norm["offset"])
+        info = rundir.read(model_dir)
         if engine == "inference":
-            runner = InferenceEngine(Path(inference_prefix) if inference_prefix else model_dir / INFERENCE_PREFIX)
+            runner = InferenceEngine(Path(inference_prefix) if inference_prefix else model_dir / rundir.INFERENCE_PREFIX)
         else:
-            runner = DynamicEngine(build_model(meta, model_dir / meta["weights"][weights]))
-        return cls(runner, loss, encoding, meta["classes"])
+            runner = DynamicEngine(build_model(info, rundir.weights_path(model_dir, info, weights)))
+        return cls(runner, losses.LOSSES[info.loss], info.encoding, list(info.classes))
 
     def model_input(self, item, naive: bool = False) -> np.ndarray:
         """float32 [1,28,28] as the model saw its training data (or the tutorial's naive input)."""
@@ -166,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", default="output", help="a training output dir with mnist.json (default: output)")
     parser.add_argument("--weights", choices=("best", "last"), default="best",
                         help="the best-validation or the last epoch's weights (default: best)")
-    parser.add_argument("--topk", type=int, default=3, help="how many ranked guesses to show (default: 3)")
+    parser.add_argument("--topk", type=positive_int, default=3, help="how many ranked guesses to show (default: 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text (default: text)")
     parser.add_argument("--naive", action="store_true",
                         help="the tutorial's preprocessing (grey, squash to 28x28, invert), for comparison (default: off)")
@@ -180,8 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry("paddle-mnist predict")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.topk < 1:
-        raise UserError(f"--topk must be at least 1, got {args.topk}")
     predictor = Predictor.from_dir(args.model_dir, weights=args.weights, engine=args.engine,
                                    inference_prefix=args.inference_prefix)
     results = predictor.predict(list(args.images), topk=min(args.topk, 10), naive=args.naive)

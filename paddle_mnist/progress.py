@@ -1,4 +1,5 @@
-"""A progress display for training batches: one updating line on a terminal, plain lines elsewhere."""
+"""A progress line for long loops (training batches, downloads): one updating line on a terminal,
+a plain line every 10 % elsewhere, so logs stay readable."""
 from __future__ import annotations
 
 import sys
@@ -11,38 +12,51 @@ def format_seconds(seconds: float) -> str:
 
 
 class Progress:
-    """``update`` after each batch; redraws at most 5 times a second on a TTY, else every 10 %.
+    """``update(done, text)`` as work advances; redraws at most 5 times a second on a TTY.
 
-    ``enabled=False`` (data-parallel ranks other than 0) draws nothing.
+    ``total`` None (a download without Content-Length) shows no ETA and, off a
+    terminal, no lines until ``finish``.  ``enabled=False`` (data-parallel
+    ranks other than 0) draws nothing.
     """
 
-    def __init__(self, label: str, total_batches: int, stream=None, enabled: bool = True):
-        self.label, self.total, self.enabled = label, total_batches, enabled
+    def __init__(self, label: str, total: int | None, stream=None, enabled: bool = True):
+        self.label, self.total, self.enabled = label, total, enabled
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.start = self.last_draw = time.perf_counter()
         self.next_line = 0.1
+        self.line = ""
 
-    def update(self, done: int, images: int, loss: float) -> None:
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def update(self, done: int, text: str) -> None:
         if not self.enabled:
             return
         now = time.perf_counter()
-        fraction = done / self.total
-        if self.tty and now - self.last_draw < 0.2 and done < self.total:
+        fraction = done / self.total if self.total else None
+        finished = fraction is not None and fraction >= 1
+        if self.tty and now - self.last_draw < 0.2 and not finished:
             return
-        if not self.tty and fraction < self.next_line and done < self.total:
+        if not self.tty and (fraction is None or (fraction < self.next_line and not finished)):
             return
         self.last_draw = now
-        self.next_line = fraction + 0.1
-        rate = images / max(now - self.start, 1e-9)
-        eta = (now - self.start) * (1 - fraction) / max(fraction, 1e-9)
-        line = (f"{self.label} [{done:>{len(str(self.total))}}/{self.total}] loss {loss:.4f} "
-                f"{rate:,.0f} img/s ETA {format_seconds(eta)}")
+        eta = f" ETA {format_seconds(self.elapsed * (1 - fraction) / max(fraction, 1e-9))}" if fraction and not finished else ""
+        self.line = f"{self.label} {text}{eta}"
+        if fraction is not None:
+            self.next_line = fraction + 0.1
         if self.tty:
-            print("\r" + line + " " * 4, end="", file=self.stream, flush=True)
+            print("\r" + self.line + " " * 4, end="", file=self.stream, flush=True)
         else:
-            print(line, file=self.stream, flush=True)
+            print(self.line, file=self.stream, flush=True)
 
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            print("\r" + " " * 100 + "\r", end="", file=self.stream, flush=True)
+    def finish(self, text: str | None = None) -> None:
+        """Clear the line (``text`` None), or leave ``label text`` as the final line."""
+        if not self.enabled:
+            return
+        if text is None:
+            if self.tty:
+                print("\r" + " " * (len(self.line) + 4) + "\r", end="", file=self.stream, flush=True)
+        elif self.tty or self.line != f"{self.label} {text}":
+            print(("\r" if self.tty else "") + f"{self.label} {text}" + " " * 4 * self.tty, file=self.stream, flush=True)

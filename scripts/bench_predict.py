@@ -31,7 +31,8 @@ def rate(fn, images_per_call: int, seconds: float) -> float:
 
 def main() -> None:
     from paddle_mnist import export, photos
-    from paddle_mnist.predict import INFERENCE_PREFIX, Predictor
+    from paddle_mnist.predict import Predictor
+    from paddle_mnist.rundir import INFERENCE_PREFIX
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, default=Path("output"), help="trained model (default: output)")

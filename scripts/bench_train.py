@@ -36,11 +36,11 @@ def tutorial_loop(data: str, images: int) -> float:
     import paddle
     import paddle.nn.functional as F
 
-    from paddle_mnist import splits
+    from paddle_mnist.data import splits
 
     split = splits.load(data).splits["train"]
     imgs = (split.pixels[:images] / 256).reshape(images, 784).tolist()
-    labels = split.labels[:images].tolist()
+    labels = split.class_ids[:images].tolist()
 
     class TutorialDataset(paddle.io.Dataset):
         def __getitem__(self, i):
@@ -69,28 +69,29 @@ def stock_tutorial_net():
     import paddle.nn as nn
 
     from paddle_mnist import models
-    models.Conv2D = nn.Conv2D  # only this benchmark process
-    return models.MNIST(10)
+    models.ReshapedBiasConv2D = nn.Conv2D  # only this benchmark process
+    return models.TutorialCNN(10)
 
 
 def trainer(data: str, images: int, variant: str) -> float:
     import paddle
 
     from paddle_mnist import losses, models, train
+    from paddle_mnist.config import Config
     from paddle_mnist.data import MnistDataset
 
     if variant == "trainer_onednn":
         paddle.set_flags({"FLAGS_use_mkldnn": True})
-    model = stock_tutorial_net() if variant == "trainer_stock_conv" else models.MNIST(10)
+    model = stock_tutorial_net() if variant == "trainer_stock_conv" else models.TutorialCNN(10)
     if variant == "trainer_to_static":
         model = paddle.jit.to_static(model)
-    config = train.Config(data=data, epochs=1)
-    loss = losses.LOSSES["cross_entropy"]
+    config = Config(data=data, epochs=1)
     optimizer = paddle.optimizer.SGD(0.01, parameters=model.parameters())
+    trainee = train.Trainee(model, model, losses.LOSSES["cross_entropy"], optimizer, None, None)
     warm = MnistDataset("train", data, limit=WARMUP_BATCHES * BATCH)
-    train.train_epoch(model, loss, optimizer, None, warm, config, 1)
+    train.train_epoch(trainee, warm, config, 1)
     timed = MnistDataset("train", data, limit=images)
-    return train.train_epoch(model, loss, optimizer, None, timed, config, 1)["images_per_s"]
+    return train.train_epoch(trainee, timed, config, 1)["images_per_s"]
 
 
 def torch_loop(data: str, images: int) -> float:
@@ -98,11 +99,11 @@ def torch_loop(data: str, images: int) -> float:
     import torch.nn as nn
     import torch.nn.functional as F
 
-    from paddle_mnist import splits
+    from paddle_mnist.data import splits
 
     split = splits.load(data).splits["train"]
     x_all = torch.from_numpy(split.pixels[:images].reshape(-1, 1, 28, 28) / 256).float()
-    y_all = torch.from_numpy(split.labels[:images].astype("int64"))
+    y_all = torch.from_numpy(split.class_ids[:images].astype("int64"))
     model = nn.Sequential(nn.Conv2d(1, 20, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(2, 2),
                           nn.Conv2d(20, 20, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(), nn.Linear(980, 10))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)

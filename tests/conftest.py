@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from paddle_mnist import splits
+from paddle_mnist.config import Config
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -23,9 +23,6 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("PADDLE_MNIST_OFFLINE", "1")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
-    splits._loaded.clear()
-    yield
-    splits._loaded.clear()
 
 
 def require(path: Path) -> Path:
@@ -57,7 +54,7 @@ def shared_idx(shared_cache, monkeypatch) -> Path:
 
 @pytest.fixture
 def debian_fashion() -> Path:
-    from paddle_mnist import locate
+    from paddle_mnist.data import locate
     return require(locate.DEBIAN_FASHION_DIR)
 
 
@@ -70,22 +67,26 @@ def trained_dir(tmp_path_factory, shared_cache) -> Path:
     out = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PADDLE_MNIST_CACHE", str(shared_cache))
-        train.fit(train.Config(data=str(data), model="convnet", optimizer="adam", lr=0.003, batch_size=128,
-                               epochs=2, schedule="onecycle", limit_train=10_000, out=str(out)))
+        train.fit(Config(data=str(data), model="convnet", optimizer="adam", lr=0.003, batch_size=128,
+                         epochs=2, schedule="onecycle", limit_train=10_000, out=str(out)))
     return out
 
 
 @pytest.fixture
-def tiny_model_dir(tmp_path):
+def tiny_model_dir(tmp_path, data_file):
     """A quick mlp on the learnable synthetic set: enough to exercise the predictor's plumbing."""
-    from fixtures import json_payload, learnable_splits, write_json
     from paddle_mnist import train
-
-    data = write_json(tmp_path / "learnable.json.gz", json_payload(learnable_splits()))
 
     def make(loss="cross_entropy"):
         out = tmp_path / f"model-{loss}"
-        train.fit(train.Config(data=str(data), model="mlp", loss=loss, lr=0.05 if loss != "mse" else 0.001,
-                               batch_size=50, epochs=1, out=str(out)))
+        train.fit(Config(data=str(data_file), model="mlp", loss=loss, lr=0.05 if loss != "mse" else 0.001,
+                         batch_size=50, epochs=1, out=str(out)))
         return out
     return make
+
+
+@pytest.fixture
+def data_file(tmp_path) -> Path:
+    """The learnable synthetic set (300 / 100 / 100 images) in the tutorial's format."""
+    from fixtures import json_payload, learnable_splits, write_json
+    return write_json(tmp_path / "learnable.json.gz", json_payload(learnable_splits()))

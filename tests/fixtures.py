@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from paddle_mnist import idx
+from paddle_mnist import config, train
+from paddle_mnist.data import idx
 
 SIZES = {"train": 12, "valid": 6, "eval": 6}
 
@@ -66,3 +67,8 @@ def learnable_splits(seed: int = 0, sizes=None):
             pixels[i, r:r + 8, c:c + 8] = 250
         out[name] = (pixels, labels)
     return out
+
+
+def train_cli(*flags):
+    """``paddle-mnist train FLAGS`` in this process: the flags parsed and resolved as the command does."""
+    return train.fit(config.from_args(train.build_parser().parse_args([str(f) for f in flags])))

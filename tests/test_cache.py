@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fixtures import json_payload, random_splits, write_json
-from paddle_mnist import cache, splits, tutorial_json
+from paddle_mnist.data import cache, splits, tutorial_json
 
 
 @pytest.fixture
@@ -25,7 +25,6 @@ def count_parses(monkeypatch):
 
 
 def reload(path):
-    splits._loaded.clear()
     return splits.load(path)
 
 
@@ -45,7 +44,7 @@ def test_changed_source_is_a_miss(source, monkeypatch):
     parses = count_parses(monkeypatch)
     data = reload(source)
     assert len(parses) == 1 and len(cache_files()) == 2
-    np.testing.assert_array_equal(data.splits["eval"].labels, random_splits(seed=9)["eval"][1])
+    np.testing.assert_array_equal(data.splits["eval"].class_ids, random_splits(seed=9)["eval"][1])
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong arrays"])

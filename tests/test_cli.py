@@ -40,3 +40,23 @@ def test_data_help_explains_every_flag():
     for flag in ("--data", "--dataset", "--mode", "--n", "--out"):
         assert flag in text
     assert text.count("default") >= 4
+
+
+def test_predict_does_not_import_the_data_stack_or_matplotlib():
+    code = ("import sys, paddle_mnist.predict; "
+            "print(sorted(m for m in sys.modules if m.startswith(('paddle_mnist.data.', 'matplotlib'))))")
+    result = run("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['paddle_mnist.data.encoding']"
+
+
+def test_photos_is_a_command():
+    result = run("-m", "paddle_mnist", "photos", "--help")
+    assert result.returncode == 0 and result.stdout.startswith("usage: paddle-mnist photos")
+
+
+def test_train_prints_which_file_it_trained_on(data_file, tmp_path):
+    result = run("-m", "paddle_mnist.train", "--model", "linear", "--epochs", "1", "--out", str(tmp_path / "o"),
+                 env_extra={"PADDLE_MNIST_DATA": str(data_file)})
+    assert result.returncode == 0, result.stderr
+    assert f"trained on {data_file} (found via $PADDLE_MNIST_DATA)" in result.stdout.splitlines()

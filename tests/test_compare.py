@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from fixtures import json_payload, learnable_splits, write_json
 from paddle_mnist import compare, train
 
 
@@ -17,9 +16,9 @@ def recorded(monkeypatch):
     runs = []
     real_epoch, real_order = train.train_epoch, train.epoch_order
 
-    def epoch(model, loss_fn, optimizer, scheduler, dataset, config, *rest):
-        runs.append({"loss": config.loss, "init": {k: v.numpy().copy() for k, v in model.state_dict().items()}})
-        return real_epoch(model, loss_fn, optimizer, scheduler, dataset, config, *rest)
+    def epoch(trainee, dataset, config, number):
+        runs.append({"loss": config.loss, "init": {k: v.numpy().copy() for k, v in trainee.model.state_dict().items()}})
+        return real_epoch(trainee, dataset, config, number)
 
     def order(seed, number, n):
         result = real_order(seed, number, n)
@@ -30,10 +29,9 @@ def recorded(monkeypatch):
     return runs
 
 
-def test_tiny_comparison(tmp_path, recorded, monkeypatch, capsys):
-    data = write_json(tmp_path / "learnable.json.gz", json_payload(learnable_splits()))
+def test_tiny_comparison(tmp_path, recorded, monkeypatch, capsys, data_file):
     out = tmp_path / "cmp"
-    argv = ["--losses", "mse_onehot", "cross_entropy", "--epochs", "1", "--seeds", "0", "--data", str(data),
+    argv = ["--losses", "mse_onehot", "cross_entropy", "--epochs", "1", "--seeds", "0", "--data", str(data_file),
             "--limit-train", "200", "--lr", "0.05", "--batch-size", "50", "--out", str(out)]
     assert compare.main(argv) == 0
 
@@ -63,9 +61,8 @@ def test_tiny_comparison(tmp_path, recorded, monkeypatch, capsys):
     assert compare.main(argv + ["--force"]) == 0
 
 
-def test_regression_head_shares_the_other_layers_initial_weights(tmp_path, recorded):
-    data = write_json(tmp_path / "learnable.json.gz", json_payload(learnable_splits()))
-    argv = ["--losses", "mse", "cross_entropy", "--epochs", "1", "--seeds", "3", "--data", str(data),
+def test_regression_head_shares_the_other_layers_initial_weights(tmp_path, recorded, data_file):
+    argv = ["--losses", "mse", "cross_entropy", "--epochs", "1", "--seeds", "3", "--data", str(data_file),
             "--limit-train", "100", "--lr", "0.001", "--batch-size", "50", "--out", str(tmp_path / "cmp")]
     assert compare.main(argv) == 0
     mse, ce = recorded

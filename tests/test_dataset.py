@@ -6,7 +6,9 @@ import paddle
 import pytest
 
 from fixtures import json_payload, random_splits, write_json
-from paddle_mnist import data, splits
+from paddle_mnist import data
+from paddle_mnist.data import splits
+from paddle_mnist.data.encoding import TUTORIAL_ENCODING
 from paddle_mnist.errors import DataError
 
 
@@ -78,10 +80,10 @@ def test_real_json_matches_the_tutorial(shared_json):
 
 def test_idx_and_json_hold_identical_arrays(shared_json, shared_idx):
     from_json, from_idx = splits.load(shared_json), splits.load(shared_idx)
-    assert from_json.encoding == from_idx.encoding == splits.TUTORIAL_ENCODING
+    assert from_json.encoding == from_idx.encoding == TUTORIAL_ENCODING
     for name in splits.SPLITS:
         np.testing.assert_array_equal(from_json.splits[name].pixels, from_idx.splits[name].pixels)
-        np.testing.assert_array_equal(from_json.splits[name].labels, from_idx.splits[name].labels)
+        np.testing.assert_array_equal(from_json.splits[name].class_ids, from_idx.splits[name].class_ids)
 
 
 def test_prepare_reproduces_the_shared_json(shared_json, shared_idx, tmp_path):
@@ -90,12 +92,12 @@ def test_prepare_reproduces_the_shared_json(shared_json, shared_idx, tmp_path):
     prepared, original = splits.load(out), splits.load(shared_json)
     for name in splits.SPLITS:
         np.testing.assert_array_equal(prepared.splits[name].pixels, original.splits[name].pixels)
-        np.testing.assert_array_equal(prepared.splits[name].labels, original.splits[name].labels)
+        np.testing.assert_array_equal(prepared.splits[name].class_ids, original.splits[name].class_ids)
 
 
 def test_fashion_mnist_from_debian(debian_fashion):
     train = data.MnistDataset("train", dataset="fashion-mnist")
     assert train.source == debian_fashion
     assert len(train) == 50_000 and len(data.MnistDataset("eval", dataset="fashion-mnist")) == 10_000
-    assert train.classes[9] == "Ankle boot" and train.classes[train.targets[0]] == "Ankle boot"
-    assert np.bincount(data.MnistDataset("eval", dataset="fashion-mnist").targets).tolist() == [1000] * 10
+    assert train.classes[9] == "Ankle boot" and train.classes[train.class_ids[0]] == "Ankle boot"
+    assert np.bincount(data.MnistDataset("eval", dataset="fashion-mnist").class_ids).tolist() == [1000] * 10

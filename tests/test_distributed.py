@@ -16,16 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fixtures import json_payload, learnable_splits, write_json
+from fixtures import train_cli
 from paddle_mnist import checkpoint, parallel, train
 
 LIMIT_S = 240
 FLAGS = ["--model", "cnn", "--batch-size", "50", "--epochs", "2", "--lr", "0.05", "--seed", "3"]
-
-
-@pytest.fixture
-def data_file(tmp_path):
-    return write_json(tmp_path / "learnable.json.gz", json_payload(learnable_splits()))
 
 
 @contextlib.contextmanager
@@ -51,7 +46,7 @@ def launcher(*launch_args, out: Path, data: Path, log_dir: Path):
 
 
 def single_process_weights(data, out):
-    train.fit(train.resolve(train.build_parser().parse_args(["--data", str(data), "--out", str(out), *FLAGS])))
+    train_cli("--data", data, "--out", out, *FLAGS)
     return checkpoint.load_state(out / "mnist.pdparams")
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fixtures import random_splits, write_idx_dir
-from paddle_mnist import cache, download, idx, splits
+from paddle_mnist.data import cache, download, idx, splits
 from paddle_mnist.errors import DataError
 
 
@@ -73,7 +73,7 @@ def test_corrupted_file_is_rejected_and_next_mirror_used(mirrors, monkeypatch):
     raw, good_url, bad_url = mirrors
     enable_download(monkeypatch, [bad_url, good_url])
     data = splits.load()
-    np.testing.assert_array_equal(data.splits["train"].labels, raw["train"][1][:10])
+    np.testing.assert_array_equal(data.splits["train"].class_ids, raw["train"][1][:10])
 
 
 def test_only_corrupted_mirror_fails_and_caches_nothing(mirrors, monkeypatch):

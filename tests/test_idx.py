@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fixtures import random_splits, write_idx_dir, write_idx_file
-from paddle_mnist import idx, splits
+from paddle_mnist.data import idx, splits
 from paddle_mnist.errors import DataError
 
 
@@ -22,7 +22,7 @@ def test_idx_dir_uses_the_tutorial_split(tmp_path, compress):
     data = splits.load(directory)
     (train_x, train_y), (test_x, test_y) = raw["train"], raw["test"]
     np.testing.assert_array_equal(data.splits["train"].pixels, train_x[:15])
-    np.testing.assert_array_equal(data.splits["valid"].labels, train_y[15:])
+    np.testing.assert_array_equal(data.splits["valid"].class_ids, train_y[15:])
     np.testing.assert_array_equal(data.splits["eval"].pixels, test_x)
     assert data.encoding.name == "pixel/256"
 

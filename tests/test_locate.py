@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fixtures import json_payload, random_splits, write_idx_dir, write_json
-from paddle_mnist import cache, locate
+from paddle_mnist.data import cache, locate
 from paddle_mnist.errors import DataError
 
 
@@ -28,10 +28,10 @@ def everywhere(tmp_path):
 
 def test_search_order(everywhere, monkeypatch):
     monkeypatch.setenv("PADDLE_MNIST_DATA", str(everywhere["env"]))
-    assert locate.find(everywhere["explicit"]) == everywhere["explicit"]
+    assert locate.find(everywhere["explicit"]) == locate.Found(everywhere["explicit"], "the path given")
     order = ["env", "work", "cache json", "cache idx", "paddle cache"]
     for name in order:
-        assert locate.find(None).resolve() == everywhere[name].resolve(), name
+        assert locate.find(None).path.resolve() == everywhere[name].resolve(), name
         if name == "env":
             monkeypatch.delenv("PADDLE_MNIST_DATA")
         elif everywhere[name].is_dir():
@@ -44,7 +44,7 @@ def test_search_order(everywhere, monkeypatch):
 
 def test_directory_holding_the_json_file(tmp_path):
     path = write_json(tmp_path / "d" / "mnist.json.gz", json_payload(random_splits()))
-    assert locate.find(tmp_path / "d") == path
+    assert locate.find(tmp_path / "d").path == path
 
 
 def test_bad_explicit_paths(tmp_path, monkeypatch):
@@ -65,4 +65,4 @@ def test_fashion_search(tmp_path, monkeypatch):
     raw = random_splits(sizes={"train": 6, "test": 2})
     directory = write_idx_dir(tmp_path / "fashion", raw["train"], raw["test"])
     monkeypatch.setenv("PADDLE_MNIST_FASHION_DATA", str(directory))
-    assert locate.find(None, "fashion-mnist") == directory
+    assert locate.find(None, "fashion-mnist") == locate.Found(directory, "$PADDLE_MNIST_FASHION_DATA")

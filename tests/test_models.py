@@ -26,13 +26,22 @@ def test_tutorial_network_is_exactly_the_tutorials():
     assert models.build("cnn", 1).fc.weight.shape == [980, 1]
 
 
-def test_fast_bias_add_matches_paddles_conv():
+def test_reshaped_bias_conv_matches_paddles_conv():
     paddle.seed(1)
-    ours = models.Conv2D(3, 5, 3, padding=1)
-    stock = paddle.nn.Conv2D(3, 5, 3, padding=1)
+    ours = models.ReshapedBiasConv2D(3, 5, 3, stride=2, padding=1)
+    paddle.seed(1)
+    stock = paddle.nn.Conv2D(3, 5, 3, stride=2, padding=1)
+    for name, value in stock.state_dict().items():  # the same initial weights, under the same names
+        np.testing.assert_array_equal(ours.state_dict()[name].numpy(), value.numpy(), err_msg=name)
+    ours.bias.set_value(paddle.rand([5]))  # a non-zero bias: each path must add it exactly once
     stock.set_state_dict(ours.state_dict())
     x = paddle.rand([2, 3, 9, 9])
+    for layer in (ours, stock):
+        layer(x).square().sum().backward()
     np.testing.assert_allclose(ours(x).numpy(), stock(x).numpy(), rtol=1e-5, atol=1e-6)
+    for name in ("weight", "bias"):
+        np.testing.assert_allclose(getattr(ours, name).grad.numpy(), getattr(stock, name).grad.numpy(),
+                                   rtol=1e-5, atol=1e-5, err_msg=name)
 
 
 def test_loss_switch_sets_head_label_dtype_and_prediction():

@@ -29,7 +29,7 @@ def run_predict(*args):
 def photo_set(tmp_path_factory, trained_dir):
     from conftest import SHARED
     evaluation = MnistDataset("eval", SHARED / "mnist.json.gz")
-    digits, labels = evaluation.pixels[:90], evaluation.targets[:90]
+    digits, labels = evaluation.pixels[:90], evaluation.class_ids[:90]
     return photos.write_set(digits, labels, tmp_path_factory.mktemp("photos"), seed=1)
 
 

@@ -8,19 +8,14 @@ import os
 import numpy as np
 import pytest
 
-from fixtures import json_payload, learnable_splits, write_json
+from fixtures import train_cli
 from paddle_mnist import checkpoint, train
+from paddle_mnist.config import Config
 from paddle_mnist.errors import UserError
 
 
-@pytest.fixture
-def data_file(tmp_path):
-    return write_json(tmp_path / "learnable.json.gz", json_payload(learnable_splits()))
-
-
 def run(data_file, out, *flags):
-    args = ["--data", str(data_file), "--out", str(out), "--model", "mlp", "--batch-size", "50", *flags]
-    return train.fit(train.resolve(train.build_parser().parse_args(args)))
+    return train_cli("--data", data_file, "--out", out, "--model", "mlp", "--batch-size", "50", *flags)
 
 
 def test_tiny_run_learns_and_writes_every_file(data_file, tmp_path):
@@ -31,7 +26,7 @@ def test_tiny_run_learns_and_writes_every_file(data_file, tmp_path):
     rows = list(csv.DictReader(open(out / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
-    assert meta["metrics"]["eval_acc"] > 0.9
+    assert meta.metrics["eval_acc"] > 0.9
     saved = json.loads((out / "mnist.json").read_text())
     assert (saved["model"], saved["loss"], saved["outputs"], saved["epochs_done"]) == ("mlp", "cross_entropy", 10, 3)
     assert saved["normalization"]["name"] == "pixel/256" and saved["classes"][7] == "7"
@@ -47,7 +42,7 @@ def current_umask():
 
 def test_mse_switches_head_and_labels(data_file, tmp_path):
     meta = run(data_file, tmp_path / "out", "--loss", "mse", "--epochs", "1", "--lr", "0.001")
-    assert (meta["outputs"], meta["label_dtype"]) == (1, "float32")
+    assert (meta.outputs, meta.label_dtype) == (1, "float32")
     state = checkpoint.load_state(tmp_path / "out" / "mnist.pdparams")
     assert state["body.4.weight"].shape == (128, 1)
 
@@ -66,10 +61,10 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(data_file, tmp_p
 
     real_epoch = train.train_epoch
 
-    def interrupted(*args):
-        if args[6] == 2:  # the epoch number
+    def interrupted(trainee, dataset, config, epoch):
+        if epoch == 2:
             raise KeyboardInterrupt
-        return real_epoch(*args)
+        return real_epoch(trainee, dataset, config, epoch)
     monkeypatch.setattr(train, "train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(data_file, tmp_path / "resumed", *flags)
@@ -80,7 +75,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(data_file, tmp_p
     straight, resumed = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
     for name in straight:
         np.testing.assert_array_equal(straight[name], resumed[name], err_msg=name)
-    assert [row["epoch"] for row in meta["history"]] == [1, 2, 3]
+    assert [row["epoch"] for row in meta.history] == [1, 2, 3]
 
 
 def test_resume_refuses_a_different_run(data_file, tmp_path):
@@ -98,8 +93,11 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_file, tmp_path, 
     before = (out / "mnist.pdparams").read_bytes(), (out / "mnist.json").read_bytes()
     real_epoch = train.train_epoch
 
-    def poisoned(model, loss_fn, *rest):
-        return real_epoch(model, lambda o, y: loss_fn(o, y) * float("nan"), *rest)
+    def poisoned(trainee, *rest):
+        loss = trainee.loss
+        trainee.loss = lambda o, y: loss(o, y) * float("nan")
+        trainee.loss.digits = loss.digits
+        return real_epoch(trainee, *rest)
     monkeypatch.setattr(train, "train_epoch", poisoned)
     capsys.readouterr()
     code = train.main(["--data", str(data_file), "--out", str(out), "--model", "mlp", "--batch-size", "50",
@@ -126,5 +124,34 @@ def test_failure_mid_write_leaves_the_old_file(tmp_path, monkeypatch):
 
 
 def test_bad_flags_are_one_line_errors(data_file, capsys):
-    assert train.main(["--data", str(data_file), "--epochs", "0"]) == 1
-    assert capsys.readouterr().err.strip() == "paddle-mnist train: error: --epochs must be at least 1, got 0"
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--data", str(data_file), "--epochs", "0"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        "paddle-mnist train: error: argument --epochs: must be at least 1, got 0"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "epochs must be an integer of at least 1, got 0"),
+    ("batch_size", 2.5, "batch_size must be an integer of at least 1, got 2.5"),
+    ("seed", -1, "seed must be an integer in 0..4294967295, got -1"),
+    ("lr", float("nan"), "lr must be a positive number, got nan"),
+    ("model", "alexnet", "unknown model 'alexnet': choose linear, mlp, cnn"),
+    ("loss", "hinge", "unknown loss 'hinge'"),
+])
+def test_config_validates_itself_for_the_python_api(field, value, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        Config(**{field: value})
+
+
+def test_presets_override_the_tutorial_defaults_and_flags_override_presets():
+    assert Config.from_preset("tutorial") == Config()
+    fast = Config.from_preset("fast", epochs=2)
+    assert (fast.model, fast.optimizer, fast.epochs, fast.loss) == ("convnet", "adam", 2, "cross_entropy")
+
+
+def test_parsing_flags_builds_no_network(monkeypatch):
+    """The models table in --help constructs every network; an ordinary run must not pay for it."""
+    from paddle_mnist import models
+    monkeypatch.setattr(models, "parameter_count", lambda model: pytest.fail("a network was built for --help"))
+    train.build_parser().parse_args(["--epochs", "1"])

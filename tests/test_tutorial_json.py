@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from fixtures import json_payload, random_splits, write_json
-from paddle_mnist import splits, tutorial_json
+from paddle_mnist.data import splits, tutorial_json
 from paddle_mnist.errors import DataError
 
 
 def load_arrays(path):
     data = splits.load(path, use_cache=False)
-    return data, {k: (s.pixels, s.labels) for k, s in data.splits.items()}
+    return data, {k: (s.pixels, s.class_ids) for k, s in data.splits.items()}
 
 
 def test_fast_path_matches_stdlib(tmp_path):

@@ -9,13 +9,12 @@ parser, whose job is then to name the exact problem.
 """
 from __future__ import annotations
 
-import gzip
 import json
-import zlib
 from pathlib import Path
 
 import numpy as np
 
+from paddle_mnist.data.files import max_bytes, open_data, read_at_most
 from paddle_mnist.errors import DataError
 
 SPLIT_NAMES = ("train", "valid", "eval")
@@ -36,18 +35,9 @@ _IS_SKELETON = ~(_IS_NUMBER | _byte_table(_WHITESPACE))
 
 
 def read_text(path: Path) -> bytes:
-    """Decompress ``path``, turning gzip failures into one-line errors."""
-    try:
-        with gzip.open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except gzip.BadGzipFile:
-        raise DataError(f"{path}: not a gzip file (expected gzip-compressed JSON)") from None
-    except EOFError:
-        raise DataError(f"{path}: truncated gzip file (the compressed stream ends early)") from None
-    except zlib.error as e:
-        raise DataError(f"{path}: corrupt gzip data ({e})") from None
+    """The decompressed file, refused once it passes the size limit."""
+    with open_data(path, gzip_of="JSON") as stream:
+        return read_at_most(stream, max_bytes(), path)
 
 
 def parse(text: bytes, path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:

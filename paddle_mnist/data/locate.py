@@ -2,14 +2,22 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from paddle_mnist import cache, download, idx
+from paddle_mnist.data import cache, download, idx
 from paddle_mnist.errors import DataError
 
 TUTORIAL_FILE = "mnist.json.gz"
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 PADDLE_CACHE_SUBDIR = Path(".cache", "paddle", "dataset", "mnist")  # under $HOME
+
+
+@dataclass(frozen=True)
+class Found:
+    """A data source (a JSON file or an IDX directory) and which step of the search found it."""
+    path: Path
+    origin: str
 
 
 def _usable(path: Path) -> Path | None:
@@ -24,12 +32,14 @@ def _usable(path: Path) -> Path | None:
     return None
 
 
-def _explicit(path: Path, origin: str) -> Path:
+def _explicit(path: Path, origin: str) -> Found:
     found = _usable(path)
     if found is not None:
-        return found
-    if not path.exists():
+        return Found(found, origin)
+    if not os.path.lexists(path):
         raise DataError(f"{path}: no such file or directory (from {origin})")
+    if not path.is_dir():
+        raise DataError(f"{path}: not a regular file or directory (from {origin})")
     missing = ", ".join(idx.missing_files(path))
     raise DataError(f"{path}: neither {TUTORIAL_FILE} nor a complete set of IDX files (missing {missing}) (from {origin})")
 
@@ -44,7 +54,7 @@ def _how_to(dataset: str, looked: list[Path]) -> str:
             f"set PADDLE_MNIST_DATA, or unset PADDLE_MNIST_OFFLINE to download from {download.mirrors()}")
 
 
-def find(path: str | os.PathLike | None, dataset: str = "mnist") -> Path:
+def find(path: str | os.PathLike | None, dataset: str = "mnist") -> Found:
     """The data source for ``dataset``, in the README's order.
 
     MNIST: explicit path, $PADDLE_MNIST_DATA, ./work/mnist.json.gz, the cache
@@ -57,14 +67,16 @@ def find(path: str | os.PathLike | None, dataset: str = "mnist") -> Path:
     if os.environ.get(env_name):
         return _explicit(Path(os.environ[env_name]), f"${env_name}")
     if dataset == "fashion-mnist":
-        candidates = [DEBIAN_FASHION_DIR]
+        candidates = [(DEBIAN_FASHION_DIR, "Debian's dataset-fashion-mnist")]
     else:
-        candidates = [Path("work") / TUTORIAL_FILE, cache.cache_dir() / TUTORIAL_FILE,
-                      cache.cache_dir() / "mnist-idx", Path.home() / PADDLE_CACHE_SUBDIR]
-    for candidate in candidates:
+        candidates = [(Path("work") / TUTORIAL_FILE, "the tutorial's work/ dir"),
+                      (cache.cache_dir() / TUTORIAL_FILE, "the cache dir"),
+                      (cache.cache_dir() / "mnist-idx", "the cache dir"),
+                      (Path.home() / PADDLE_CACHE_SUBDIR, "paddle's download cache")]
+    for candidate, origin in candidates:
         found = _usable(candidate)
         if found is not None:
-            return found
+            return Found(found, origin)
     if dataset == "mnist" and not os.environ.get("PADDLE_MNIST_OFFLINE"):
-        return download.download_idx(cache.cache_dir() / "mnist-idx")
-    raise DataError(_how_to(dataset, candidates))
+        return Found(download.download_idx(cache.cache_dir() / "mnist-idx"), "a download")
+    raise DataError(_how_to(dataset, [candidate for candidate, _ in candidates]))

@@ -1,0 +1,123 @@
+"""The training recipe: one dataclass of plain values, the named presets, and the flags that set them.
+
+``Config()``'s defaults are the tutorial's recipe (the ``cnn`` network,
+cross-entropy, SGD lr 0.01, batch 100, 10 epochs); a preset overrides some of
+them and explicit flags override the preset.  ``Config`` validates itself, so
+the Python API is checked as strictly as the command line.  ``train`` and
+``compare`` take their recipe flags from ``add_recipe_flags``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, fields
+
+from paddle_mnist import losses, models
+from paddle_mnist.cli import non_negative_float, positive_float, positive_int
+from paddle_mnist.errors import UserError
+
+DATASETS = ("mnist", "fashion-mnist")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+SCHEDULES = ("constant", "cosine", "onecycle")
+DEVICES = ("auto", "cpu", "gpu")
+MAX_SEED = 2**32 - 1
+
+
+@dataclass
+class Config:
+    data: str | None = None       # data file or IDX directory; None = the README's search
+    dataset: str = "mnist"
+    preset: str = "tutorial"
+    model: str = "cnn"
+    loss: str = "cross_entropy"
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    batch_size: int = 100
+    epochs: int = 10
+    schedule: str = "constant"
+    weight_decay: float = 0.0
+    augment: bool = False
+    seed: int = 0
+    out: str = "output"
+    resume: bool = False
+    device: str = "auto"
+    limit_train: int | None = None
+    track_eval: bool = False      # also score the eval split every epoch (the loss comparison plots it)
+    amp: bool = False
+
+    def __post_init__(self):
+        choices = {"dataset": DATASETS, "preset": tuple(PRESETS), "model": tuple(models.MODELS),
+                   "loss": tuple(losses.LOSSES), "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"unknown {name} {getattr(self, name)!r}: choose {', '.join(allowed)}")
+        for name in ("batch_size", "epochs") + (("limit_train",) if self.limit_train is not None else ()):
+            _check(name, getattr(self, name), lambda v: _is_int(v) and v >= 1, "an integer of at least 1")
+        _check("seed", self.seed, lambda v: _is_int(v) and 0 <= v <= MAX_SEED, f"an integer in 0..{MAX_SEED}")
+        _check("lr", self.lr, lambda v: _is_number(v) and v > 0, "a positive number")
+        _check("weight_decay", self.weight_decay, lambda v: _is_number(v) and v >= 0, "0 or a positive number")
+
+    @classmethod
+    def from_preset(cls, preset: str = "tutorial", **overrides) -> "Config":
+        """The preset's recipe with ``overrides`` on top."""
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset {preset!r}: choose {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[preset], **overrides, "preset": preset})
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(name: str, value, ok, expected: str) -> None:
+    if not ok(value):
+        raise UserError(f"{name} must be {expected}, got {value!r}")
+
+
+# Each preset overrides the tutorial's recipe (Config's defaults); README "Results" says what each reaches.
+PRESETS = {
+    "tutorial": {},
+    "fast": dict(model="convnet", optimizer="adam", lr=0.003, batch_size=128, epochs=5, schedule="onecycle"),
+    "best": dict(model="vgg", optimizer="momentum", lr=0.05, batch_size=128, epochs=30, schedule="onecycle",
+                 weight_decay=5e-4, augment=True),
+}
+DEFAULTS = Config()
+
+
+def preset_lines() -> list[str]:
+    return [f"  {name:<9} " + (", ".join(f"{k}={v}" for k, v in values.items()) or "the defaults above")
+            for name, values in PRESETS.items()]
+
+
+def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that pick a recipe, shared by ``train`` and ``compare``; unset flags stay None."""
+    add, d = parser.add_argument, DEFAULTS
+    add("--data", help="data file or IDX directory (default: the search described in the README)")
+    add("--dataset", choices=DATASETS, help=f"which data set (default: {d.dataset})")
+    add("--preset", choices=tuple(PRESETS), help=f"a named recipe; explicit flags override it (default: {d.preset})")
+    add("--model", choices=tuple(models.MODELS), help=f"network, see below (default: {d.model}, the tutorial's)")
+    add("--optimizer", choices=OPTIMIZERS, help=f"optimizer; momentum is 0.9, Nesterov (default: {d.optimizer})")
+    add("--lr", type=positive_float, help=f"learning rate, the peak rate for onecycle (default: {d.lr})")
+    add("--batch-size", type=positive_int,
+        help=f"images per optimizer step: the global batch, split evenly over data-parallel processes (default: {d.batch_size})")
+    add("--epochs", type=positive_int, help=f"passes over the training split (default: {d.epochs})")
+    add("--schedule", choices=SCHEDULES, help=f"learning-rate schedule over all steps (default: {d.schedule})")
+    add("--weight-decay", type=non_negative_float, help=f"L2 weight decay (default: {d.weight_decay:g})")
+    add("--augment", action=argparse.BooleanOptionalAction, default=None,
+        help="random shifts (2 px), rotations (10 deg) and scalings (10%%) of training images (default: off)")
+    add("--device", choices=DEVICES, help=f"where to train; auto = gpu when paddle has CUDA and a GPU (default: {d.device})")
+    add("--limit-train", type=positive_int, metavar="N",
+        help="train on the first N training images only, for quick runs (default: all)")
+
+
+CONFIG_FIELDS = {f.name for f in fields(Config)}
+
+
+def from_args(args: argparse.Namespace, **fixed) -> Config:
+    """The Config that parsed flags describe: preset values first, then every flag the user gave, then ``fixed``."""
+    given = {k: v for k, v in vars(args).items() if k in CONFIG_FIELDS and v is not None}
+    return Config.from_preset(given.pop("preset", "tutorial"), **{**given, **fixed})

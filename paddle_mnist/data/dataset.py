@@ -1,0 +1,73 @@
+"""``MnistDataset``: one split as a ``paddle.io.Dataset``, with the tutorial's item contract.
+
+``MnistDataset(mode)[i]`` is ``(float32 [1,28,28], label [1])`` with the file's
+own pixel values.  For fast training loops, ``.images`` / ``.labels`` give the
+whole split as two arrays; ``.pixels`` / ``.class_ids`` are the same data as
+stored (uint8), for plots and accuracy counts.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import paddle
+
+from paddle_mnist.data import splits
+from paddle_mnist.errors import DataError
+
+MODES = {"train": "train", "valid": "valid", "eval": "eval", "test": "eval"}
+LABEL_DTYPES = ("int64", "float32")
+
+
+class MnistDataset(paddle.io.Dataset):
+    """One split of MNIST or Fashion-MNIST.
+
+    ``label_dtype="float32"`` serves a regression loss (the tutorial's MSE);
+    ``transform`` maps a float32 [1,28,28] image to another (augmentation);
+    ``limit`` keeps only the first N items, for quick runs; ``data`` reuses
+    splits already loaded (``load_datasets`` reads a source once for all three).
+    """
+
+    def __init__(self, mode: str = "train", path: str | Path | None = None, *,
+                 dataset: str = "mnist", label_dtype: str = "int64", transform=None, limit: int | None = None,
+                 data: splits.MnistData | None = None):
+        super().__init__()
+        if mode not in MODES:
+            raise DataError(f"unknown mode {mode!r}: choose train, valid, eval (or test)")
+        if label_dtype not in LABEL_DTYPES:
+            raise DataError(f"unknown label dtype {label_dtype!r}: choose {' or '.join(LABEL_DTYPES)}")
+        data = data or splits.load(path, dataset)
+        split = data.splits[MODES[mode]]
+        self.mode, self.label_dtype, self.transform = MODES[mode], label_dtype, transform
+        self.pixels, self.class_ids = split.pixels[:limit], split.class_ids[:limit]
+        self.encoding, self.classes, self.source = data.encoding, data.classes, data.source
+
+    def __len__(self) -> int:
+        return len(self.class_ids)
+
+    def __getitem__(self, i: int):
+        image = self.encoding.decode(self.pixels[i]).reshape(1, 28, 28)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, np.array([self.class_ids[i]], dtype=self.label_dtype)
+
+    @functools.cached_property
+    def images(self) -> np.ndarray:
+        """The whole split as float32 [N,1,28,28], decoded once."""
+        return self.encoding.decode(self.pixels).reshape(-1, 1, 28, 28)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The whole split's labels as [N,1] in ``label_dtype``: what a loss takes."""
+        return self.class_ids.astype(self.label_dtype).reshape(-1, 1)
+
+
+def load_datasets(path: str | Path | None = None, *, dataset: str = "mnist", label_dtype: str = "int64",
+                  limit_train: int | None = None) -> tuple[splits.MnistData, dict[str, MnistDataset]]:
+    """All three splits from one read of the source: (the data, {"train", "valid", "eval"} datasets)."""
+    data = splits.load(path, dataset)
+    datasets = {mode: MnistDataset(mode, data=data, label_dtype=label_dtype,
+                                   limit=limit_train if mode == "train" else None)
+                for mode in splits.SPLITS}
+    return data, datasets

@@ -1,0 +1,51 @@
+"""Pixel encodings: how a data file turned a uint8 pixel into the float it stores.
+
+Kept apart from the readers so the predictor can rebuild a model's input
+scaling from its metadata without importing the data-loading stack.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from paddle_mnist.errors import DataError
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """A uint8 pixel ``p`` is stored as ``p / scale + offset``."""
+    name: str
+    scale: float
+    offset: float
+
+    def decode(self, pixels: np.ndarray) -> np.ndarray:
+        out = pixels.astype(np.float32) / np.float32(self.scale)
+        return out + np.float32(self.offset) if self.offset else out
+
+
+ENCODINGS = {e.name: e for e in (
+    Encoding("pixel/256", 256.0, 0.0),   # the tutorial's file and mnist.pkl.gz
+    Encoding("pixel/255", 255.0, 0.0),
+    Encoding("[-1,1]", 127.5, -1.0),
+    Encoding("0..255", 1.0, 0.0),
+)}
+TUTORIAL_ENCODING = ENCODINGS["pixel/256"]
+
+
+def detect_encoding(values: np.ndarray, path: Path) -> tuple[Encoding, np.ndarray]:
+    """Find which pixel encoding produced ``values`` and recover the uint8 pixels.
+
+    A file in another normalisation (say [-1,1]) is recognised and named rather
+    than mis-scaled; values that fit no known encoding are an error.
+    """
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    for encoding in ENCODINGS.values():
+        pixels = (values - encoding.offset) * encoding.scale
+        rounded = np.rint(pixels)
+        if rounded.min(initial=0) >= 0 and rounded.max(initial=0) <= 255 and np.abs(pixels - rounded).max(initial=0) < 0.02:
+            return encoding, rounded.astype(np.uint8)
+    known = ", ".join(e.name for e in ENCODINGS.values())
+    hint = " (it looks standardised by mean/std)" if lo < 0 < hi and hi > 1 else ""
+    raise DataError(f"{path}: pixel values span [{lo:.4g}, {hi:.4g}], which fits no known pixel encoding ({known}){hint}")

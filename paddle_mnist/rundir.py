@@ -1,0 +1,288 @@
+"""The run directory: the one module that knows what a training run leaves behind.
+
+    mnist.json       the metadata (``RunInfo``), written last: it names and hashes the other files
+    mnist.pdparams   the last epoch's weights        mnist.pdopt    its optimizer state
+    best.pdparams    the best epoch's weights (by valid accuracy)
+    history.csv      one row per epoch               curves.png     loss and accuracy per epoch
+    inference/       ``paddle-mnist export``'s Paddle Inference model
+
+The trainer saves through ``save_epoch``/``save_final`` and continues through
+``resume``; the predictor, the exporter and the loss comparison read through
+``read`` and ``weights_path``.  ``RunInfo.from_json`` validates every field's
+type and range before anything is built from it.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import paddle
+
+from paddle_mnist import checkpoint, losses, models
+from paddle_mnist.config import DATASETS, Config
+from paddle_mnist.data.encoding import ENCODINGS, Encoding
+from paddle_mnist.errors import UserError
+from paddle_mnist.fileio import open_regular, write_bytes_atomic
+
+if TYPE_CHECKING:  # the data stack (locate, download) is not needed to read a run
+    from paddle_mnist.data.splits import MnistData
+
+METADATA = "mnist.json"
+LAST_WEIGHTS, BEST_WEIGHTS, OPTIMIZER = "mnist.pdparams", "best.pdparams", "mnist.pdopt"
+HISTORY, CURVES = "history.csv", "curves.png"
+INFERENCE_PREFIX = Path("inference") / "mnist"   # export's default, inside the run directory
+SCHEMA_VERSION = 1
+WEIGHTS = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS, "optimizer": OPTIMIZER}
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "seconds", "images_per_s",
+                   "eval_loss", "eval_acc")
+# Settings that must not change when a run is resumed (epochs may grow with a constant schedule).
+RESUME_FIELDS = ("dataset", "model", "loss", "optimizer", "lr", "batch_size", "seed", "schedule",
+                 "weight_decay", "augment", "limit_train")
+
+
+class RunDirError(UserError):
+    pass
+
+
+@dataclass
+class RunState:
+    """Where a run stands: what the trainer updates each epoch and ``resume`` restores."""
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    metrics: dict = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)   # file name -> SHA-256
+    best_weights: dict | None = None                      # in memory only: every rank keeps its own
+
+    def record(self, row: dict) -> bool:
+        """Add an epoch's row; True when it is the best by valid accuracy so far."""
+        self.history.append(row)
+        improved = not self.best_epoch or row["valid_acc"] > self.metrics["best_valid_acc"]
+        if improved:
+            self.best_epoch = row["epoch"]
+            self.metrics["best_valid_acc"] = row["valid_acc"]
+        self.epoch = row["epoch"]
+        self.metrics.update(valid_acc=row["valid_acc"], valid_loss=row["valid_loss"])
+        return improved
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """``mnist.json``: everything a predictor needs to rebuild the model with no flags, and a resume to continue."""
+    model: str
+    loss: str
+    outputs: int
+    label_dtype: str
+    encoding: Encoding
+    dataset: str
+    classes: tuple[str, ...]
+    epochs_done: int
+    seed: int
+    config: dict
+    metrics: dict
+    best_epoch: int
+    files: dict[str, str]
+    history: list[dict]
+    paddle_version: str = ""
+    data_source: str | None = None
+    weights: dict[str, str] = field(default_factory=lambda: dict(WEIGHTS))
+
+    @classmethod
+    def describe(cls, config: Config, data: MnistData, state: RunState) -> "RunInfo":
+        """The metadata of a run of ``config`` on ``data`` that has reached ``state``."""
+        loss = losses.LOSSES[config.loss]
+        return cls(model=config.model, loss=loss.name, outputs=loss.outputs, label_dtype=loss.label_dtype,
+                   encoding=data.encoding, dataset=data.dataset, classes=data.classes, epochs_done=state.epoch,
+                   seed=config.seed, config=dataclasses.asdict(config), metrics=dict(state.metrics),
+                   best_epoch=state.best_epoch, files=dict(state.files), history=list(state.history),
+                   paddle_version=paddle.__version__, data_source=str(data.source))
+
+    def to_json(self) -> dict:
+        return {
+            "format": SCHEMA_VERSION,
+            "model": self.model, "loss": self.loss, "outputs": self.outputs, "label_dtype": self.label_dtype,
+            "normalization": dataclasses.asdict(self.encoding),
+            "dataset": self.dataset, "classes": list(self.classes), "data_source": self.data_source,
+            "epochs_done": self.epochs_done, "seed": self.seed, "config": self.config,
+            "metrics": self.metrics, "best_epoch": self.best_epoch,
+            "weights": self.weights, "files": self.files,
+            "paddle_version": self.paddle_version, "history": self.history,
+        }
+
+    @classmethod
+    def from_json(cls, obj, path: Path) -> "RunInfo":
+        """Validate a parsed ``mnist.json``; every problem is one line naming ``path`` and the field."""
+        return _Schema(obj, path).run_info()
+
+
+class _Schema:
+    """Checks of ``mnist.json``'s fields, one method per kind, each failing with the field's name."""
+
+    def __init__(self, obj, path: Path):
+        if not isinstance(obj, dict):
+            raise RunDirError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+        self.obj, self.path = obj, path
+
+    def fail(self, name: str, expected: str):
+        raise RunDirError(f"{self.path}: {name!r} must be {expected}, got {_short(self.obj.get(name))}")
+
+    def get(self, name: str, kind, expected: str, ok=lambda v: True, optional: bool = False):
+        if optional and self.obj.get(name) is None:
+            return None
+        value = self.obj.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool or not ok(value):
+            self.fail(name, expected)
+        return value
+
+    def choice(self, name: str, allowed) -> str:
+        return self.get(name, str, f"one of {', '.join(allowed)}", lambda v: v in allowed)
+
+    def count(self, name: str) -> int:
+        return self.get(name, int, "an integer of 0 or more", lambda v: 0 <= v < 1 << 31)
+
+    def names(self, name: str, ok, expected: str) -> dict:
+        return self.get(name, dict, expected, lambda d: all(isinstance(k, str) and ok(v) for k, v in d.items()))
+
+    def run_info(self) -> RunInfo:
+        version = self.get("format", int, f"a schema version up to {SCHEMA_VERSION}", lambda v: 1 <= v <= SCHEMA_VERSION)
+        del version  # every version so far reads the same way
+        loss = losses.LOSSES[self.choice("loss", tuple(losses.LOSSES))]
+        self.get("outputs", int, f"{loss.outputs} for the {loss.name} loss", lambda v: v == loss.outputs)
+        self.get("label_dtype", str, f"{loss.label_dtype!r} for the {loss.name} loss", lambda v: v == loss.label_dtype)
+        weights = self.names("weights", _plain_name, "file names inside the run directory")
+        if set(weights) != set(WEIGHTS):
+            self.fail("weights", f"an object with keys {', '.join(WEIGHTS)}")
+        return RunInfo(
+            model=self.choice("model", tuple(models.MODELS)), loss=loss.name, outputs=loss.outputs,
+            label_dtype=loss.label_dtype, encoding=self.encoding(),
+            dataset=self.choice("dataset", DATASETS),
+            classes=tuple(self.get("classes", list, "a list of 10 class names",
+                                   lambda v: len(v) == 10 and all(isinstance(c, str) for c in v))),
+            epochs_done=self.count("epochs_done"), seed=self.count("seed"),
+            config=self.get("config", dict, "an object"), metrics=self.get("metrics", dict, "an object"),
+            best_epoch=self.count("best_epoch"),
+            files=self.names("files", lambda v: isinstance(v, str) and len(v) == 64, "an object of SHA-256 digests"),
+            history=self.get("history", list, "a list of epoch rows", lambda v: all(isinstance(r, dict) for r in v)),
+            paddle_version=self.get("paddle_version", str, "a string", optional=True) or "",
+            data_source=self.get("data_source", str, "a path", optional=True), weights=weights)
+
+    def encoding(self) -> Encoding:
+        norm = self.get("normalization", dict, f"an object naming one of {', '.join(ENCODINGS)}",
+                        lambda v: v.get("name") in ENCODINGS)
+        known = ENCODINGS[norm["name"]]
+        if (norm.get("scale"), norm.get("offset")) != (known.scale, known.offset):
+            self.fail("normalization", f"{known.name}'s scale {known.scale} and offset {known.offset}")
+        return known
+
+
+def _plain_name(value) -> bool:
+    """A file name in the run directory itself: no separators, no '..'."""
+    return isinstance(value, str) and value not in ("", ".", "..") and "/" not in value and "\0" not in value
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- reading -------------------------------------------------------------------
+
+MAX_METADATA_BYTES = 64 << 20   # a 1,000-epoch history is well under 1 MB
+
+
+def read(run_dir: str | Path) -> RunInfo:
+    """The validated metadata of the run in ``run_dir``."""
+    path = Path(run_dir) / METADATA
+    try:
+        with open_regular(path) as f:
+            text = f.read(MAX_METADATA_BYTES + 1)
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: no such file (train a model into {run_dir} first)") from None
+    except OSError as e:
+        raise RunDirError(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(text) > MAX_METADATA_BYTES:
+        raise RunDirError(f"{path}: larger than {MAX_METADATA_BYTES:,} bytes, which no run's metadata is")
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise RunDirError(f"{path}: not valid JSON ({str(e) or type(e).__name__})") from None
+    return RunInfo.from_json(obj, path)
+
+
+def weights_path(run_dir: str | Path, info: RunInfo, which: str = "best") -> Path:
+    """The file of the ``best``, ``last`` or ``optimizer`` state."""
+    return Path(run_dir) / info.weights[which]
+
+
+def check_files(run_dir: Path, info: RunInfo) -> None:
+    """Every file the metadata hashes must still hash the same: a torn or swapped set is refused."""
+    for name, digest in info.files.items():
+        path = run_dir / name
+        try:
+            actual = checkpoint.sha256(path)
+        except OSError as e:
+            raise RunDirError(f"{path}: {e.strerror or e} (listed in {METADATA})") from None
+        if actual != digest:
+            raise RunDirError(f"{path}: does not match {METADATA} (an interrupted write?); cannot resume exactly")
+
+
+# --- writing -------------------------------------------------------------------
+
+def write_history(path: Path, history: list[dict]) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=HISTORY_COLUMNS, restval="", extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    write_bytes_atomic(path, text.getvalue().encode())
+
+
+def save_json(path: Path, info: RunInfo) -> None:
+    write_bytes_atomic(path, (json.dumps(info.to_json(), indent=2) + "\n").encode())
+
+
+def save_epoch(out: Path, model, optimizer, info: RunInfo, state: RunState, improved: bool) -> RunInfo:
+    """Weights, optimizer, history and plot, then mnist.json last: it records the others' hashes."""
+    from paddle_mnist import plots  # matplotlib only for writing: predict and export read runs without it
+
+    files = state.files
+    files[LAST_WEIGHTS] = checkpoint.save_state(out / LAST_WEIGHTS, model.state_dict())
+    files[OPTIMIZER] = checkpoint.save_state(out / OPTIMIZER, checkpoint.optimizer_state(model, optimizer))
+    if improved:
+        files[BEST_WEIGHTS] = checkpoint.save_state(out / BEST_WEIGHTS, model.state_dict())
+    write_history(out / HISTORY, state.history)
+    plots.training_curves(state.history, out / CURVES, f"{info.model} / {info.loss} on {info.dataset}")
+    info = dataclasses.replace(info, files=dict(files))
+    save_json(out / METADATA, info)
+    return info
+
+
+def save_final(out: Path, info: RunInfo) -> None:
+    """The metadata again once the eval metrics are known; the weight files are unchanged."""
+    save_json(out / METADATA, info)
+
+
+def start(out: Path) -> RunState:
+    out.mkdir(parents=True, exist_ok=True)
+    return RunState()
+
+
+def resume(out: Path, config: Config, model, optimizer) -> RunState:
+    """Load the run in ``out`` after checking it is the same run and its files are intact."""
+    info = read(out)
+    saved = info.config
+    changed = [f for f in RESUME_FIELDS if saved.get(f) != getattr(config, f)]
+    if config.schedule != "constant" and saved.get("epochs") != config.epochs:
+        changed.append("epochs (the LR schedule spans all epochs)")
+    if changed:
+        raise RunDirError(f"{out}: cannot resume: the saved run differs in {', '.join(changed)}")
+    check_files(out, info)
+    checkpoint.load_weights(model, weights_path(out, info, "last"))
+    checkpoint.load_optimizer_state(model, optimizer, weights_path(out, info, "optimizer"))
+    best = checkpoint.load_state(weights_path(out, info, "best"))
+    return RunState(epoch=info.epochs_done, history=info.history, best_epoch=info.best_epoch,
+                    metrics=info.metrics, files=info.files, best_weights=best)
