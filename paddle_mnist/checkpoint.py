@@ -1,94 +1,132 @@
 """Saving and loading ``.pdparams`` / ``.pdopt`` state files: atomically, and without running pickled code.
 
 ``paddle.load`` unpickles arbitrary objects, so a crafted ``.pdparams`` can run
-code.  ``load_state`` uses an unpickler that admits only what a state dict
-holds (dicts, numbers, strings and numpy arrays) and refuses anything else.
+code.  ``load_state`` reads through ``safe_pickle``, which admits only what a
+state dict holds (dicts, numbers, strings and numpy arrays), in memory
+proportional to the file, and refuses anything else.
 """
 from __future__ import annotations
 
 import hashlib
 import io
-import pickle
+import math
 import warnings
 from pathlib import Path
 
 import numpy as np
 import paddle
 
+from paddle_mnist import safe_pickle
 from paddle_mnist.errors import UserError
-from paddle_mnist.fileio import write_bytes_atomic
+from paddle_mnist.fileio import open_regular, write_bytes_atomic
 
 _NAME_MAP = "StructuredToParameterName@@"
-_SAFE_GLOBALS = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
-    ("collections", "OrderedDict"), ("builtins", "tuple"),
-}
+MAX_STATE_BYTES = 1 << 30   # the largest network here saves ~5 MB; a gigabyte is no state file of ours
+MAX_NESTING = 4             # {"LR_Scheduler": {"last_epoch": ...}} is as deep as a state dict goes
 
 
 class CheckpointError(UserError):
     pass
 
 
-class _Refused(pickle.UnpicklingError):
-    pass
+def load_state(path: Path, hashes: dict[str, str] | None = None) -> dict:
+    """A state dict from ``path`` with tensors as numpy arrays; never executes pickled code.
 
-
-class _StateUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) in _SAFE_GLOBALS:
-            return super().find_class(module, name)
-        raise _Refused(f"it refers to {module}.{name}, which no state dict contains")
-
-
-def load_state(path: Path) -> dict:
-    """A state dict from ``path`` with tensors as numpy arrays; never executes pickled code."""
+    ``hashes`` (a run's ``files``) must list the file with the SHA-256 of the
+    bytes read, so a torn or swapped set is caught before it is used.  Memory
+    stays proportional to the file (see ``safe_pickle``); NaN or infinite
+    values are refused, as no trained network holds them.
+    """
+    data = _read_capped(Path(path))
+    if hashes is not None:
+        expected = hashes.get(Path(path).name)
+        if expected is None or hashlib.sha256(data).hexdigest() != expected:
+            raise CheckpointError(f"{path}: does not match the hash its run's metadata records "
+                                  f"(an interrupted write, or a swapped file?)")
     try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file") from None
-    try:
-        state = _StateUnpickler(io.BytesIO(data)).load()
-    except _Refused as e:
+        state = safe_pickle.loads(data)
+    except safe_pickle.Refused as e:
         raise CheckpointError(f"{path}: refused to load: {e}") from None
-    except Exception as e:  # truncated or not a pickle at all
+    except Exception as e:  # truncated, or not a pickle at all
         raise CheckpointError(f"{path}: not a paddle state file ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: holds a {type(state).__name__}, expected a state dict")
-    bad = [k for k, v in state.items() if isinstance(v, np.ndarray) and v.dtype == object]
-    if bad:
-        raise CheckpointError(f"{path}: {bad[0]!r} is an object array, which no state dict contains")
     state.pop(_NAME_MAP, None)
+    _check_values(state, path)
     return state
 
 
-def save_state(path: Path, state: dict) -> str:
-    """``paddle.save`` into memory, then an atomic write; returns the file's SHA-256."""
+def _read_capped(path: Path) -> bytes:
+    try:
+        with open_regular(path, CheckpointError) as f:
+            data = f.read(MAX_STATE_BYTES + 1)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(data) > MAX_STATE_BYTES:
+        raise CheckpointError(f"{path}: larger than {MAX_STATE_BYTES:,} bytes, which no state file here is")
+    return data
+
+
+def _check_values(state: dict, path: Path) -> None:
+    """Arrays, numbers, strings and small dicts only, at most ``MAX_NESTING`` deep, every float finite."""
+    pending = [(state, 1, "")]
+    while pending:
+        node, depth, where = pending.pop()
+        for key, value in node.items():
+            name = f"{where}{key}"
+            if not isinstance(key, str):
+                raise CheckpointError(f"{path}: has a key {key!r} that is not a name")
+            if isinstance(value, dict):
+                if depth >= MAX_NESTING:
+                    raise CheckpointError(f"{path}: nests dicts deeper than a state dict does (at {name!r})")
+                pending.append((value, depth + 1, name + "."))
+            elif isinstance(value, np.ndarray) or isinstance(value, np.generic):
+                if value.dtype.kind == "f" and not np.isfinite(value).all():
+                    raise CheckpointError(f"{path}: {name!r} holds NaN or infinite values")
+            elif isinstance(value, float) and not math.isfinite(value):
+                raise CheckpointError(f"{path}: {name!r} is {value}")
+            elif not isinstance(value, (str, int, float, bool, type(None))):
+                raise CheckpointError(f"{path}: {name!r} is a {type(value).__name__}, which no state dict holds")
+
+
+def save_state_bytes(state: dict) -> bytes:
+    """What ``paddle.save(state, path)`` would write."""
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # plain SGD has an empty state; it is saved all the same
         warnings.filterwarnings("ignore", message="The input state dict is empty")
         paddle.save(state, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
-    return hashlib.sha256(buffer.getvalue()).hexdigest()
+    return buffer.getvalue()
 
 
-def sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+def save_state(path: Path, state: dict) -> str:
+    """``paddle.save`` into memory, then an atomic write; returns the file's SHA-256."""
+    data = save_state_bytes(state)
+    write_bytes_atomic(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
-def load_weights(model: paddle.nn.Layer, path: Path) -> None:
-    """Load ``path`` into ``model``, naming missing or unexpected keys and shape mismatches."""
-    state = load_state(path)
+def load_weights(model: paddle.nn.Layer, path: Path, hashes: dict[str, str] | None = None) -> None:
+    """Load ``path`` into ``model`` (see ``load_state`` for ``hashes``)."""
+    fit_state(model, load_state(path, hashes), path)
+
+
+def fit_state(model: paddle.nn.Layer, state: dict, path: Path) -> None:
+    """Set ``model``'s weights from ``state``, naming missing or unexpected keys, shapes and dtypes that differ."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit the model: missing {missing or 'none'}, unexpected {unexpected or 'none'}")
     for name, tensor in expected.items():
-        if tuple(np.shape(state[name])) != tuple(tensor.shape):
-            raise CheckpointError(f"{path}: {name} has shape {list(np.shape(state[name]))}, the model expects {list(tensor.shape)}")
+        value = state[name]
+        if not isinstance(value, np.ndarray):
+            raise CheckpointError(f"{path}: {name} is a {type(value).__name__}, expected an array")
+        if tuple(value.shape) != tuple(tensor.shape):
+            raise CheckpointError(f"{path}: {name} has shape {list(value.shape)}, the model expects {list(tensor.shape)}")
+        if value.dtype != np.dtype(str(tensor.dtype).removeprefix("paddle.")):
+            raise CheckpointError(f"{path}: {name} is {value.dtype}, the model expects {str(tensor.dtype).removeprefix('paddle.')}")
     model.set_state_dict(state)
 
 
@@ -119,8 +157,9 @@ def optimizer_state(model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimize
     return _rename_prefixes(optimizer.state_dict(), _param_names(model))
 
 
-def load_optimizer_state(model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer, path: Path) -> None:
-    state = load_state(path)
+def load_optimizer_state(model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer, path: Path,
+                         hashes: dict[str, str] | None = None) -> None:
+    state = load_state(path, hashes)
     pairs = [(structured, name) for name, structured in _param_names(model)]
     pairs.sort(key=lambda pair: -len(pair[0]))
     state = _rename_prefixes(state, pairs)

@@ -47,7 +47,7 @@ def run_config(base: Config, out: Path, loss: str, seed: int) -> Config:
 
 
 def _comparable(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in ("resume", "out")}
+    return {k: v for k, v in config.items() if k not in ("resume", "overwrite", "out")}
 
 
 def finished(config: Config) -> rundir.RunInfo | None:
@@ -67,11 +67,11 @@ def train_or_reuse(config: Config, force: bool) -> tuple[rundir.RunInfo, bool]:
         return info, True
     resumable = not force and (Path(config.out) / rundir.METADATA).exists()
     try:
-        return train.fit(replace(config, resume=resumable)), False
+        return train.fit(replace(config, resume=resumable, overwrite=force)), False
     except UserError:
         if not resumable:
             raise
-        return train.fit(config), False  # a stale run of other settings: start it afresh
+        return train.fit(replace(config, overwrite=True)), False  # a stale run of other settings: start afresh
 
 
 def result_row(loss: str, seed: int, info: rundir.RunInfo) -> dict:

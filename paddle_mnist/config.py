@@ -40,6 +40,7 @@ class Config:
     seed: int = 0
     out: str = "output"
     resume: bool = False
+    overwrite: bool = False       # discard a run already saved in ``out`` instead of refusing
     device: str = "auto"
     limit_train: int | None = None
     track_eval: bool = False      # also score the eval split every epoch (the loss comparison plots it)

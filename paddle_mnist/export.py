@@ -26,8 +26,8 @@ TOLERANCE = 1e-5
 
 def export(model_dir: Path, prefix: Path, weights: str = "best") -> float:
     """Save the static model under ``prefix``; return the largest output difference on a test batch."""
-    info = rundir.read(model_dir)
-    model = build_model(info, rundir.weights_path(model_dir, info, weights))
+    info, state = rundir.read_with_weights(model_dir, weights)
+    model = build_model(info, state, rundir.weights_path(model_dir, info, weights))
     model.eval()
     prefix.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=prefix.parent, prefix=".export-") as tmp:

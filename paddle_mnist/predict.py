@@ -65,10 +65,10 @@ class InferenceEngine:
         return self.predictor.get_output_handle(self.predictor.get_output_names()[0]).copy_to_cpu()
 
 
-def build_model(info: rundir.RunInfo, weights_path: Path) -> paddle.nn.Layer:
-    """The network a run's metadata describes, with the given weights loaded safely."""
+def build_model(info: rundir.RunInfo, state: dict, path: Path) -> paddle.nn.Layer:
+    """The network a run's metadata describes, with the weights ``state`` (read from ``path``)."""
     model = models.build(info.model, info.outputs)
-    checkpoint.load_weights(model, weights_path)
+    checkpoint.fit_state(model, state, path)
     return model
 
 
@@ -85,7 +85,8 @@ class Predictor:
         if engine == "inference":
             runner = InferenceEngine(Path(inference_prefix) if inference_prefix else model_dir / rundir.INFERENCE_PREFIX)
         else:
-            runner = DynamicEngine(build_model(info, rundir.weights_path(model_dir, info, weights)))
+            info, state = rundir.read_with_weights(model_dir, weights)
+            runner = DynamicEngine(build_model(info, state, rundir.weights_path(model_dir, info, weights)))
         return cls(runner, losses.LOSSES[info.loss], info.encoding, list(info.classes))
 
     def model_input(self, item, naive: bool = False) -> np.ndarray:

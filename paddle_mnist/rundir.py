@@ -1,22 +1,32 @@
 """The run directory: the one module that knows what a training run leaves behind.
 
-    mnist.json       the metadata (``RunInfo``), written last: it names and hashes the other files
-    mnist.pdparams   the last epoch's weights        mnist.pdopt    its optimizer state
-    best.pdparams    the best epoch's weights (by valid accuracy)
-    history.csv      one row per epoch               curves.png     loss and accuracy per epoch
-    inference/       ``paddle-mnist export``'s Paddle Inference model
+    mnist.json            the metadata (``RunInfo``), replaced last: the commit of each save.
+                          It names the files of the current set and records their SHA-256.
+    epoch-NNNN.pdparams   the last epoch's weights      epoch-NNNN.pdopt   its optimizer state
+    best-NNNN.pdparams    the best epoch's weights (by valid accuracy)
+    mnist.pdparams, mnist.pdopt, best.pdparams
+                          the same files under the tutorial's names (hard links, updated after each commit)
+    history.csv, curves.png   one row per epoch, and its plot: views of the metadata
+    inference/            ``paddle-mnist export``'s Paddle Inference model
+    .lock                 held by the one trainer writing the directory
 
-The trainer saves through ``save_epoch``/``save_final`` and continues through
-``resume``; the predictor, the exporter and the loss comparison read through
-``read`` and ``weights_path``.  ``RunInfo.from_json`` validates every field's
-type and range before anything is built from it.
+The trainer saves through a ``RunWriter`` and continues through ``resume``;
+the predictor, the exporter and the loss comparison read through ``read`` and
+``read_with_weights``, which check the weights against the recorded hashes.
+``RunInfo.from_json`` validates every field's type and range before anything
+is built from it.  Schema 1 (fixed file names, before crash-consistent saves)
+still reads.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import fcntl
 import io
 import json
+import os
+import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +37,7 @@ from paddle_mnist import checkpoint, losses, models
 from paddle_mnist.config import DATASETS, Config
 from paddle_mnist.data.encoding import ENCODINGS, Encoding
 from paddle_mnist.errors import UserError
-from paddle_mnist.fileio import open_regular, write_bytes_atomic
+from paddle_mnist.fileio import atomic_path, open_regular, write_bytes_atomic
 
 if TYPE_CHECKING:  # the data stack (locate, download) is not needed to read a run
     from paddle_mnist.data.splits import MnistData
@@ -36,7 +46,7 @@ METADATA = "mnist.json"
 LAST_WEIGHTS, BEST_WEIGHTS, OPTIMIZER = "mnist.pdparams", "best.pdparams", "mnist.pdopt"
 HISTORY, CURVES = "history.csv", "curves.png"
 INFERENCE_PREFIX = Path("inference") / "mnist"   # export's default, inside the run directory
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 WEIGHTS = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS, "optimizer": OPTIMIZER}
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "seconds", "images_per_s",
                    "eval_loss", "eval_acc")
@@ -56,7 +66,8 @@ class RunState:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     metrics: dict = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)   # file name -> SHA-256
+    files: dict[str, str] = field(default_factory=dict)   # file name -> SHA-256, of the committed set
+    weights: dict[str, str] = field(default_factory=dict)  # "last" / "best" / "optimizer" -> file name
     best_weights: dict | None = None                      # in memory only: every rank keeps its own
 
     def record(self, row: dict) -> bool:
@@ -100,7 +111,8 @@ class RunInfo:
                    encoding=data.encoding, dataset=data.dataset, classes=data.classes, epochs_done=state.epoch,
                    seed=config.seed, config=dataclasses.asdict(config), metrics=dict(state.metrics),
                    best_epoch=state.best_epoch, files=dict(state.files), history=list(state.history),
-                   paddle_version=paddle.__version__, data_source=str(data.source))
+                   paddle_version=paddle.__version__, data_source=str(data.source),
+                   weights=dict(state.weights or WEIGHTS))
 
     def to_json(self) -> dict:
         return {
@@ -219,19 +231,34 @@ def weights_path(run_dir: str | Path, info: RunInfo, which: str = "best") -> Pat
     return Path(run_dir) / info.weights[which]
 
 
-def check_files(run_dir: Path, info: RunInfo) -> None:
-    """Every file the metadata hashes must still hash the same: a torn or swapped set is refused."""
-    for name, digest in info.files.items():
-        path = run_dir / name
+def read_with_weights(run_dir: str | Path, which: str = "best") -> tuple[RunInfo, dict]:
+    """The metadata and the state dict it names, as one consistent set even while a trainer saves.
+
+    A trainer removes the previous set's files right after committing a new
+    one; a reader that lost that race reads the new metadata and tries again.
+    """
+    run_dir = Path(run_dir)
+    for _ in range(3):
+        info = read(run_dir)
         try:
-            actual = checkpoint.sha256(path)
-        except OSError as e:
-            raise RunDirError(f"{path}: {e.strerror or e} (listed in {METADATA})") from None
-        if actual != digest:
-            raise RunDirError(f"{path}: does not match {METADATA} (an interrupted write?); cannot resume exactly")
+            return info, checkpoint.load_state(weights_path(run_dir, info, which), info.files)
+        except checkpoint.CheckpointError:
+            if read(run_dir) == info:
+                raise
+    raise RunDirError(f"{run_dir}: the run changed three times while being read; try again")
 
 
 # --- writing -------------------------------------------------------------------
+
+LOCK = ".lock"
+_VERSIONED = re.compile(r"(epoch|best)-\d+\.(pdparams|pdopt)|\..+\.tmp")
+
+
+def versioned_names(epoch: int, best_epoch: int) -> dict[str, str]:
+    """The files of the set saved after ``epoch``: new names, so the committed set is never overwritten."""
+    return {"last": f"epoch-{epoch:04d}.pdparams", "optimizer": f"epoch-{epoch:04d}.pdopt",
+            "best": f"best-{best_epoch:04d}.pdparams"}
+
 
 def write_history(path: Path, history: list[dict]) -> None:
     text = io.StringIO()
@@ -245,30 +272,153 @@ def save_json(path: Path, info: RunInfo) -> None:
     write_bytes_atomic(path, (json.dumps(info.to_json(), indent=2) + "\n").encode())
 
 
-def save_epoch(out: Path, model, optimizer, info: RunInfo, state: RunState, improved: bool) -> RunInfo:
-    """Weights, optimizer, history and plot, then mnist.json last: it records the others' hashes."""
-    from paddle_mnist import plots  # matplotlib only for writing: predict and export read runs without it
+class RunWriter:
+    """The one writer of a run directory: it holds the directory's lock and saves whole sets.
 
-    files = state.files
-    files[LAST_WEIGHTS] = checkpoint.save_state(out / LAST_WEIGHTS, model.state_dict())
-    files[OPTIMIZER] = checkpoint.save_state(out / OPTIMIZER, checkpoint.optimizer_state(model, optimizer))
-    if improved:
-        files[BEST_WEIGHTS] = checkpoint.save_state(out / BEST_WEIGHTS, model.state_dict())
-    write_history(out / HISTORY, state.history)
-    plots.training_curves(state.history, out / CURVES, f"{info.model} / {info.loss} on {info.dataset}")
-    info = dataclasses.replace(info, files=dict(files))
-    save_json(out / METADATA, info)
-    return info
+    A save writes the epoch's weights and optimizer state under new names,
+    then replaces ``mnist.json`` (the commit: it names and hashes the set),
+    then points the familiar names (``mnist.pdparams``, ``best.pdparams``,
+    ``mnist.pdopt``) at the new files and removes the files of older sets.  A
+    crash at any instant leaves either the previous set or the new one
+    complete; ``history.csv`` and ``curves.png`` are views of the metadata,
+    rewritten after each commit.  ``enabled=False`` (data-parallel ranks but
+    the first) writes nothing and takes no lock.
+    """
+
+    def __init__(self, out: Path, *, enabled: bool = True):
+        self.out, self.enabled, self._lock = Path(out), enabled, None
+
+    def __enter__(self) -> "RunWriter":
+        if self.enabled:
+            self._lock = _take_lock(self.out)
+            self._remove_unreferenced()  # what an interrupted save left behind
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the flock
+            self._lock = None
+
+    def check_fresh(self, overwrite: bool) -> None:
+        """Refuse to start a new run over a saved one unless told to discard it."""
+        if not self.enabled or not (self.out / METADATA).exists():
+            return
+        if not overwrite:
+            try:
+                done = f" (epoch {read(self.out).epochs_done} saved)"
+            except UserError:
+                done = ""
+            raise RunDirError(f"{self.out}: already holds a run{done}; continue it with --resume, "
+                              f"or start afresh with --overwrite")
+        (self.out / METADATA).unlink()  # the old set stops being a run at once; its files go at the first save
+        _fsync_dir(self.out)
+
+    def save_epoch(self, model, optimizer, info: RunInfo, state: RunState, improved: bool) -> None:
+        if not self.enabled:
+            return
+        try:
+            names, files = self._write_set(model, optimizer, state, improved)
+            _fsync_dir(self.out)
+            state.weights, state.files = names, files
+            self._commit(dataclasses.replace(info, weights=dict(names), files=dict(files)))
+            self._refresh_views(state, info)
+        except OSError as e:
+            self._remove_unreferenced()
+            raise RunDirError(f"{self.out}: saving epoch {state.epoch} failed ({e.strerror or e}); "
+                              f"the directory holds {self._committed()}") from None
+
+    def _write_set(self, model, optimizer, state: RunState, improved: bool) -> tuple[dict, dict]:
+        names = versioned_names(state.epoch, state.best_epoch)
+        files = {names["last"]: checkpoint.save_state(self.out / names["last"], model.state_dict()),
+                 names["optimizer"]: checkpoint.save_state(self.out / names["optimizer"],
+                                                           checkpoint.optimizer_state(model, optimizer))}
+        if improved:
+            _link_or_copy(self.out / names["last"], self.out / names["best"])
+            files[names["best"]] = files[names["last"]]
+        else:
+            names["best"] = state.weights["best"]
+            files[names["best"]] = state.files[names["best"]]
+        return names, files
+
+    def save_final(self, info: RunInfo) -> None:
+        """The metadata again once the eval metrics are known; the weight files are unchanged."""
+        if self.enabled:
+            self._commit(info)
+
+    def _commit(self, info: RunInfo) -> None:
+        save_json(self.out / METADATA, info)
+        _fsync_dir(self.out)
+        for alias, which in ((LAST_WEIGHTS, "last"), (OPTIMIZER, "optimizer"), (BEST_WEIGHTS, "best")):
+            _link_or_copy(self.out / info.weights[which], self.out / alias)
+        self._remove_unreferenced(set(info.weights.values()))
+
+    def _committed(self) -> str:
+        try:
+            return f"the complete set of epoch {read(self.out).epochs_done}"
+        except UserError:
+            return "no complete set yet"
+
+    def _remove_unreferenced(self, keep: set[str] | None = None) -> None:
+        """Delete earlier sets' files and temp files: everything versioned that the committed set does not name."""
+        if keep is None:
+            try:
+                keep = set(read(self.out).weights.values())
+            except UserError:
+                keep = set()
+        for path in self.out.iterdir():
+            if _VERSIONED.fullmatch(path.name) and path.name not in keep:
+                path.unlink(missing_ok=True)
+
+    def _refresh_views(self, state: RunState, info: RunInfo) -> None:
+        from paddle_mnist import plots  # matplotlib only for writing: predict and export read runs without it
+
+        write_history(self.out / HISTORY, state.history)
+        plots.training_curves(state.history, self.out / CURVES, f"{info.model} / {info.loss} on {info.dataset}")
 
 
-def save_final(out: Path, info: RunInfo) -> None:
-    """The metadata again once the eval metrics are known; the weight files are unchanged."""
-    save_json(out / METADATA, info)
+def _take_lock(out: Path):
+    """Create ``out`` if needed, prove it writable, and hold an exclusive flock on ``out/.lock``."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunDirError(f"{out}: exists and is not a directory (a file, or a link to nowhere?)") from None
+    except OSError as e:
+        raise RunDirError(f"{out}: cannot create the output directory ({e.strerror or e})") from None
+    try:
+        handle = open(out / LOCK, "a+")
+    except OSError as e:
+        raise RunDirError(f"{out}: cannot write to the output directory ({e.strerror or e})") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise RunDirError(f"{out}: another trainer (PID {holder}) is writing this run directory") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
-def start(out: Path) -> RunState:
-    out.mkdir(parents=True, exist_ok=True)
-    return RunState()
+def _link_or_copy(source: Path, alias: Path) -> None:
+    """Atomically make ``alias`` the same file as ``source`` (a hard link; a copy where links are refused)."""
+    with atomic_path(alias) as tmp:
+        os.unlink(tmp)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the renames in ``path`` durable before the next step depends on them."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def resume(out: Path, config: Config, model, optimizer) -> RunState:
@@ -280,9 +430,8 @@ def resume(out: Path, config: Config, model, optimizer) -> RunState:
         changed.append("epochs (the LR schedule spans all epochs)")
     if changed:
         raise RunDirError(f"{out}: cannot resume: the saved run differs in {', '.join(changed)}")
-    check_files(out, info)
-    checkpoint.load_weights(model, weights_path(out, info, "last"))
-    checkpoint.load_optimizer_state(model, optimizer, weights_path(out, info, "optimizer"))
-    best = checkpoint.load_state(weights_path(out, info, "best"))
+    checkpoint.load_weights(model, weights_path(out, info, "last"), info.files)
+    checkpoint.load_optimizer_state(model, optimizer, weights_path(out, info, "optimizer"), info.files)
+    best = checkpoint.load_state(weights_path(out, info, "best"), info.files)
     return RunState(epoch=info.epochs_done, history=info.history, best_epoch=info.best_epoch,
-                    metrics=info.metrics, files=info.files, best_weights=best)
+                    metrics=info.metrics, files=info.files, weights=info.weights, best_weights=best)

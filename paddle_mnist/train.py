@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", help=f"directory for weights, metadata, history and plots (default: {d.out})")
     add("--resume", action="store_true", default=None,
         help="continue the run saved in --out exactly where it stopped (default: off)")
+    add("--overwrite", action="store_true", default=None,
+        help="discard a run already saved in --out and start afresh; without it such a --out is refused (default: off)")
     add("--amp", action="store_true", default=None,
         help="automatic mixed precision (auto_cast + GradScaler), GPU only (default: off)")
     add("--nproc", type=positive_int, metavar="N", default=1,
@@ -245,6 +247,13 @@ def fit(config: Config) -> rundir.RunInfo:
     """Train as ``config`` says, saving after every epoch; returns the final metadata."""
     device = select_device(config.device, config.amp)
     parallel.check_batch(config.batch_size)
+    with rundir.RunWriter(Path(config.out), enabled=parallel.is_main()) as writer:
+        if not config.resume:
+            writer.check_fresh(config.overwrite)
+        return _fit(config, device, writer)
+
+
+def _fit(config: Config, device: str, writer: rundir.RunWriter) -> rundir.RunInfo:
     loss = losses.LOSSES[config.loss]
     data, datasets = load_datasets(config.data, dataset=config.dataset, label_dtype=loss.label_dtype,
                                    limit_train=config.limit_train)
@@ -253,7 +262,7 @@ def fit(config: Config) -> rundir.RunInfo:
     if config.resume:
         state = rundir.resume(out, config, trainee.model, trainee.optimizer)
     else:
-        state = rundir.start(out) if parallel.is_main() else rundir.RunState()
+        state = rundir.RunState()
     print(f"trained on {data.source} (found via {data.origin})")
     print(f"training {config.model} ({models.parameter_count(trainee.model):,} parameters) with {loss.name} on "
           f"{len(datasets['train']):,} {config.dataset} images, {config.optimizer} lr {config.lr}, "
@@ -265,16 +274,13 @@ def fit(config: Config) -> rundir.RunInfo:
         improved = state.record(row)
         if improved:
             state.best_weights = snapshot(trainee.model)
-        if parallel.is_main():
-            info = rundir.RunInfo.describe(config, data, state)
-            rundir.save_epoch(out, trainee.model, trainee.optimizer, info, state, improved)
+        writer.save_epoch(trainee.model, trainee.optimizer, rundir.RunInfo.describe(config, data, state), state, improved)
         print(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
               f"valid loss {row['valid_loss']:.4f} acc {100 * row['valid_acc']:.2f}% | "
               f"{format_seconds(row['seconds'])} at {row['images_per_s']:,.0f} img/s", flush=True)
     finish(trainee, datasets["eval"], state)
     info = rundir.RunInfo.describe(config, data, state)
-    if parallel.is_main():
-        rundir.save_final(out, info)
+    writer.save_final(info)
     print(f"eval accuracy: {100 * state.metrics['eval_acc']:.2f}% (best valid epoch {state.best_epoch}), "
           f"{100 * state.metrics['eval_acc_last']:.2f}% (last epoch {state.epoch}); saved to {out}/")
     return info

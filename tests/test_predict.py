@@ -1,6 +1,7 @@
 """The predictor: realistic pictures, the API's input forms, bad input, malicious weights, export parity."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from paddle_mnist import checkpoint, export, photos
+from paddle_mnist import checkpoint, export, photos, rundir
 from paddle_mnist.data import MnistDataset
 from paddle_mnist.errors import UserError
 from paddle_mnist.predict import Predictor
@@ -98,12 +99,24 @@ def test_mse_model_reports_the_raw_value(tiny_model_dir, tmp_path):
     assert isinstance(row["raw"], float) and row["digit"] == min(9, max(0, round(row["raw"])))
 
 
+def plant(model_dir: Path, which: str, data: bytes) -> Path:
+    """Replace the run's ``which`` weights with ``data`` and record its hash, as an attacker owning the dir could."""
+    meta = json.loads((model_dir / "mnist.json").read_text())
+    path = model_dir / meta["weights"][which]
+    path.unlink()
+    path.write_bytes(data)
+    meta["files"][path.name] = hashlib.sha256(data).hexdigest()
+    (model_dir / "mnist.json").write_text(json.dumps(meta))
+    return path
+
+
 def test_model_dir_problems_are_one_line_errors(tiny_model_dir, tmp_path):
     with pytest.raises(UserError, match="mnist.json: no such file"):
         Predictor.from_dir(tmp_path / "empty")
     model_dir = tiny_model_dir()
-    (model_dir / "best.pdparams").unlink()
-    with pytest.raises(UserError, match="best.pdparams: no such file"):
+    best = model_dir / rundir.read(model_dir).weights["best"]
+    best.unlink()
+    with pytest.raises(UserError, match=f"{best.name}: no such file"):
         Predictor.from_dir(model_dir)
     meta = json.loads((model_dir / "mnist.json").read_text())
     meta["model"] = "cnn"
@@ -112,6 +125,20 @@ def test_model_dir_problems_are_one_line_errors(tiny_model_dir, tmp_path):
         Predictor.from_dir(model_dir, weights="last")
     result = run_predict("x.png", "--model-dir", tmp_path / "empty")
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "no such file" in result.stderr
+
+
+def test_swapped_weights_are_caught_by_their_hash(tiny_model_dir):
+    model_dir = tiny_model_dir()
+    info = rundir.read(model_dir)
+    last, best = (model_dir / info.weights[k] for k in ("last", "best"))
+    os.unlink(best)
+    (model_dir / "other.pdparams").write_bytes(checkpoint.save_state_bytes({"w": np.zeros(3, np.float32)}))
+    os.rename(model_dir / "other.pdparams", best)
+    with pytest.raises(checkpoint.CheckpointError, match=f"{best.name}: does not match the hash"):
+        Predictor.from_dir(model_dir)
+    block = np.zeros((28, 28), np.uint8)
+    block[6:22, 12:16] = 255
+    assert Predictor.from_dir(model_dir, weights="last").predict(block).digit is not None, "the intact file still loads"
 
 
 class Exploit:
@@ -124,13 +151,13 @@ def test_malicious_pickle_is_refused_without_running(tiny_model_dir, tmp_path):
     marker = tmp_path / "pwned"
     exploit = Exploit()
     exploit.marker = marker
-    (model_dir / "best.pdparams").write_bytes(pickle.dumps({"body.0.weight": exploit}))
-    with pytest.raises(checkpoint.CheckpointError, match=r"best.pdparams: refused to load: it refers to posix.system"):
+    plant(model_dir, "best", pickle.dumps({"body.0.weight": exploit}))
+    with pytest.raises(checkpoint.CheckpointError, match=r"refused to load: it refers to posix.system"):
         Predictor.from_dir(model_dir)
     assert not marker.exists(), "the payload must never run"
-    truncated = model_dir / "mnist.pdparams"
-    truncated.write_bytes(truncated.read_bytes()[:100])
-    with pytest.raises(checkpoint.CheckpointError, match="mnist.pdparams: not a paddle state file"):
+    last = model_dir / rundir.read(model_dir).weights["last"]
+    plant(model_dir, "last", last.read_bytes()[:100])
+    with pytest.raises(checkpoint.CheckpointError, match="not a paddle state file"):
         Predictor.from_dir(model_dir, weights="last")
 
 

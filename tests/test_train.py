@@ -21,8 +21,11 @@ def run(data_file, out, *flags):
 def test_tiny_run_learns_and_writes_every_file(data_file, tmp_path):
     meta = run(data_file, tmp_path / "out", "--epochs", "3", "--lr", "0.05")
     out = tmp_path / "out"
-    assert {p.name for p in out.iterdir()} == {"mnist.pdparams", "mnist.pdopt", "best.pdparams", "mnist.json",
-                                               "history.csv", "curves.png"}
+    assert {p.name for p in out.iterdir()} == {"epoch-0003.pdparams", "epoch-0003.pdopt", "best-0003.pdparams",
+                                               "mnist.pdparams", "mnist.pdopt", "best.pdparams", "mnist.json",
+                                               "history.csv", "curves.png", ".lock"}
+    for alias, committed in (("mnist.pdparams", "epoch-0003.pdparams"), ("best.pdparams", "best-0003.pdparams")):
+        assert os.path.samefile(out / alias, out / committed), "the tutorial's names are the committed files"
     rows = list(csv.DictReader(open(out / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
@@ -82,8 +85,8 @@ def test_resume_refuses_a_different_run(data_file, tmp_path):
     run(data_file, tmp_path / "out", "--epochs", "1")
     with pytest.raises(UserError, match="cannot resume: the saved run differs in lr"):
         run(data_file, tmp_path / "out", "--epochs", "2", "--lr", "0.5", "--resume")
-    (tmp_path / "out" / "mnist.pdopt").write_bytes(b"torn")
-    with pytest.raises(UserError, match="mnist.pdopt: does not match mnist.json"):
+    (tmp_path / "out" / "epoch-0001.pdopt").write_bytes(b"torn")
+    with pytest.raises(UserError, match="epoch-0001.pdopt: does not match the hash its run's metadata records"):
         run(data_file, tmp_path / "out", "--epochs", "2", "--resume")
 
 

@@ -1,0 +1,216 @@
+"""The run directory under crashes: kill -9 at every step of a save and at random times, ENOSPC and
+exceptions at every step, two writers, and readers racing a writer.  After each, the directory holds
+one complete set, predict reads it, and --resume ends bit-identical to an uninterrupted run."""
+from __future__ import annotations
+
+import errno
+import os
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from fixtures import train_cli
+from paddle_mnist import checkpoint, rundir
+from paddle_mnist.errors import UserError
+from paddle_mnist.predict import Predictor
+
+FLAGS = ["--model", "mlp", "--optimizer", "momentum", "--schedule", "cosine", "--lr", "0.02",
+         "--batch-size", "50", "--epochs", "3", "--seed", "5"]
+STEPS = ("replace", "link", "unlink", "fsync", "rename")   # the filesystem calls a save is made of
+
+# Runs the trainer with the filesystem calls of one epoch's save counted; SIGKILLs itself
+# just before call number KILL_AT (0: never), or at a time given in seconds (RANDOM_KILL_S).
+HOOKED_TRAINER = f"""
+import os, signal, sys, threading
+from paddle_mnist import rundir, train
+epoch, kill_at, kill_after_s = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+calls, armed = [0], [False]
+def counted(real):
+    def call(*args, **kwargs):
+        if armed[0]:
+            calls[0] += 1
+            if calls[0] == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+    return call
+for name in {STEPS!r}:
+    setattr(os, name, counted(getattr(os, name)))
+real_save = rundir.RunWriter.save_epoch
+def save_epoch(self, model, optimizer, info, state, improved):
+    armed[0] = state.epoch == epoch
+    try:
+        return real_save(self, model, optimizer, info, state, improved)
+    finally:
+        armed[0] = False
+rundir.RunWriter.save_epoch = save_epoch
+if kill_after_s:
+    threading.Timer(kill_after_s, os.kill, (os.getpid(), signal.SIGKILL)).start()
+code = train.main(sys.argv[4:])
+print("save calls:", calls[0], file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def hooked_train(out, data_file, epoch=2, kill_at=0, kill_after_s=0.0):
+    command = [sys.executable, "-c", HOOKED_TRAINER, str(epoch), str(kill_at), str(kill_after_s),
+               "--data", str(data_file), "--out", str(out), *FLAGS]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def weights(out):
+    info = rundir.read(out)
+    return checkpoint.load_state(rundir.weights_path(out, info, "last"), info.files)
+
+
+def assert_same(expected, got):
+    assert expected.keys() == got.keys()
+    for name in expected:
+        np.testing.assert_array_equal(expected[name], got[name], err_msg=name)
+
+
+def assert_recovers(out, data_file, expected):
+    """One complete set is there now (predict reads it); --resume then ends bit-identical; no leftovers."""
+    if (out / rundir.METADATA).exists():
+        info = rundir.read(out)
+        assert info.epochs_done in (1, 2, 3)
+        Predictor.from_dir(out)
+        train_cli("--data", data_file, "--out", out, *FLAGS, "--resume")
+    else:  # killed before the first commit: nothing to resume, a fresh start is the same run
+        train_cli("--data", data_file, "--out", out, *FLAGS, "--overwrite")
+    assert_same(expected, weights(out))
+    leftovers = [p.name for p in out.iterdir() if p.name.endswith(".tmp") or p.name.startswith("epoch-000")
+                 and not p.name.startswith("epoch-0003")]
+    assert leftovers == []
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The uninterrupted run, and how many filesystem calls epoch 2's save makes."""
+    from fixtures import json_payload, learnable_splits, write_json
+    tmp = tmp_path_factory.mktemp("straight")
+    data_file = write_json(tmp / "learnable.json.gz", json_payload(learnable_splits()))
+    start = time.monotonic()
+    result = hooked_train(tmp / "out", data_file)
+    assert result.returncode == 0, result.stderr
+    calls = int(result.stderr.rsplit("save calls:", 1)[1])
+    return data_file, weights(tmp / "out"), calls, time.monotonic() - start
+
+
+def test_kill_9_at_every_step_of_a_save(straight, tmp_path):
+    data_file, expected, calls, _ = straight
+    assert calls >= 10, "a save is several files, each written, synced and renamed"
+    for kill_at in range(1, calls + 1):
+        out = tmp_path / f"kill-{kill_at}"
+        result = hooked_train(out, data_file, kill_at=kill_at)
+        assert result.returncode == -9, (kill_at, result.stderr[-2000:])
+        assert rundir.read(out).epochs_done in (1, 2), kill_at
+        assert_recovers(out, data_file, expected)
+
+
+def test_kill_9_at_random_times(straight, tmp_path):
+    data_file, expected, _, seconds = straight
+    rng = np.random.default_rng(0)
+    for trial, delay in enumerate(rng.uniform(0.5 * seconds, seconds, 4)):  # the first half is imports
+        out = tmp_path / f"random-{trial}"
+        hooked_train(out, data_file, kill_after_s=float(delay))
+        assert_recovers(out, data_file, expected)
+
+
+@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"), RuntimeError("boom")],
+                         ids=["ENOSPC", "exception"])
+def test_failure_at_every_step_of_a_save(straight, tmp_path, monkeypatch, failure):
+    data_file, expected, calls, _ = straight
+    real_save = rundir.RunWriter.save_epoch
+    for fail_at in range(1, calls + 1):
+        counter = {"n": 0, "armed": False}
+
+        def failing(name, real):
+            def call(*args, **kwargs):
+                if counter["armed"]:
+                    counter["n"] += 1
+                    if counter["n"] == fail_at:
+                        counter["failed"] = name
+                        raise failure
+                return real(*args, **kwargs)
+            return call
+
+        def save_epoch(self, model, optimizer, info, state, improved):
+            counter["armed"] = state.epoch == 2
+            try:
+                return real_save(self, model, optimizer, info, state, improved)
+            finally:
+                counter["armed"] = False
+        with monkeypatch.context() as patch:
+            for name in STEPS:
+                patch.setattr(os, name, failing(name, getattr(os, name)))
+            patch.setattr(rundir.RunWriter, "save_epoch", save_epoch)
+            out = tmp_path / f"fail-{fail_at}"
+            try:
+                train_cli("--data", data_file, "--out", out, *FLAGS)
+            except UserError as e:  # ENOSPC: one line, naming the cause and what is kept
+                assert isinstance(failure, OSError)
+                assert re.fullmatch(rf"{out}: saving epoch 2 failed \(No space left on device\); "
+                                    r"the directory holds the complete set of epoch [12]", str(e)), str(e)
+            except RuntimeError:
+                assert failure.__class__ is RuntimeError
+            else:  # the one call with a fallback: a refused hard link is a copy instead
+                assert counter["failed"] == "link" and isinstance(failure, OSError)
+        assert_recovers(out, data_file, expected)
+
+
+def test_one_writer_at_a_time(data_file, tmp_path):
+    out = tmp_path / "out"
+    with rundir.RunWriter(out):
+        result = subprocess.run([sys.executable, "-m", "paddle_mnist.train", "--data", str(data_file),
+                                 "--out", str(out), "--epochs", "1"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"paddle-mnist train: error: {out}: another trainer (PID {os.getpid()}) is writing this run directory"]
+
+
+def test_a_saved_run_is_not_overwritten_by_accident(data_file, tmp_path):
+    out = tmp_path / "out"
+    train_cli("--data", data_file, "--out", out, "--model", "linear", "--epochs", "1")
+    before = (out / rundir.METADATA).read_bytes()
+    with pytest.raises(UserError, match=r"already holds a run \(epoch 1 saved\); continue it with --resume, "
+                                        r"or start afresh with --overwrite"):
+        train_cli("--data", data_file, "--out", out, "--model", "linear", "--epochs", "1", "--seed", "4")
+    assert (out / rundir.METADATA).read_bytes() == before
+    info = train_cli("--data", data_file, "--out", out, "--model", "linear", "--epochs", "1", "--seed", "4",
+                     "--overwrite")
+    assert info.seed == 4 and rundir.read(out).seed == 4
+
+
+@pytest.mark.parametrize("kind", ["a file", "under a file", "a dangling link"])
+def test_unwritable_out_is_found_before_training(data_file, tmp_path, kind, capsys):
+    (tmp_path / "file").write_text("x")
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
+    out = {"a file": tmp_path / "file", "under a file": tmp_path / "file" / "out",
+           "a dangling link": tmp_path / "dangling"}[kind]
+    with pytest.raises(UserError, match=str(out)):
+        train_cli("--data", data_file, "--out", out, "--epochs", "1")
+    assert "epoch 1" not in capsys.readouterr().out, "refused before any training"
+
+
+def test_readers_see_a_complete_set_while_a_trainer_saves(data_file, tmp_path):
+    out = tmp_path / "out"
+    train_cli("--data", data_file, "--out", out, "--model", "linear", "--epochs", "1", "--batch-size", "100")
+    trainer = subprocess.Popen([sys.executable, "-m", "paddle_mnist.train", "--data", str(data_file), "--out", str(out),
+                                "--model", "linear", "--epochs", "40", "--batch-size", "100", "--overwrite"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reads = 0
+    try:
+        while trainer.poll() is None and reads < 2000:
+            try:
+                Predictor.from_dir(out)
+            except UserError as e:
+                assert "mnist.json: no such file" in str(e), e  # only before --overwrite's first commit
+            reads += 1
+    finally:
+        trainer.kill()
+        trainer.wait()
+    assert reads > 10
