@@ -18,6 +18,9 @@ def cli_entry(prog: str):
     def decorate(main):
         @functools.wraps(main)
         def wrapper(argv=None):
+            # File names need not be UTF-8 (Python carries their bytes as surrogates): print them escaped.
+            if hasattr(sys.stdout, "reconfigure"):
+                sys.stdout.reconfigure(errors="backslashreplace")
             try:
                 return main(argv)
             except UserError as e:

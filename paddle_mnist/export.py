@@ -7,6 +7,7 @@ Paddle Inference reproduces the dynamic model's outputs to 1e-5.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -29,14 +30,18 @@ def export(model_dir: Path, prefix: Path, weights: str = "best") -> float:
     info, state = rundir.read_with_weights(model_dir, weights)
     model = build_model(info, state, rundir.weights_path(model_dir, info, weights))
     model.eval()
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=prefix.parent, prefix=".export-") as tmp:
-        staged = Path(tmp) / prefix.name
-        paddle.jit.save(model, str(staged), input_spec=[InputSpec([None, 1, 28, 28], "float32", "image")])
-        for suffix in SUFFIXES:
-            os.replace(f"{staged}{suffix}", f"{prefix}{suffix}")
+    try:
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=prefix.parent, prefix=".export-") as tmp:
+            staged = Path(tmp) / prefix.name
+            paddle.jit.save(model, str(staged), input_spec=[InputSpec([None, 1, 28, 28], "float32", "image")])
+            for suffix in SUFFIXES:
+                os.replace(f"{staged}{suffix}", f"{prefix}{suffix}")
+    except OSError as e:
+        raise UserError(f"{prefix}: cannot write the exported model there ({e.strerror or e})") from None
     batch = np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32)
-    return float(np.abs(InferenceEngine(prefix)(batch) - DynamicEngine(model)(batch)).max())
+    difference = float(np.abs(InferenceEngine(prefix)(batch) - DynamicEngine(model)(batch)).max())
+    return difference if math.isfinite(difference) else math.inf  # NaN compares as no mismatch: make it one
 
 
 @cli_entry("paddle-mnist export")

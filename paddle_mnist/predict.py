@@ -22,6 +22,8 @@ from paddle_mnist.cli import positive_int
 from paddle_mnist.data.encoding import Encoding
 from paddle_mnist.errors import UserError, cli_entry
 
+CHUNK = 64   # images per forward pass: a batch that runs fast without holding a long list in memory
+
 
 @dataclass
 class Prediction:
@@ -55,7 +57,11 @@ class InferenceEngine:
                 raise UserError(f"{path}: no such file (run paddle-mnist export first)")
         config = paddle.inference.Config(str(model_file), str(params_file))
         config.disable_glog_info()
-        self.predictor = paddle.inference.create_predictor(config)
+        try:
+            self.predictor = paddle.inference.create_predictor(config)
+        except (RuntimeError, ValueError, OSError) as e:  # paddle reports a corrupt model as any of these
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"{prefix}: not a Paddle Inference model that loads ({reason[:200]})") from None
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         handle = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
@@ -97,9 +103,27 @@ class Predictor:
         return self.encoding.decode(preprocess.mnist_like(image))[None]
 
     def predict(self, items, *, topk: int = 3, naive: bool = False):
-        """A ``Prediction`` for one item, or a list for a list; all in one forward pass."""
-        single = not isinstance(items, (list, tuple))
-        items = [items] if single else list(items)
+        """A ``Prediction`` for one item, or a list for a list (one forward pass per ``CHUNK`` items)."""
+        if not isinstance(items, (list, tuple)):
+            return next(self.predict_iter([items], topk=topk, naive=naive))
+        return list(self.predict_iter(items, topk=topk, naive=naive))
+
+    def predict_iter(self, items, *, topk: int = 3, naive: bool = False, chunk: int = CHUNK):
+        """Predictions in the order of ``items`` (any iterable), ``chunk`` images per forward pass.
+
+        Memory stays that of one chunk however many items there are.  An item
+        that cannot be read, decoded or converted gets its own one-line error;
+        the others are predicted all the same.
+        """
+        pending = []
+        for item in items:
+            pending.append(item)
+            if len(pending) == chunk:
+                yield from self._predict_chunk(pending, topk, naive)
+                pending = []
+        yield from self._predict_chunk(pending, topk, naive)
+
+    def _predict_chunk(self, items: list, topk: int, naive: bool) -> list[Prediction]:
         results, inputs, slots = [], [], []
         for item in items:
             result = Prediction(source=describe(item))
@@ -109,14 +133,17 @@ class Predictor:
             except UserError as e:
                 message = str(e)
                 result.error = message if message.startswith(result.source) else f"{result.source}: {message}"
+            except Exception as e:  # a decoder or converter failing on this one item's bytes
+                result.error = f"{result.source}: cannot decode the image ({type(e).__name__}: {e})"
             results.append(result)
         if inputs:
             outputs = self.engine(np.stack(inputs).astype(np.float32))
             for result, row in zip(slots, outputs):
-                self._fill(result, row, topk)
-        return results[0] if single else results
+                self.fill(result, row, topk)
+        return results
 
-    def _fill(self, result: Prediction, output: np.ndarray, topk: int) -> None:
+    def fill(self, result: Prediction, output: np.ndarray, topk: int) -> None:
+        """Set ``result``'s digit, probability, top-k (and raw value) from the model's ``output`` row."""
         scores = self.loss.scores(output[None])[0]
         result.digit = int(self.loss.digits(output[None])[0])
         result.probability = float(scores[result.digit])
@@ -127,20 +154,35 @@ class Predictor:
 
 
 def item_image(item) -> Image.Image:
-    """A PIL image from a path, a PIL image, or a uint8 / float-in-[0,1] array (1 = white)."""
+    """A PIL image from a path, a PIL image, or a grey array: integers 0..255, or floats in [0, 1] (1 = white)."""
     if isinstance(item, Image.Image):
         return item
     if isinstance(item, (str, Path)):
         return preprocess.open_image(Path(item))
-    array = np.asarray(item)
-    array = array.reshape(array.shape[-2:]) if array.ndim > 2 and np.prod(array.shape[:-2]) == 1 else array
-    if array.dtype != np.uint8:
-        if array.size == 0 or not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-            raise UserError("a float image array must hold values in [0, 1]")
-        array = np.rint(array * 255).astype(np.uint8)
-    if array.ndim != 2:
-        raise UserError(f"an image array must be [H, W], got shape {list(np.shape(item))}")
-    return Image.fromarray(array, mode="L")
+    return Image.fromarray(gray_levels(np.asarray(item)), mode="L")
+
+
+def gray_levels(array: np.ndarray) -> np.ndarray:
+    """uint8 [H, W] from an array of grey values, with one line for each way it can be unusable."""
+    shape = list(array.shape)
+    if array.ndim > 2 and np.prod(array.shape[:-2]) == 1:
+        array = array.reshape(array.shape[-2:])
+    if array.ndim != 2 or array.size == 0:
+        raise UserError(f"an image array must be a non-empty [H, W], got shape {shape}")
+    if array.size > preprocess.MAX_PIXELS:
+        raise UserError(f"an image array of {array.size:,} pixels is over the {preprocess.MAX_PIXELS:,}-pixel limit")
+    kind = array.dtype.kind
+    if kind == "b":
+        return array.astype(np.uint8) * 255
+    if kind in "iu":
+        if array.min() < 0 or array.max() > 255:
+            raise UserError(f"an integer image array must hold grey levels 0..255, got {array.min()}..{array.max()}")
+        return array.astype(np.uint8)
+    if kind == "f":
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise UserError("a float image array must hold finite values in [0, 1]")
+        return np.rint(array * 255).astype(np.uint8)
+    raise UserError(f"an image array must hold numbers, got dtype {array.dtype}")
 
 
 def describe(item) -> str:
@@ -177,15 +219,16 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     predictor = Predictor.from_dir(args.model_dir, weights=args.weights, engine=args.engine,
                                    inference_prefix=args.inference_prefix)
-    results = predictor.predict(list(args.images), topk=min(args.topk, 10), naive=args.naive)
-    for result in results:
+    failed = False
+    for result in predictor.predict_iter(args.images, topk=min(args.topk, 10), naive=args.naive):
         if args.json:
-            print(json.dumps({k: v for k, v in asdict(result).items() if v is not None}))
+            print(json.dumps({k: v for k, v in asdict(result).items() if v is not None}), flush=True)
         elif not result.error:
-            print(format_line(result, predictor.classes))
+            print(format_line(result, predictor.classes), flush=True)
         if result.error:
-            print(f"paddle-mnist predict: error: {result.error}", file=sys.stderr)
-    return 0 if all(r.error is None for r in results) else 1
+            print(f"paddle-mnist predict: error: {result.error}", file=sys.stderr, flush=True)
+            failed = True
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ class _Schema:
         if optional and self.obj.get(name) is None:
             return None
         value = self.obj.get(name)
-        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool or not ok(value):
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool) or not ok(value):
             self.fail(name, expected)
         return value
 
@@ -227,8 +227,11 @@ def read(run_dir: str | Path) -> RunInfo:
 
 
 def weights_path(run_dir: str | Path, info: RunInfo, which: str = "best") -> Path:
-    """The file of the ``best``, ``last`` or ``optimizer`` state."""
-    return Path(run_dir) / info.weights[which]
+    """The file of the ``best``, ``last`` or ``optimizer`` state: a file of the run directory itself."""
+    path = Path(run_dir) / info.weights[which]
+    if path.is_symlink():
+        raise RunDirError(f"{path}: a symbolic link; a run's weights are files of the run directory itself")
+    return path
 
 
 def read_with_weights(run_dir: str | Path, which: str = "best") -> tuple[RunInfo, dict]:

@@ -250,40 +250,46 @@ def fit(config: Config) -> rundir.RunInfo:
     with rundir.RunWriter(Path(config.out), enabled=parallel.is_main()) as writer:
         if not config.resume:
             writer.check_fresh(config.overwrite)
-        return _fit(config, device, writer)
+        data, datasets = load_training_data(config)
+        trainee = build_trainee(config, len(datasets["train"]))
+        state = rundir.resume(Path(config.out), config, trainee.model, trainee.optimizer) if config.resume \
+            else rundir.RunState()
+        announce(config, data, datasets["train"], trainee, device, state)
+        for epoch in range(state.epoch + 1, config.epochs + 1):
+            row = run_epoch(trainee, datasets, config, epoch)
+            improved = state.record(row)
+            if improved:
+                state.best_weights = snapshot(trainee.model)
+            writer.save_epoch(trainee.model, trainee.optimizer, rundir.RunInfo.describe(config, data, state),
+                              state, improved)
+            print(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
+                  f"valid loss {row['valid_loss']:.4f} acc {100 * row['valid_acc']:.2f}% | "
+                  f"{format_seconds(row['seconds'])} at {row['images_per_s']:,.0f} img/s", flush=True)
+        finish(trainee, datasets["eval"], state)
+        info = rundir.RunInfo.describe(config, data, state)
+        writer.save_final(info)
+    print(f"eval accuracy: {100 * state.metrics['eval_acc']:.2f}% (best valid epoch {state.best_epoch}), "
+          f"{100 * state.metrics['eval_acc_last']:.2f}% (last epoch {state.epoch}); saved to {config.out}/")
+    return info
 
 
-def _fit(config: Config, device: str, writer: rundir.RunWriter) -> rundir.RunInfo:
-    loss = losses.LOSSES[config.loss]
-    data, datasets = load_datasets(config.data, dataset=config.dataset, label_dtype=loss.label_dtype,
+def load_training_data(config: Config):
+    """(the data, its three datasets) with the loss's label dtype; every split must hold images."""
+    data, datasets = load_datasets(config.data, dataset=config.dataset, label_dtype=losses.LOSSES[config.loss].label_dtype,
                                    limit_train=config.limit_train)
-    trainee = build_trainee(config, len(datasets["train"]))
-    out = Path(config.out)
-    if config.resume:
-        state = rundir.resume(out, config, trainee.model, trainee.optimizer)
-    else:
-        state = rundir.RunState()
+    for name, dataset in datasets.items():
+        if not len(dataset):
+            raise UserError(f"{data.source}: the {name} split holds no images; training needs all three")
+    return data, datasets
+
+
+def announce(config: Config, data, train: MnistDataset, trainee: Trainee, device: str, state: rundir.RunState) -> None:
     print(f"trained on {data.source} (found via {data.origin})")
-    print(f"training {config.model} ({models.parameter_count(trainee.model):,} parameters) with {loss.name} on "
-          f"{len(datasets['train']):,} {config.dataset} images, {config.optimizer} lr {config.lr}, "
+    print(f"training {config.model} ({models.parameter_count(trainee.model):,} parameters) with {trainee.loss.name} on "
+          f"{len(train):,} {config.dataset} images, {config.optimizer} lr {config.lr}, "
           f"batch {config.batch_size}, {config.epochs} epochs on {device}"
           + (f" x{parallel.world_size()} processes" if parallel.world_size() > 1 else "")
           + (f", resuming after epoch {state.epoch}" if state.epoch else ""))
-    for epoch in range(state.epoch + 1, config.epochs + 1):
-        row = run_epoch(trainee, datasets, config, epoch)
-        improved = state.record(row)
-        if improved:
-            state.best_weights = snapshot(trainee.model)
-        writer.save_epoch(trainee.model, trainee.optimizer, rundir.RunInfo.describe(config, data, state), state, improved)
-        print(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
-              f"valid loss {row['valid_loss']:.4f} acc {100 * row['valid_acc']:.2f}% | "
-              f"{format_seconds(row['seconds'])} at {row['images_per_s']:,.0f} img/s", flush=True)
-    finish(trainee, datasets["eval"], state)
-    info = rundir.RunInfo.describe(config, data, state)
-    writer.save_final(info)
-    print(f"eval accuracy: {100 * state.metrics['eval_acc']:.2f}% (best valid epoch {state.best_epoch}), "
-          f"{100 * state.metrics['eval_acc_last']:.2f}% (last epoch {state.epoch}); saved to {out}/")
-    return info
 
 
 def finish(trainee: Trainee, evaluation: MnistDataset, state: rundir.RunState) -> None:

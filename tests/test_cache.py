@@ -19,8 +19,8 @@ def cache_files():
 
 def count_parses(monkeypatch):
     calls = []
-    real = tutorial_json.parse
-    monkeypatch.setattr(tutorial_json, "parse", lambda *a: calls.append(1) or real(*a))
+    real = tutorial_json.read
+    monkeypatch.setattr(tutorial_json, "read", lambda *a: calls.append(1) or real(*a))
     return calls
 
 

@@ -6,7 +6,11 @@ import functools
 import gzip
 import hashlib
 import http.server
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +27,11 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve(directory: Path):
-    handler = functools.partial(QuietHandler, directory=str(directory))
+def running(handler):
+    """An HTTP server on 127.0.0.1 (a free port) with ``handler``; its base URL.  On exit it stops
+    without waiting for slow handlers, whose own loops are bounded."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads, server.block_on_close = True, False
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -34,6 +40,10 @@ def serve(directory: Path):
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def serve(directory: Path):
+    return running(functools.partial(QuietHandler, directory=str(directory)))
 
 
 def md5_of_gz(path: Path) -> str:
@@ -101,3 +111,60 @@ def test_real_files_verify_against_the_canonical_md5s(shared_idx, tmp_path):
     with serve(shared_idx) as url:
         dest = download.download_idx(tmp_path / "dest", [url])
     assert idx.missing_files(dest) == []
+
+
+# --- hostile mirrors ------------------------------------------------------------------------
+
+class HostileHandler(http.server.BaseHTTPRequestHandler):
+    """``/endless/...`` streams zeros with no length; ``/huge/...`` announces 10 GB; ``/drip/...`` sends a
+    byte every 0.2 s.  Every loop is bounded, so a broken client cannot keep the test running."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        mode = self.path.split("/")[1]
+        self.send_response(200)
+        if mode == "huge":
+            self.send_header("Content-Length", str(10 << 30))
+        self.end_headers()
+        try:
+            for _ in range(200 if mode == "endless" else 50):
+                self.wfile.write(b"\0" * (1 << 16) if mode == "endless" else b"\0")
+                self.wfile.flush()
+                if mode == "drip":
+                    time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.mark.parametrize("mode, message, deadline", [
+    ("endless", "sent more than the real file's", 60),
+    ("huge", "announces 10,737,418,240 bytes, more than the real file's", 60),
+    ("drip", "not finished after 1 s", 1),
+    ("drip", r"bytes in \d+ s, under 1,024 bytes/s", 60),
+])
+def test_hostile_mirrors_are_bounded(tmp_path, monkeypatch, mode, message, deadline):
+    monkeypatch.setattr(download, "OFFICIAL_BYTES", {stem: 100_000 for stem in download.OFFICIAL_BYTES})
+    monkeypatch.setattr(download, "STALL_AFTER_S", 1.0)
+    start = time.monotonic()
+    with running(HostileHandler) as base:
+        with pytest.raises(DataError, match=message):
+            download.download_idx(tmp_path / "dest", [f"{base}{mode}/"], retries=1, timeout=5, deadline=deadline)
+    assert time.monotonic() - start < 10
+    assert list((tmp_path / "dest").iterdir()) == [], "no partial or temporary file is kept"
+
+
+def test_sigterm_mid_download_removes_the_temp_file(tmp_path):
+    code = ("import sys; from pathlib import Path; from paddle_mnist.data import download; "
+            "download.download_idx(Path(sys.argv[1]), [sys.argv[2]], retries=1, timeout=5, deadline=60)")
+    with running(HostileHandler) as base:
+        child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "dest"), f"{base}drip/"],
+                                 stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while not any((tmp_path / "dest").glob(".*.tmp")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any((tmp_path / "dest").glob(".*.tmp")), "the download should be under way"
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=20) == 128 + signal.SIGTERM
+    assert list((tmp_path / "dest").iterdir()) == []

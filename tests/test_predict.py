@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -176,3 +177,38 @@ def test_export_and_inference_engine_from_the_command_line(tiny_model_dir, tmp_p
             for engine in ([], ["--engine", "inference"])]
     assert rows[0]["digit"] == rows[1]["digit"]
     assert abs(rows[0]["probability"] - rows[1]["probability"]) < 1e-5
+
+
+def test_one_bad_item_never_stops_the_others(trained_dir, photo_set, tmp_path):
+    from PIL import Image
+    lab = tmp_path / "lab.tif"
+    Image.new("RGB", (40, 40), (200, 200, 200)).convert("LAB").save(lab)
+    (path, label, _) = photo_set[0]
+    result = run_predict(lab, path, "--model-dir", trained_dir, "--json")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert rows[0]["error"].startswith(f"{lab}: cannot decode the image (ValueError: conversion from LAB")
+    assert rows[1]["digit"] == label
+
+
+def test_arrays_of_every_dtype_get_a_prediction_or_their_own_error(trained_dir, photo_set):
+    predictor = Predictor.from_dir(trained_dir)
+    gray = np.asarray(Image.open(photo_set[0][0]).convert("L"))
+    items = [gray.astype(np.int64), gray.astype(np.uint16), gray > 128, np.zeros((0, 5)),
+             gray.astype(np.int32) * 4, gray.astype(np.complex64), np.full((5, 5), np.nan)]
+    results = predictor.predict(items)
+    assert [r.digit is not None for r in results[:3]] == [True, True, True]
+    assert "a non-empty [H, W], got shape [0, 5]" in results[3].error
+    assert re.search(r"grey levels 0..255, got \d+\.\.\d+$", results[4].error)
+    assert "must hold numbers, got dtype complex64" in results[5].error
+    assert "finite values in [0, 1]" in results[6].error
+
+
+def test_long_lists_go_through_in_chunks(trained_dir, photo_set):
+    predictor = Predictor.from_dir(trained_dir)
+    calls = []
+    engine = predictor.engine
+    predictor.engine = lambda batch: calls.append(len(batch)) or engine(batch)
+    paths = (str(photo_set[i % len(photo_set)][0]) for i in range(150))  # a generator: never a list in memory
+    results = list(predictor.predict_iter(paths, chunk=64))
+    assert calls == [64, 64, 22] and len(results) == 150 and all(r.digit is not None for r in results)

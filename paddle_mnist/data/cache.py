@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from paddle_mnist.fileio import open_regular
-from paddle_mnist.errors import DataError
+from paddle_mnist.errors import UserError
 from paddle_mnist.fileio import atomic_path
 
 FORMAT_VERSION = 2
@@ -37,7 +37,7 @@ def cache_dir() -> Path:
 def content_key(files: list[Path]) -> str:
     digest = hashlib.sha256(f"v{FORMAT_VERSION}".encode())
     for path in files:
-        digest.update(path.name.encode() + b"\0")
+        digest.update(os.fsencode(path.name) + b"\0")
         with open_regular(path) as f:
             digest.update(hashlib.file_digest(f, "sha256").digest())
     return digest.hexdigest()
@@ -89,7 +89,7 @@ def load(key: str) -> dict[str, np.ndarray] | None:
         if str(arrays.pop("key", "")) != key:
             raise ValueError("key mismatch")
         return arrays
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, DataError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UserError) as e:
         discard(key, str(e))
         return None
 

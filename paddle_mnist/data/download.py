@@ -3,8 +3,9 @@
 A file only reaches its final name after its uncompressed MD5 matches the
 canonical one, so a corrupted or truncated download is never cached.  A mirror
 is untrusted: each file is capped near its known size (compressed and
-decompressed), each attempt has a connect/read timeout and an overall deadline,
-and the temporary file is removed on any failure, Ctrl-C or SIGTERM.
+decompressed), each attempt has a connect/read timeout, an overall deadline and
+a minimum average rate, and the temporary file is removed on any failure,
+Ctrl-C or SIGTERM.
 """
 from __future__ import annotations
 
@@ -46,8 +47,11 @@ DEFAULT_MIRRORS = (
 )
 
 
-class ChecksumError(Exception):
-    """The mirror served something other than the canonical file: trying it again will not help."""
+STALL_AFTER_S, MIN_RATE = 20.0, 1024   # a mirror averaging under 1 KB/s after 20 s is given up
+
+
+class BadMirror(Exception):
+    """The mirror served something other than the canonical file, or crawls: trying it again will not help."""
 
 
 def mirrors() -> list[str]:
@@ -63,15 +67,18 @@ def _fetch(url: str, dest: Path, cap: int, timeout: float, deadline: float) -> N
     with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as out:
         total = int(response.headers.get("Content-Length") or 0) or None
         if total is not None and total > cap:
-            raise ChecksumError(f"announces {total:,} bytes, more than the real file's {cap:,}")
+            raise BadMirror(f"announces {total:,} bytes, more than the real file's {cap:,}")
         progress, done, start = Progress(f"downloading {name}", total), 0, time.monotonic()
-        while chunk := response.read(1 << 16):
+        while chunk := response.read1(1 << 16):  # returns what has arrived, so the deadline is checked
             out.write(chunk)
             done += len(chunk)
             if done > cap:
-                raise ChecksumError(f"sent more than the real file's {cap:,} bytes")
-            if time.monotonic() - start > deadline:
+                raise BadMirror(f"sent more than the real file's {cap:,} bytes")
+            elapsed = time.monotonic() - start
+            if elapsed > deadline:
                 raise TimeoutError(f"not finished after {deadline:.0f} s ({done:,} bytes)")
+            if elapsed > STALL_AFTER_S and done < MIN_RATE * elapsed:
+                raise BadMirror(f"{done:,} bytes in {elapsed:.0f} s, under {MIN_RATE:,} bytes/s")
             progress.update(done, _size_text(done, total))
     if total is not None and done != total:
         raise OSError(f"connection closed after {done} of {total} bytes")
@@ -90,12 +97,12 @@ def _verify(path: Path, expected_md5: str, size_limit: int) -> None:
             while chunk := f.read(1 << 20):
                 size += len(chunk)
                 if size > size_limit:
-                    raise ChecksumError(f"decompresses to more than the real file's {size_limit:,} bytes")
+                    raise BadMirror(f"decompresses to more than the real file's {size_limit:,} bytes")
                 digest.update(chunk)
     except (OSError, EOFError, zlib.error) as e:
-        raise ChecksumError(f"not a valid gzip file ({e})") from None
+        raise BadMirror(f"not a valid gzip file ({e})") from None
     if digest.hexdigest() != expected_md5:
-        raise ChecksumError(f"uncompressed MD5 {digest.hexdigest()}, expected {expected_md5}")
+        raise BadMirror(f"uncompressed MD5 {digest.hexdigest()}, expected {expected_md5}")
 
 
 @contextlib.contextmanager
@@ -126,7 +133,7 @@ def _download_one(stem: str, dest: Path, urls: list[str], retries: int, backoff:
                     _fetch(url, tmp, size + GZIP_SLACK, timeout, deadline)
                     _verify(tmp, OFFICIAL_MD5[stem], size)
                 return
-            except ChecksumError as e:
+            except BadMirror as e:
                 failures.append(f"{url}: {e}")
                 break  # the mirror serves bad content; retrying will not help
             except urllib.error.HTTPError as e:

@@ -35,17 +35,29 @@ TUTORIAL_ENCODING = ENCODINGS["pixel/256"]
 
 
 def detect_encoding(values: np.ndarray, path: Path) -> tuple[Encoding, np.ndarray]:
-    """Find which pixel encoding produced ``values`` and recover the uint8 pixels.
+    """Find which pixel encoding produced ``values`` and recover the uint8 pixels (same shape).
 
     A file in another normalisation (say [-1,1]) is recognised and named rather
-    than mis-scaled; values that fit no known encoding are an error.
+    than mis-scaled; values that fit no known encoding are an error.  Works a
+    slice at a time, so the temporaries stay small next to ``values``.
     """
-    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
     for encoding in ENCODINGS.values():
-        pixels = (values - encoding.offset) * encoding.scale
-        rounded = np.rint(pixels)
-        if rounded.min(initial=0) >= 0 and rounded.max(initial=0) <= 255 and np.abs(pixels - rounded).max(initial=0) < 0.02:
-            return encoding, rounded.astype(np.uint8)
+        pixels = _encode(values, encoding)
+        if pixels is not None:
+            return encoding, pixels
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
     known = ", ".join(e.name for e in ENCODINGS.values())
     hint = " (it looks standardised by mean/std)" if lo < 0 < hi and hi > 1 else ""
     raise DataError(f"{path}: pixel values span [{lo:.4g}, {hi:.4g}], which fits no known pixel encoding ({known}){hint}")
+
+
+def _encode(values: np.ndarray, encoding: Encoding, rows: int = 8192) -> np.ndarray | None:
+    """uint8 pixels if every value is ``p / scale + offset`` for an integer p in 0..255 (within 0.02), else None."""
+    out = np.empty(values.shape, dtype=np.uint8)
+    for start in range(0, len(values), rows):
+        pixels = (values[start:start + rows].astype(np.float64) - encoding.offset) * encoding.scale
+        rounded = np.rint(pixels)
+        if rounded.min(initial=0) < 0 or rounded.max(initial=0) > 255 or np.abs(pixels - rounded).max(initial=0) >= 0.02:
+            return None
+        out[start:start + rows] = rounded
+    return out

@@ -2,7 +2,7 @@
 
 Every reader of a data file (tutorial JSON, IDX, downloads being verified) goes
 through ``open_data`` so the ways a file can be bad are named in one place, and
-through ``read_at_most`` so a small file cannot decompress into gigabytes.
+with a decompressed-size limit (``max_bytes``) so a small file cannot decompress into gigabytes.
 """
 from __future__ import annotations
 
@@ -60,10 +60,6 @@ def open_data(path: str | os.PathLike, *, gzip_of: str | None = None) -> Iterato
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
-def read_at_most(stream: BinaryIO, limit: int, path: Path) -> bytes:
-    """All of ``stream``, refusing (without reading on) once it passes ``limit`` bytes."""
-    data = stream.read(limit + 1)
-    if len(data) > limit:
-        raise DataError(f"{path}: decompresses to more than {limit:,} bytes, the limit for MNIST-family data "
-                        f"(raise it with ${MAX_BYTES_ENV} if the file is genuine)")
-    return data
+def too_large(path: Path, limit: int) -> DataError:
+    return DataError(f"{path}: decompresses to more than {limit:,} bytes, the limit for MNIST-family data "
+                     f"(raise it with ${MAX_BYTES_ENV} if the file is genuine)")

@@ -43,13 +43,14 @@ class MnistData:
 
 
 def _from_json(path: Path) -> dict[str, np.ndarray]:
-    images, labels = tutorial_json.parse(tutorial_json.read_text(path), path)
-    sizes = [len(x) for x in images]
-    encoding, pixels = detect_encoding(np.concatenate(images) if sum(sizes) else np.zeros(0), path)
-    pixels = np.split(pixels.reshape(-1, 28, 28), np.cumsum(sizes)[:-1])
+    parsed = tutorial_json.read(path)
+    encoding, pixels = detect_encoding(parsed.images, path)
+    del parsed.images  # the float copy is the largest array a load holds
+    bounds = np.cumsum([0] + parsed.sizes)
     arrays = {"encoding": np.array(encoding.name)}
-    for name, split_pixels, split_labels in zip(SPLITS, pixels, labels):
-        arrays[f"{name}_pixels"], arrays[f"{name}_class_ids"] = split_pixels, split_labels.astype(np.uint8)
+    for name, start, stop in zip(SPLITS, bounds, bounds[1:]):
+        arrays[f"{name}_pixels"] = pixels[start:stop].reshape(-1, 28, 28)
+        arrays[f"{name}_class_ids"] = parsed.labels[start:stop].astype(np.uint8)
     return arrays
 
 

@@ -1,0 +1,250 @@
+"""Hostile and broken files, each in a subprocess under an address-space limit: one line naming the file
+and the problem, exit code 1, memory proportional to what the file really holds, no hang, no crash."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+import hostile
+from hostile import run_limited
+from paddle_mnist import checkpoint, rundir, safe_pickle
+from paddle_mnist.data import cache, splits
+
+
+def data_show(path, tmp_path, **kwargs):
+    return run_limited(["-m", "paddle_mnist", "data", "show", "--data", str(path), "--out", str(tmp_path / "g.png")],
+                       **kwargs)
+
+
+def assert_one_line(outcome, *fragments):
+    assert outcome.returncode == 1, (outcome.returncode, outcome.stderr[-3000:])
+    lines = outcome.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in outcome.stderr, outcome.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+# --- data files -------------------------------------------------------------------------
+
+def test_valid_json_of_many_blank_images_costs_memory_in_proportion(tmp_path):
+    """~200 MB of text in a 180 KB gzip holds 63,693 real (blank) images: accepted, in a few hundred MB."""
+    path = hostile.blank_images_json(tmp_path / "blank.json.gz")
+    assert path.stat().st_size < 400_000
+    outcome = data_show(path, tmp_path, limit_mb=1536)
+    assert outcome.returncode == 0, outcome.stderr[-3000:]
+    assert outcome.peak_rss_mb < 900, outcome.peak_rss_mb
+
+
+@pytest.mark.parametrize("repeat, fragment", [
+    (4, "not in the tutorial's layout of plain decimal numbers (no JSON in it)"),          # 256 MB of spaces
+    (80, "decompresses to more than 1,073,741,824 bytes"),                              # 5 GB of spaces
+])
+def test_whitespace_bombs_are_refused_in_bounded_memory(tmp_path, repeat, fragment):
+    path = hostile.gzip_members(tmp_path / "space.json.gz", b" " * (64 << 20), repeat)
+    outcome = data_show(path, tmp_path, limit_mb=1024)
+    assert_one_line(outcome, str(path), fragment)
+    assert outcome.peak_rss_mb < 600, outcome.peak_rss_mb
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (hostile.deep_nesting_json, "arrays nested far deeper than the tutorial's 4 levels"),
+    (hostile.huge_number_json, "a number JSON cannot hold"),
+])
+def test_pathological_json_is_one_line(tmp_path, make, fragment):
+    path = make(tmp_path / "bad.json.gz")
+    assert_one_line(data_show(path, tmp_path), str(path), fragment)
+
+
+def test_idx_header_is_checked_before_reading(tmp_path):
+    directory = hostile.idx_claiming_billions(tmp_path / "idx")
+    outcome = data_show(directory, tmp_path, limit_mb=1024)
+    assert_one_line(outcome, "train-images-idx3-ubyte", "header announces 2147483647 images")
+    assert outcome.peak_rss_mb < 600
+
+
+def test_empty_splits_are_refused_before_training(tmp_path):
+    from fixtures import json_payload, random_splits, write_json
+    payload = json_payload(random_splits(sizes={"train": 1, "valid": 2, "eval": 2}))
+    payload[0] = [[], []]
+    path = write_json(tmp_path / "empty.json.gz", payload)
+    outcome = run_limited(["-m", "paddle_mnist", "train", "--data", str(path), "--out", str(tmp_path / "o")])
+    assert_one_line(outcome, str(path), "the train split holds no images")
+
+
+# --- the cache is untrusted too -----------------------------------------------------------
+
+@pytest.fixture
+def cached(tmp_path):
+    from fixtures import json_payload, random_splits, write_json
+    source = write_json(tmp_path / "m.json.gz", json_payload(random_splits()))
+    splits.load(source)
+    return source, cache.path_for(cache.content_key([source]))
+
+
+def test_fifo_at_the_cache_path_does_not_hang(cached, capsys):
+    source, path = cached
+    path.unlink()
+    os.mkfifo(path)
+    data = splits.load(source)
+    assert len(data.splits["train"].pixels) == 12 and path.is_file()
+    assert "not a regular file" in capsys.readouterr().err
+
+
+def test_compressed_npz_bomb_and_poisoned_labels_are_rebuilt(cached, tmp_path, capsys):
+    source, path = cached
+    key = np.array(cache.content_key([source]))
+    bomb = {"key": key, "train_pixels": np.zeros((2_000_000, 28, 28), np.uint8)}  # 1.5 GB, compressed to ~1.5 MB
+    np.savez_compressed(path, **bomb)
+    outcome = run_limited(["-c", f"from paddle_mnist.data import splits; splits.load({str(source)!r})"],
+                          limit_mb=1024, env={"PADDLE_MNIST_CACHE": str(path.parent)})
+    assert outcome.returncode == 0 and "compressed members" in outcome.stderr, outcome.stderr[-2000:]
+    assert outcome.peak_rss_mb < 600
+    arrays = dict(np.load(path))
+    arrays["eval_class_ids"] = np.full_like(arrays["eval_class_ids"], 12)
+    np.savez(path, **arrays)
+    assert splits.load(source).splits["eval"].class_ids.max() <= 9
+    assert "class id above 9" in capsys.readouterr().err
+
+
+# --- checkpoints and metadata -----------------------------------------------------------------
+
+def plant(model_dir, which, data: bytes):
+    """Replace the run's ``which`` file and record its hash, as someone owning the directory could."""
+    meta = json.loads((model_dir / rundir.METADATA).read_text())
+    path = model_dir / meta["weights"][which]
+    path.unlink()
+    path.write_bytes(data)
+    meta["files"][path.name] = hashlib.sha256(data).hexdigest()
+    (model_dir / rundir.METADATA).write_text(json.dumps(meta))
+    return path
+
+
+def predict(model_dir, tmp_path, *extra):
+    picture = tmp_path / "digit.png"
+    if not picture.exists():
+        from PIL import Image
+        pixels = np.zeros((28, 28), np.uint8)
+        pixels[6:22, 12:16] = 255
+        Image.fromarray(pixels).save(picture)
+    return run_limited(["-m", "paddle_mnist", "predict", str(picture), "--model-dir", str(model_dir), *extra])
+
+
+@pytest.mark.parametrize("payload, fragment", [
+    (hostile.MEMO_BOMB, "weights do not fit the model: missing"),
+    (hostile.NDARRAY_BOMB, "refused to load: it calls numpy.ndarray directly"),
+    (hostile.ZERO_STRIDE, "refused to load: it holds an array of dtype |V0"),
+    (hostile.DEEP_TUPLE_KEY, "refused to load: it nests tuples more than 32 deep"),
+], ids=["memo index", "ndarray allocation", "zero-stride view", "deep tuple key"])
+def test_crafted_state_files_cost_no_memory_and_never_crash(tiny_model_dir, tmp_path, payload, fragment):
+    model_dir = tiny_model_dir()
+    path = plant(model_dir, "best", payload)
+    outcome = predict(model_dir, tmp_path)
+    assert_one_line(outcome, str(path), fragment)
+    assert outcome.peak_rss_mb < 900, outcome.peak_rss_mb
+
+
+@pytest.mark.parametrize("kind", ["link to /dev/zero", "fifo"])
+def test_weights_must_be_regular_files_of_the_run(tiny_model_dir, tmp_path, kind):
+    model_dir = tiny_model_dir()
+    path = model_dir / rundir.read(model_dir).weights["last"]
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.symlink("/dev/zero", path)
+    fragment = "not a regular file" if kind == "fifo" else "a symbolic link"
+    assert_one_line(predict(model_dir, tmp_path, "--weights", "last"), str(path), fragment)
+    resume = run_limited(["-m", "paddle_mnist", "train", "--model", "mlp", "--epochs", "2", "--batch-size", "50",
+                          "--lr", "0.05", "--data", str(tmp_path / "learnable.json.gz"), "--out", str(model_dir),
+                          "--resume"], timeout=60)
+    assert_one_line(resume, str(path), fragment)
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("outputs", 1_000_000, "'outputs' must be 10 for the cross_entropy loss, got 1000000"),
+    ("loss", "hinge", "'loss' must be one of cross_entropy, mse, mse_onehot, got \"hinge\""),
+    ("classes", ["a"], "'classes' must be a list of 10 class names"),
+    ("normalization", {"name": "pixel/256", "scale": "x", "offset": 0}, "'normalization' must be pixel/256's scale"),
+    ("weights", {"last": "/dev/zero", "best": "b", "optimizer": "o"}, "'weights' must be file names inside the run"),
+    ("epochs_done", -3, "'epochs_done' must be an integer of 0 or more, got -3"),
+])
+def test_metadata_is_validated_before_anything_is_built(tiny_model_dir, tmp_path, field, value, fragment):
+    model_dir = tiny_model_dir()
+    meta = json.loads((model_dir / rundir.METADATA).read_text())
+    meta[field] = value
+    (model_dir / rundir.METADATA).write_text(json.dumps(meta))
+    outcome = predict(model_dir, tmp_path)
+    assert_one_line(outcome, str(model_dir / rundir.METADATA), fragment)
+    assert outcome.peak_rss_mb < 900
+
+
+def test_non_finite_and_mistyped_weights_are_refused(tiny_model_dir, tmp_path):
+    model_dir = tiny_model_dir()
+    state = checkpoint.load_state(model_dir / "mnist.pdparams")
+    poisoned = dict(state, **{"body.0.weight": np.full_like(state["body.0.weight"], np.nan)})
+    path = plant(model_dir, "best", checkpoint.save_state_bytes(poisoned))
+    assert_one_line(predict(model_dir, tmp_path), str(path), "'body.0.weight' holds NaN or infinite values")
+    wrong_dtype = dict(state, **{"body.0.weight": state["body.0.weight"].astype(np.float64)})
+    path = plant(model_dir, "best", checkpoint.save_state_bytes(wrong_dtype))
+    assert_one_line(predict(model_dir, tmp_path), str(path), "body.0.weight is float64, the model expects float32")
+    not_array = dict(state, **{"body.0.weight": "hello"})
+    path = plant(model_dir, "best", pickle.dumps(not_array, protocol=2))
+    assert_one_line(predict(model_dir, tmp_path), str(path), "body.0.weight is a str, expected an array")
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4])
+def test_what_paddle_save_writes_loads(protocol, tmp_path):
+    import paddle
+    from paddle_mnist import models
+    model = models.build("cnn", 10)
+    path = tmp_path / "w.pdparams"
+    paddle.save(model.state_dict(), str(path), protocol=protocol)
+    state = checkpoint.load_state(path)
+    for name, tensor in model.state_dict().items():
+        np.testing.assert_array_equal(state[name], tensor.numpy())
+
+
+def test_safe_pickle_never_calls_what_it_was_not_given():
+    class Boom:
+        def __reduce__(self):
+            return (os.system, ("exit 3",))
+    with pytest.raises(safe_pickle.Refused, match="posix.system"):
+        safe_pickle.loads(pickle.dumps({"w": Boom()}))
+
+
+# --- user mistakes that used to print tracebacks -----------------------------------------------
+
+def test_a_file_name_that_is_not_utf8(data_file, tmp_path):
+    odd = tmp_path / os.fsdecode(b"d\xffata.json.gz")
+    odd.write_bytes(data_file.read_bytes())
+    outcome = run_limited(["-m", "paddle_mnist", "train", "--data", str(odd), "--model", "linear", "--epochs", "1",
+                           "--out", str(tmp_path / "o")])
+    assert outcome.returncode == 0, outcome.stderr[-2000:]
+    assert "trained on " in outcome.stdout and "\\udcff" in outcome.stdout
+
+
+def test_resume_after_the_best_weights_were_deleted(tiny_model_dir, data_file, tmp_path):
+    model_dir = tiny_model_dir()
+    best = model_dir / rundir.read(model_dir).weights["best"]
+    for path in (best, model_dir / "best.pdparams"):
+        path.unlink()
+    outcome = run_limited(["-m", "paddle_mnist", "train", "--model", "mlp", "--epochs", "2", "--batch-size", "50",
+                           "--lr", "0.05", "--data", str(data_file), "--out", str(model_dir), "--resume"])
+    assert_one_line(outcome, str(best), "no such file")
+
+
+def test_export_under_a_file_and_a_corrupt_exported_model(tiny_model_dir, tmp_path):
+    model_dir = tiny_model_dir()
+    (tmp_path / "file").write_text("x")
+    outcome = run_limited(["-m", "paddle_mnist", "export", "--model-dir", str(model_dir),
+                           "--out", str(tmp_path / "file" / "model")])
+    assert_one_line(outcome, "cannot write the exported model there")
+    (model_dir / "inference").mkdir()
+    (model_dir / "inference" / "mnist.json").write_text("garbage")
+    (model_dir / "inference" / "mnist.pdiparams").write_bytes(b"x")
+    assert_one_line(predict(model_dir, tmp_path, "--engine", "inference"), "not a Paddle Inference model that loads")
