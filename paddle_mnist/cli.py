@@ -14,6 +14,7 @@ COMMANDS = {
     "export": "export a trained model for Paddle Inference (paddle.jit.save)",
     "compare": "train each loss under identical conditions and compare them on accuracy",
     "photos": "score a model on realistic pictures of digits, against the tutorial's preprocessing",
+    "serve": "a draw-a-digit page and a prediction API over a trained model (needs the serve extra)",
 }
 
 

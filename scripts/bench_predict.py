@@ -5,7 +5,8 @@
 ``dynamic`` is the paddle.nn model, ``inference`` the exported model in Paddle
 Inference (exported first if MODEL_DIR/inference/mnist.* is missing).  Engine
 figures time the forward pass on preprocessed 28x28 inputs; ``preprocess``
-times the photo-to-28x28 pipeline on generated 640x480-class pictures.
+times the photo-to-28x28 pipeline on generated 640x480-class pictures;
+``phone_jpeg_12mp_ms`` a 4000x3000 JPEG through it, reduced-scale decode against full.
 Prints one JSON object.
 """
 from __future__ import annotations
@@ -53,7 +54,33 @@ def main() -> None:
     predictor = Predictor.from_dir(args.model_dir)
     report["images_per_s"]["preprocess"] = round(rate(lambda: [predictor.model_input(p) for p in pictures], 8, args.seconds))
     report["images_per_s"]["end_to_end_batch_8"] = round(rate(lambda: predictor.predict(pictures), 8, args.seconds))
+    report["phone_jpeg_12mp_ms"] = phone_jpeg_ms(rng)
     print(json.dumps(report))
+
+
+def phone_jpeg_ms(rng) -> dict:
+    """Decode + preprocess of 4000x3000 JPEGs (a digit on paper, sensor noise of two strengths), median ms:
+    through ``preprocess.open_image_bytes`` (reduced-scale DCT decode) and with a full-size decode."""
+    from paddle_mnist import preprocess
+    from timing import median_ms
+
+    def full_decode(data):
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return preprocess.mnist_like(image)
+
+    report = {}
+    for noise in (2, 6):
+        photo = np.full((3000, 4000, 3), 232.0)
+        photo[900:2100, 1800:2000] = 30
+        buffer = io.BytesIO()
+        Image.fromarray(np.clip(photo + rng.normal(0, noise, photo.shape), 0, 255).astype(np.uint8)).save(
+            buffer, "JPEG", quality=90)
+        data = buffer.getvalue()
+        report[f"noise_{noise}"] = {"megabytes": round(len(data) / 1e6, 2),
+                                    "reduced_decode": median_ms(lambda: preprocess.mnist_like(preprocess.open_image_bytes(data))),
+                                    "full_decode": median_ms(lambda: full_decode(data))}
+    return report
 
 
 if __name__ == "__main__":

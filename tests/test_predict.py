@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -212,3 +213,26 @@ def test_long_lists_go_through_in_chunks(trained_dir, photo_set):
     paths = (str(photo_set[i % len(photo_set)][0]) for i in range(150))  # a generator: never a list in memory
     results = list(predictor.predict_iter(paths, chunk=64))
     assert calls == [64, 64, 22] and len(results) == 150 and all(r.digit is not None for r in results)
+
+
+def test_large_jpegs_are_decoded_at_a_reduced_scale_with_the_same_answer(trained_dir):
+    """A 4000x3000 phone-like JPEG decoded through Image.draft reads the same digit as a full decode,
+    with a model input within a few grey levels of it."""
+    from conftest import SHARED
+    from paddle_mnist import preprocess
+    predictor = Predictor.from_dir(trained_dir)
+    evaluation = MnistDataset("eval", SHARED / "mnist.json.gz")
+    rng = np.random.default_rng(0)
+    for pixels in evaluation.pixels[:4]:
+        ink = np.zeros((3000, 4000), np.float32)
+        ink[800:1700, 1500:2400] = np.asarray(Image.fromarray(pixels).resize((900, 900), Image.BICUBIC)) / 255
+        photo = 235 - 210 * ink[..., None] + rng.normal(0, 6, (3000, 4000, 3))
+        buffer = io.BytesIO()
+        Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=90)
+        reduced = preprocess.open_image_bytes(buffer.getvalue())
+        full = Image.open(io.BytesIO(buffer.getvalue()))
+        full.load()
+        assert max(reduced.size) < 1000, "decoded at 1/8 scale"
+        fast, slow = preprocess.mnist_like(reduced), preprocess.mnist_like(full)
+        assert np.abs(fast.astype(int) - slow.astype(int)).mean() < 16
+        assert predictor.predict(fast).digit == predictor.predict(slow).digit

@@ -1,0 +1,333 @@
+"""``paddle-mnist serve``: the API against a real uvicorn server on 127.0.0.1, batching, bad input, a bounded
+load test, and the page in a real headless Chromium driven by selenium."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+pytest.importorskip("fastapi")
+
+MAX_UPLOAD_MB = 2
+
+
+def drawn(strokes, size=280, width=20) -> bytes:
+    """A PNG of black strokes on white, as the page's canvas sends it."""
+    image = Image.new("L", (size, size), 255)
+    draw = ImageDraw.Draw(image)
+    for stroke in strokes:
+        draw.line(stroke, fill=0, width=width, joint="curve")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+ONE = drawn([[(140, 40), (140, 240)]])
+SEVEN = drawn([[(70, 60), (210, 60), (120, 240)]])
+BLANK = drawn([])
+
+
+@pytest.fixture(scope="module")
+def server(trained_dir, tmp_path_factory):
+    """The real command on a free port; stopped with Ctrl-C (SIGINT) at the end, which must be clean."""
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    proc = subprocess.Popen([sys.executable, "-m", "paddle_mnist", "serve", "--model-dir", str(trained_dir),
+                             "--port", "0", "--max-upload-mb", str(MAX_UPLOAD_MB)],
+                            stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("serving on http://127.0.0.1:"), (line, log.read_text()[-2000:])
+    yield line.split()[2]
+    proc.send_signal(signal.SIGINT)
+    try:
+        assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
+    finally:
+        proc.kill()
+    assert proc.stdout.read().strip().endswith("stopped")
+
+
+def call(url, path, data=None, content_type=None, method=None, headers=None):
+    """(status, parsed JSON or text) of one request; never raises for an HTTP error status."""
+    request = urllib.request.Request(url.rstrip("/") + path, data=data, method=method,
+                                     headers={**({"Content-Type": content_type} if content_type else {}),
+                                              **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, body, kind = response.status, response.read(), response.headers.get("content-type", "")
+    except urllib.error.HTTPError as e:
+        status, body, kind = e.code, e.read(), e.headers.get("content-type", "")
+    return status, json.loads(body) if "json" in kind else body.decode()
+
+
+def multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
+    boundary = "----paddle-mnist-test"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+             f"Content-Type: image/png\r\n\r\n".encode() + data + b"\r\n" for name, data in files]
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+# --- the API --------------------------------------------------------------------------------
+
+def test_drawn_digits_and_the_fields_of_predict_json(server):
+    for image, digit in ((ONE, 1), (SEVEN, 7)):
+        status, body = call(server, "/api/predict?topk=10", image, "image/png")
+        assert status == 200, body
+        [row] = body["results"]
+        assert row["digit"] == digit and row["source"] == "upload"
+        assert {"digit", "probability", "topk", "model_input"} <= set(row) and len(row["topk"]) == 10
+        assert abs(sum(p for _, p in row["topk"]) - 1) < 1e-4
+        seen = np.asarray(Image.open(io.BytesIO(base64.b64decode(row["model_input"]))))
+        assert seen.shape == (28, 28) and seen.max() > 200 and seen[:4].max() == 0  # white ink in a black margin
+
+
+def test_several_files_in_one_form_each_get_their_own_answer(server):
+    body, kind = multipart([("one.png", ONE), ("blank.png", BLANK), ("seven.png", SEVEN)])
+    status, answer = call(server, "/api/predict", body, kind)
+    assert status == 200
+    one, blank, seven = answer["results"]
+    assert (one["source"], one["digit"], seven["digit"]) == ("one.png", 1, 7)
+    assert blank == {"source": "blank.png", "error": "blank.png: no digit found (ink contrast 0.00 is below 0.15)"}
+
+
+def test_the_paddlex_contract(server):
+    status, body = call(server, "/image-classification",
+                        json.dumps({"image": base64.b64encode(SEVEN).decode(), "topk": 2}).encode(), "application/json")
+    assert status == 200
+    assert set(body) == {"logId", "errorCode", "errorMsg", "result"} and (body["errorCode"], body["errorMsg"]) == (0, "Success")
+    categories = body["result"]["categories"]
+    assert [set(c) for c in categories] == [{"id", "name", "score"}] * 2
+    assert (categories[0]["id"], categories[0]["name"]) == (7, "7") and categories[0]["score"] > categories[1]["score"]
+    for payload, status_code, message in (({"image": "http://example.com/seven.png"}, 422, "image URLs are refused"),
+                                          ({"image": "%%%"}, 400, "not valid base64"),
+                                          ({"image": base64.b64encode(BLANK).decode()}, 422, "no digit found")):
+        status, body = call(server, "/image-classification", json.dumps(payload).encode(), "application/json")
+        assert status == status_code and set(body) == {"logId", "errorCode", "errorMsg"}
+        assert body["errorCode"] == status_code and message in body["errorMsg"]
+
+
+def test_model_health_and_schema(server):
+    status, model = call(server, "/api/model")
+    assert status == 200 and model["model"] == "convnet" and model["classes"][7] == "7" and model["eval_acc"] > 0.9
+    assert call(server, "/healthz") == (200, {"status": "ok"})
+    status, schema = call(server, "/openapi.json")
+    assert status == 200 and {"/api/predict", "/image-classification", "/api/model", "/healthz"} <= set(schema["paths"])
+    assert call(server, "/docs")[0] == 404, "the interactive docs would load from a CDN"
+    status, page = call(server, "/")
+    assert status == 200 and "<canvas" in page and "https://" not in page
+
+
+def big_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("1", (10_000, 5_000)).save(buffer, "PNG")  # 50 megapixels in a few KB
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("path, data, kind, status, message", [
+    ("/api/predict", b"plain text", "image/png", 400, "upload: not an image"),
+    ("/api/predict", ONE[:200], "image/png", 400, "upload: unreadable image"),
+    ("/api/predict", b"", "image/png", 400, "empty request body"),
+    ("/api/predict", None, "big", 400, "pixels is over the 40,000,000-pixel limit"),
+    ("/api/predict", BLANK, "image/png", 422, "upload: no digit found"),
+    ("/api/predict", Image.new("L", (50, 50), 128).tobytes(), "image/x-portable-graymap", 400, "not an image"),
+    ("/api/predict", b"{}", "application/json", 415, "content type 'application/json'"),
+    ("/api/predict?topk=0", ONE, "image/png", 422, "topk must be 1..10"),
+    ("/image-classification", b"{not json", "application/json", 400, "malformed JSON"),
+    ("/image-classification", b"{}", "text/plain", 415, "send application/json"),
+    ("/nowhere", b"", "image/png", 404, "Not Found"),
+])
+def test_bad_requests_get_one_line_and_the_server_keeps_serving(server, path, data, kind, status, message):
+    if kind == "big":
+        data, kind = big_png(), "image/png"
+    got, body = call(server, path, data, kind, method="POST")
+    text = body.get("error") or body.get("errorMsg")
+    assert got == status and message in text and "\n" not in text, body
+    assert call(server, "/healthz")[0] == 200
+
+
+def test_wrong_method(server):
+    status, body = call(server, "/api/predict")
+    assert status == 405 and body == {"error": "Method Not Allowed"}
+
+
+def test_bodies_over_the_limit_are_refused_while_they_arrive(server):
+    too_big = b"\0" * ((MAX_UPLOAD_MB << 20) + 1)
+    status, body = call(server, "/api/predict", too_big, "image/png")
+    assert status == 413 and "upload limit" in body["error"]
+
+    sent = []
+
+    def chunks():  # no Content-Length: the server must count, and stop reading long before the end
+        for _ in range(64):
+            sent.append(1)
+            yield b"\0" * (256 << 10)
+    request = urllib.request.Request(server + "api/predict", data=chunks(), method="POST",
+                                     headers={"Content-Type": "image/png", "Transfer-Encoding": "chunked"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status = response.status
+    except urllib.error.HTTPError as e:
+        status = e.code
+    except (ConnectionError, urllib.error.URLError):
+        status = 413  # the server answered and closed while the client was still sending
+    assert status == 413
+    assert call(server, "/healthz")[0] == 200
+
+
+# --- batching and load ---------------------------------------------------------------------
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(trained_dir):
+    from fastapi.testclient import TestClient
+    from paddle_mnist import serve
+    from paddle_mnist.predict import Predictor
+
+    app = serve.create_app(Predictor.from_dir(trained_dir), serve.model_info(trained_dir), max_batch=16, max_wait=0.05)
+    images = [(ONE, 1), (SEVEN, 7)] * 12
+    with TestClient(app) as client, ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda item: client.post("/api/predict", content=item[0],
+                                                         headers={"content-type": "image/png"}).json(), images))
+        batches = app.app.state.service.batcher.batches
+    assert [a["results"][0]["digit"] for a in answers] == [digit for _, digit in images]
+    assert max(batches) > 1 and sum(batches) == len(images), batches
+
+
+def test_bounded_load_of_mixed_requests(server):
+    """300 requests from 16 threads, a quarter of them bad: every answer right, no 5xx, healthy after."""
+    cases = [(ONE, "image/png", 200, 1), (SEVEN, "image/png", 200, 7), (BLANK, "image/png", 422, None),
+             (b"garbage", "image/png", 400, None)]
+    plan = [cases[i % 4] for i in range(300)]
+    start = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(lambda case: call(server, "/api/predict", case[0], case[1]), plan))
+    wrong = [(case[2], case[3], got) for case, got in zip(plan, outcomes)
+             if got[0] != case[2] or (case[3] is not None and got[1]["results"][0]["digit"] != case[3])]
+    assert wrong == [] and time.monotonic() - start < 120
+    assert call(server, "/healthz") == (200, {"status": "ok"})
+
+
+def test_a_broken_model_dir_fails_at_start_up(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "paddle_mnist", "serve", "--model-dir", str(tmp_path / "none"),
+                             "--port", "0"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"paddle-mnist serve: error: {tmp_path / 'none' / 'mnist.json'}: no such file (train a model into "
+        f"{tmp_path / 'none'} first)"]
+
+
+def test_other_addresses_get_a_warning(trained_dir):
+    proc = subprocess.Popen([sys.executable, "-m", "paddle_mnist", "serve", "--model-dir", str(trained_dir),
+                             "--host", "0.0.0.0", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().startswith("serving on http://0.0.0.0:")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert "warning: listening on 0.0.0.0: the API has no authentication" in proc.stderr.read()
+
+
+# --- the page in a real browser ------------------------------------------------------------------
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        if os.environ.get("CI"):
+            pytest.fail("CI installs Debian's chromium and chromium-driver; they are missing")
+        pytest.skip("Debian's chromium and chromium-driver are not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1000,800", f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def draw(driver, strokes):
+    """Pointer strokes on the pad, in its own 280-pixel coordinates."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    pad = driver.find_element("id", "pad")
+    scale = pad.size["width"] / 280
+    for stroke in strokes:
+        (x0, y0), rest = stroke[0], stroke[1:]
+        actions = ActionChains(driver, duration=20)
+        actions.move_to_element_with_offset(pad, (x0 - 140) * scale, (y0 - 140) * scale).click_and_hold()
+        previous = (x0, y0)
+        for x, y in rest:
+            for step in range(1, 6):  # small moves, as a hand makes
+                actions.move_by_offset((x - previous[0]) * scale / 5, (y - previous[1]) * scale / 5)
+            previous = (x, y)
+        actions.release().perform()
+
+
+def shown(driver, expected, timeout=20):
+    """The digit the page shows, once it shows ``expected`` (or what it shows at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = driver.find_element("id", "digit").text
+        if text == expected:
+            return text
+        time.sleep(0.1)
+    return driver.find_element("id", "digit").text
+
+
+def bar_total(driver) -> float:
+    return sum(float(item.get_attribute("data-score")) for item in driver.find_elements("css selector", "#bars li"))
+
+
+def test_the_page_draws_clears_and_reads_photos(server, browser, photo_set, tmp_path):
+    browser.get(server)
+    assert "Draw a digit" in browser.title + browser.find_element("tag name", "h1").text
+    assert "convnet" in shown_info(browser)
+    draw(browser, [[(140, 40), (140, 240)]])
+    assert shown(browser, "1") == "1"
+    assert abs(bar_total(browser) - 1) < 1e-3, "the bars are the ten probabilities"
+    browser.find_element("id", "clear").click()
+    assert shown(browser, "–") == "–" and "no digit" in browser.find_element("id", "status").text
+    draw(browser, [[(70, 60), (210, 60), (120, 240)]])
+    assert shown(browser, "7") == "7"
+    browser.save_screenshot(str(tmp_path / "serve.png"))
+    if os.environ.get("PADDLE_MNIST_SCREENSHOT"):
+        shutil.copy(tmp_path / "serve.png", os.environ["PADDLE_MNIST_SCREENSHOT"])
+    browser.find_element("tag name", "body").send_keys("\ue00c")  # Escape clears
+    assert shown(browser, "–") == "–"
+    path, label, _ = photo_set[0]
+    browser.find_element("id", "file").send_keys(str(path))
+    assert shown(browser, str(label)) == str(label)
+
+
+def shown_info(driver, timeout=20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and "loading" in driver.find_element("id", "model-info").text:
+        time.sleep(0.1)
+    return driver.find_element("id", "model-info").text
+
+
+@pytest.fixture(scope="module")
+def photo_set(tmp_path_factory, trained_dir):
+    from conftest import SHARED
+    from paddle_mnist import photos
+    from paddle_mnist.data import MnistDataset
+    evaluation = MnistDataset("eval", SHARED / "mnist.json.gz")
+    return photos.write_set(evaluation.pixels[:6], evaluation.class_ids[:6], tmp_path_factory.mktemp("photos"), seed=2)
