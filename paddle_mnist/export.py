@@ -1,8 +1,11 @@
-"""Export a trained model for Paddle Inference: ``python -m paddle_mnist.export --model-dir output``.
+"""Export a trained model to run without training code: ``paddle-mnist export --model-dir output``.
 
-Writes ``paddle.jit.save``'s static model (in paddle 3.x: PREFIX.json and
-PREFIX.pdiparams) with input spec [None, 1, 28, 28] float32, then checks that
-Paddle Inference reproduces the dynamic model's outputs to 1e-5.
+``--format paddle`` (default) writes ``paddle.jit.save``'s static model (in
+paddle 3.x: PREFIX.json and PREFIX.pdiparams) with input spec [None, 1, 28, 28]
+float32, checked against the dynamic model through Paddle Inference.
+``--format onnx`` converts that static model with paddle2onnx into PREFIX.onnx
+(``pip install 'paddle-mnist[onnx]'``), checked through onnxruntime, which is
+all ``predict --engine onnx`` needs.  Either check must agree to 1e-5.
 """
 from __future__ import annotations
 
@@ -19,43 +22,69 @@ from paddle.static import InputSpec
 
 from paddle_mnist import rundir
 from paddle_mnist.errors import UserError, cli_entry
-from paddle_mnist.predict import DynamicEngine, InferenceEngine, build_model
+from paddle_mnist.predict import DynamicEngine, InferenceEngine, OnnxEngine, load_trained
 
-SUFFIXES = (".pdiparams", ".json")  # parameters first: the program file completes the pair
+SUFFIXES = {"paddle": (".pdiparams", ".json"), "onnx": (".onnx",)}  # parameters first: the program completes the pair
 TOLERANCE = 1e-5
+ONNX_OPSET = 13
 
 
-def export(model_dir: Path, prefix: Path, weights: str = "best") -> float:
-    """Save the static model under ``prefix``; return the largest output difference on a test batch."""
-    info, state = rundir.read_with_weights(model_dir, weights)
-    model = build_model(info, state, rundir.weights_path(model_dir, info, weights))
+def export(model_dir: Path, prefix: Path, weights: str = "best", fmt: str = "paddle",
+           batch: np.ndarray | None = None) -> float:
+    """Write the model under ``prefix`` in ``fmt``; return the largest output difference from the
+    dynamic model on ``batch`` (default: 16 random images) through the exported model's runtime."""
+    model = load_trained(model_dir, weights).model
     model.eval()
     try:
         prefix.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=prefix.parent, prefix=".export-") as tmp:
             staged = Path(tmp) / prefix.name
             paddle.jit.save(model, str(staged), input_spec=[InputSpec([None, 1, 28, 28], "float32", "image")])
-            for suffix in SUFFIXES:
+            if fmt == "onnx":
+                to_onnx(staged)
+            for suffix in SUFFIXES[fmt]:
                 os.replace(f"{staged}{suffix}", f"{prefix}{suffix}")
     except OSError as e:
         raise UserError(f"{prefix}: cannot write the exported model there ({e.strerror or e})") from None
-    batch = np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32)
-    difference = float(np.abs(InferenceEngine(prefix)(batch) - DynamicEngine(model)(batch)).max())
+    if batch is None:
+        batch = np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32)
+    exported = OnnxEngine(Path(f"{prefix}.onnx")) if fmt == "onnx" else InferenceEngine(prefix)
+    difference = float(np.abs(exported(batch) - DynamicEngine(model)(batch)).max())
     return difference if math.isfinite(difference) else math.inf  # NaN compares as no mismatch: make it one
+
+
+def to_onnx(prefix: Path) -> None:
+    """PREFIX.json + PREFIX.pdiparams -> PREFIX.onnx through paddle2onnx."""
+    try:
+        import paddle2onnx
+    except ImportError:
+        raise UserError("--format onnx needs paddle2onnx and onnxruntime: pip install 'paddle-mnist[onnx]'") from None
+    paddle2onnx.export(f"{prefix}.json", f"{prefix}.pdiparams", save_file=f"{prefix}.onnx",
+                       opset_version=ONNX_OPSET, enable_onnx_checker=True, optimize_tool="None", verbose=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paddle-mnist export", description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--model-dir", type=Path, default=Path("output"), help="training output dir (default: output)")
+    add("--format", choices=tuple(SUFFIXES), default="paddle",
+        help="paddle = Paddle Inference (PREFIX.json, .pdiparams); onnx = PREFIX.onnx via paddle2onnx (default: paddle)")
+    add("--out", type=Path, default=None, help="path prefix to write (default: MODEL_DIR/inference/mnist)")
+    add("--weights", default="best", metavar="best|last|FILE",
+        help="the run's best or last weights, or a bare .pdparams state dict whose network is inferred (default: best)")
+    return parser
 
 
 @cli_entry("paddle-mnist export")
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="paddle-mnist export", description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", type=Path, default=Path("output"), help="training output dir (default: output)")
-    parser.add_argument("--out", type=Path, default=None, help="path prefix to write (default: MODEL_DIR/inference/mnist)")
-    parser.add_argument("--weights", choices=("best", "last"), default="best", help="which weights to export (default: best)")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     prefix = args.out or args.model_dir / rundir.INFERENCE_PREFIX
-    difference = export(args.model_dir, prefix, args.weights)
+    difference = export(args.model_dir, prefix, args.weights, args.format)
+    runtime = "onnxruntime" if args.format == "onnx" else "Paddle Inference"
     if difference > TOLERANCE:
         raise UserError(f"{prefix}: exported model differs from the dynamic one by {difference:.2e} (> {TOLERANCE})")
-    print(f"wrote {prefix}.json and {prefix}.pdiparams; Paddle Inference matches the dynamic model to {difference:.1e}")
+    files = " and ".join(f"{prefix}{suffix}" for suffix in reversed(SUFFIXES[args.format]))
+    print(f"wrote {files}; {runtime} matches the dynamic model to {difference:.1e}")
     return 0
 
 

@@ -196,3 +196,19 @@ def build(name: str, outputs: int) -> nn.Layer:
 
 def parameter_count(model: nn.Layer) -> int:
     return sum(int(p.size) for p in model.parameters())
+
+
+HEADS = (10, 1)   # the losses' head sizes: 10 classes, or the tutorial's 1-output regression
+
+
+def layout(model: nn.Layer) -> dict[str, tuple[int, ...]]:
+    """Parameter and buffer names with their shapes: what a state dict of ``model`` holds."""
+    return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+def identify(shapes: dict[str, tuple[int, ...]]) -> list[tuple[str, int]]:
+    """The (registry name, head size) pairs whose networks have exactly these names and shapes.
+
+    Builds each network once per head size to read its layout: a few milliseconds each.
+    """
+    return [(name, outputs) for name in MODELS for outputs in HEADS if layout(build(name, outputs)) == shapes]

@@ -19,9 +19,11 @@ from PIL import Image
 
 from paddle_mnist import checkpoint, losses, models, preprocess, rundir
 from paddle_mnist.cli import positive_int
-from paddle_mnist.data.encoding import Encoding
+from paddle_mnist.data.classes import MNIST_CLASSES
+from paddle_mnist.data.encoding import TUTORIAL_ENCODING, Encoding
 from paddle_mnist.errors import UserError, cli_entry
 
+ENGINES = ("dynamic", "inference", "onnx")
 CHUNK = 64   # images per forward pass: a batch that runs fast without holding a long list in memory
 
 
@@ -71,29 +73,101 @@ class InferenceEngine:
         return self.predictor.get_output_handle(self.predictor.get_output_names()[0]).copy_to_cpu()
 
 
-def build_model(info: rundir.RunInfo, state: dict, path: Path) -> paddle.nn.Layer:
-    """The network a run's metadata describes, with the weights ``state`` (read from ``path``)."""
+class OnnxEngine:
+    """The ONNX export run by onnxruntime: no paddle call at prediction time."""
+
+    def __init__(self, path: Path):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise UserError("--engine onnx needs onnxruntime: pip install 'paddle-mnist[onnx]'") from None
+        if not path.is_file():
+            raise UserError(f"{path}: no such file (run paddle-mnist export --format onnx first)")
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # its notes about unused initializers are not the user's concern
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime reports a corrupt file as several exception types
+            raise UserError(f"{path}: not an ONNX model that loads ({str(e).strip().splitlines()[0][:200]})") from None
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+
+@dataclass
+class Trained:
+    """A trained network ready to predict, from a run directory or a bare state-dict file."""
+    model: paddle.nn.Layer
+    loss: losses.Loss
+    encoding: Encoding
+    classes: list[str]
+    info: dict                # what GET /api/model shows: model, loss, data set, eval accuracy
+    inferred: str | None = None  # for a bare file: one line saying what was inferred from it
+
+
+def load_trained(model_dir: str | Path = "output", weights: str = "best") -> Trained:
+    """The network in ``model_dir`` (a run directory with ``mnist.json``, or a directory holding one
+    ``.pdparams``), or in ``weights`` when that is a ``.pdparams`` file rather than best / last."""
+    model_dir = Path(model_dir)
+    if weights not in ("best", "last"):
+        return from_state_file(Path(weights))
+    if not (model_dir / rundir.METADATA).exists():
+        bare = sorted(model_dir.glob("*.pdparams")) if model_dir.is_dir() else []
+        if len(bare) == 1:
+            return from_state_file(bare[0])
+    info, state = rundir.read_with_weights(model_dir, weights)
     model = models.build(info.model, info.outputs)
+    checkpoint.fit_state(model, state, rundir.weights_path(model_dir, info, weights))
+    summary = {"model": info.model, "loss": info.loss, "dataset": info.dataset, "classes": list(info.classes),
+               "eval_acc": info.metrics.get("eval_acc"), "epochs": info.epochs_done, "source": str(model_dir)}
+    return Trained(model, losses.LOSSES[info.loss], info.encoding, list(info.classes), summary)
+
+
+def from_state_file(path: Path) -> Trained:
+    """A bare state dict (the tutorial's ``paddle.save(model.state_dict(), ...)``, hapi's ``Model.save``):
+    the network is the registry's one with the same parameter names and shapes, the loss follows
+    the head (10 outputs: cross-entropy, 1: the tutorial's regression), pixels are scaled as the
+    tutorial's data file stores them (pixel/256)."""
+    state = checkpoint.load_state(path)
+    shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, np.ndarray)}
+    matches = models.identify(shapes)
+    if not matches:
+        held = ", ".join(f"{k} {list(v)}" for k, v in list(shapes.items())[:4]) or "no arrays"
+        raise checkpoint.CheckpointError(
+            f"{path}: matches no known network: it holds {held}{', ...' if len(shapes) > 4 else ''}; compared with "
+            f"{', '.join(models.MODELS)}, each with a {' or '.join(map(str, models.HEADS))}-output head")
+    name, outputs = matches[0]
+    loss = losses.LOSSES["cross_entropy" if outputs == 10 else "mse"]
+    model = models.build(name, outputs)
     checkpoint.fit_state(model, state, path)
-    return model
+    inferred = (f"{path}: a bare state dict; inferred the {name} network with a {outputs}-output head "
+                f"({loss.name}) and the tutorial's pixel scaling ({TUTORIAL_ENCODING.name})")
+    summary = {"model": name, "loss": loss.name, "dataset": "mnist", "classes": list(MNIST_CLASSES),
+               "eval_acc": None, "epochs": None, "source": str(path)}
+    return Trained(model, loss, TUTORIAL_ENCODING, list(MNIST_CLASSES), summary, inferred)
 
 
 class Predictor:
-    def __init__(self, engine, loss: losses.Loss, encoding: Encoding, classes: list[str]):
+    def __init__(self, engine, loss: losses.Loss, encoding: Encoding, classes: list[str], info: dict | None = None,
+                 inferred: str | None = None):
         self.engine, self.loss, self.encoding, self.classes = engine, loss, encoding, classes
+        self.info, self.inferred = info or {}, inferred
 
     @classmethod
     def from_dir(cls, model_dir: str | Path = "output", *, weights: str = "best", engine: str = "dynamic",
                  inference_prefix: str | Path | None = None) -> "Predictor":
-        """Rebuild from a training output dir: ``mnist.json`` says which model, loss and scaling."""
-        model_dir = Path(model_dir)
-        info = rundir.read(model_dir)
+        """Rebuild from a training output dir (``mnist.json`` says which model, loss and scaling),
+        a directory holding one bare ``.pdparams``, or ``weights`` naming such a file."""
+        trained = load_trained(model_dir, weights)
+        prefix = Path(inference_prefix) if inference_prefix else Path(model_dir) / rundir.INFERENCE_PREFIX
         if engine == "inference":
-            runner = InferenceEngine(Path(inference_prefix) if inference_prefix else model_dir / rundir.INFERENCE_PREFIX)
+            runner = InferenceEngine(prefix)
+        elif engine == "onnx":
+            runner = OnnxEngine(Path(f"{prefix}.onnx"))
         else:
-            info, state = rundir.read_with_weights(model_dir, weights)
-            runner = DynamicEngine(build_model(info, state, rundir.weights_path(model_dir, info, weights)))
-        return cls(runner, losses.LOSSES[info.loss], info.encoding, list(info.classes))
+            runner = DynamicEngine(trained.model)
+        return cls(runner, trained.loss, trained.encoding, trained.classes, trained.info, trained.inferred)
 
     def model_input(self, item, naive: bool = False) -> np.ndarray:
         """float32 [1,28,28] as the model saw its training data (or the tutorial's naive input)."""
@@ -201,16 +275,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paddle-mnist predict", description="Predict the digit in local images.")
     parser.add_argument("images", nargs="+", metavar="IMG", help="image files (any format Pillow reads)")
     parser.add_argument("--model-dir", default="output", help="a training output dir with mnist.json (default: output)")
-    parser.add_argument("--weights", choices=("best", "last"), default="best",
-                        help="the best-validation or the last epoch's weights (default: best)")
+    parser.add_argument("--weights", default="best", metavar="best|last|FILE",
+                        help="the run's best-validation or last epoch's weights, or a bare .pdparams state dict "
+                             "(the tutorial's paddle.save, hapi's Model.save): its network is inferred (default: best)")
     parser.add_argument("--topk", type=positive_int, default=3, help="how many ranked guesses to show (default: 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text (default: text)")
     parser.add_argument("--naive", action="store_true",
                         help="the tutorial's preprocessing (grey, squash to 28x28, invert), for comparison (default: off)")
-    parser.add_argument("--engine", choices=("dynamic", "inference"), default="dynamic",
-                        help="dynamic = the paddle.nn model; inference = the exported model in Paddle Inference (default: dynamic)")
+    parser.add_argument("--engine", choices=ENGINES, default="dynamic",
+                        help="dynamic = the paddle.nn model; inference = the exported model in Paddle Inference; "
+                             "onnx = the ONNX export in onnxruntime (default: dynamic)")
     parser.add_argument("--inference-prefix", default=None,
-                        help="path prefix of the exported model (default: MODEL_DIR/inference/mnist)")
+                        help="path prefix of the exported model, PREFIX.json/.pdiparams or PREFIX.onnx "
+                             "(default: MODEL_DIR/inference/mnist)")
     return parser
 
 
@@ -219,6 +296,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     predictor = Predictor.from_dir(args.model_dir, weights=args.weights, engine=args.engine,
                                    inference_prefix=args.inference_prefix)
+    if predictor.inferred:
+        print(f"paddle-mnist predict: {predictor.inferred}", file=sys.stderr)
     failed = False
     for result in predictor.predict_iter(args.images, topk=min(args.topk, 10), naive=args.naive):
         if args.json:

@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from paddle_mnist import preprocess, rundir
+from paddle_mnist import preprocess
 from paddle_mnist.cli import non_negative_float, positive_int
 from paddle_mnist.errors import UserError, cli_entry
-from paddle_mnist.predict import Prediction, Predictor
+from paddle_mnist.predict import ENGINES, Prediction, Predictor
 
 MAX_UPLOAD = 20 << 20        # a phone photo is 3-8 MB
 MAX_TOPK = 10
@@ -137,13 +137,6 @@ def png_base64(pixels: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(pixels, mode="L").save(buffer, "PNG")
     return base64.b64encode(buffer.getvalue()).decode()
-
-
-def model_info(run_dir: Path) -> dict:
-    """What the page shows about the model, from the run's metadata."""
-    info = rundir.read(run_dir)
-    return {"model": info.model, "loss": info.loss, "dataset": info.dataset, "classes": list(info.classes),
-            "eval_acc": info.metrics.get("eval_acc"), "epochs": info.epochs_done, "run_dir": str(run_dir)}
 
 
 # --- the ASGI application -------------------------------------------------------------
@@ -333,9 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paddle-mnist serve", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--model-dir", type=Path, default=Path("output"), help="a training output dir with mnist.json (default: output)")
-    add("--weights", choices=("best", "last"), default="best", help="which weights to serve (default: best)")
-    add("--engine", choices=("dynamic", "inference"), default="dynamic",
-        help="dynamic = the paddle.nn model; inference = the exported Paddle Inference model (default: dynamic)")
+    add("--weights", default="best", metavar="best|last|FILE",
+        help="the run's best or last weights, or a bare .pdparams state dict whose network is inferred (default: best)")
+    add("--engine", choices=ENGINES, default="dynamic",
+        help="dynamic = the paddle.nn model; inference = the exported Paddle Inference model; "
+             "onnx = the ONNX export in onnxruntime (default: dynamic)")
     add("--host", default="127.0.0.1", help="address to listen on; anything but loopback exposes an API "
                                            "without authentication (default: 127.0.0.1)")
     add("--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default: 8000)")
@@ -356,7 +351,9 @@ def main(argv=None) -> int:
     except ImportError:
         raise UserError("serving needs FastAPI and uvicorn: pip install 'paddle-mnist[serve]'") from None
     predictor = Predictor.from_dir(args.model_dir, weights=args.weights, engine=args.engine)
-    app = create_app(predictor, model_info(args.model_dir), max_batch=args.max_batch,
+    if predictor.inferred:
+        print(f"paddle-mnist serve: {predictor.inferred}", file=sys.stderr)
+    app = create_app(predictor, predictor.info, max_batch=args.max_batch,
                      max_wait=args.max_wait_ms / 1000, max_upload=args.max_upload_mb << 20)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"paddle-mnist serve: warning: listening on {args.host}: the API has no authentication",

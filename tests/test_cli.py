@@ -47,7 +47,7 @@ def test_predict_does_not_import_the_data_stack_or_matplotlib():
             "print(sorted(m for m in sys.modules if m.startswith(('paddle_mnist.data.', 'matplotlib'))))")
     result = run("-c", code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "['paddle_mnist.data.encoding']"
+    assert result.stdout.strip() == "['paddle_mnist.data.classes', 'paddle_mnist.data.encoding']"
 
 
 def test_photos_is_a_command():

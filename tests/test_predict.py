@@ -236,3 +236,21 @@ def test_large_jpegs_are_decoded_at_a_reduced_scale_with_the_same_answer(trained
         fast, slow = preprocess.mnist_like(reduced), preprocess.mnist_like(full)
         assert np.abs(fast.astype(int) - slow.astype(int)).mean() < 16
         assert predictor.predict(fast).digit == predictor.predict(slow).digit
+
+
+def test_onnx_export_matches_on_real_images_and_predicts_without_paddle_calls(trained_dir, photo_set, tmp_path):
+    pytest.importorskip("paddle2onnx")
+    from conftest import SHARED
+    real = MnistDataset("eval", SHARED / "mnist.json.gz").images[:64]
+    prefix = tmp_path / "onnx" / "mnist"
+    difference = export.export(trained_dir, prefix, fmt="onnx", batch=real)
+    assert difference <= 1e-5 and sorted(p.name for p in prefix.parent.iterdir()) == ["mnist.onnx"]
+    paths = [str(p) for p, _, _ in photo_set[:12]]
+    dynamic = Predictor.from_dir(trained_dir).predict(paths)
+    onnx = Predictor.from_dir(trained_dir, engine="onnx", inference_prefix=prefix).predict(paths)
+    assert [r.digit for r in onnx] == [r.digit for r in dynamic]
+    result = subprocess.run([sys.executable, "-m", "paddle_mnist", "export", "--model-dir", str(trained_dir),
+                             "--format", "onnx"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "onnxruntime matches the dynamic model" in result.stdout, result.stderr
+    rows = run_predict(paths[0], "--model-dir", trained_dir, "--engine", "onnx", "--json")
+    assert rows.returncode == 0 and json.loads(rows.stdout)["digit"] == dynamic[0].digit, rows.stderr

@@ -1,4 +1,4 @@
-"""Download the four official MNIST IDX files from a list of mirrors, verified by MD5.
+"""Download the four official IDX files of MNIST or Fashion-MNIST from a list of mirrors, verified by MD5.
 
 A file only reaches its final name after its uncompressed MD5 matches the
 canonical one, so a corrupted or truncated download is never cached.  A mirror
@@ -20,31 +20,49 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from paddle_mnist.errors import DataError
 from paddle_mnist.fileio import atomic_path
 from paddle_mnist.progress import Progress
 
-# Uncompressed MD5s and sizes of the canonical files (../shared/data/README.md).
-OFFICIAL_MD5 = {
-    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-}
-OFFICIAL_BYTES = {
+@dataclass(frozen=True)
+class Official:
+    """A data set's four canonical files (uncompressed MD5 and size of each) and where to fetch them."""
+    md5: dict[str, str]
+    sizes: dict[str, int]
+    mirrors: tuple[str, ...]
+    mirrors_env: str      # the variable that replaces ``mirrors``
+
+
+IDX_SIZES = {  # both data sets: 60,000 + 10,000 images of 28x28
     "train-images-idx3-ubyte": 47_040_016,
     "train-labels-idx1-ubyte": 60_008,
     "t10k-images-idx3-ubyte": 7_840_016,
     "t10k-labels-idx1-ubyte": 10_008,
 }
+OFFICIAL = {
+    "mnist": Official(  # ../shared/data/README.md
+        {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+         "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+         "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+         "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637"},
+        IDX_SIZES,
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/",
+         "http://yann.lecun.com/exdb/mnist/"),
+        "PADDLE_MNIST_MIRRORS"),
+    "fashion-mnist": Official(  # Zalando's files, as Debian's dataset-fashion-mnist ships them
+        {"train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+         "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+         "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+         "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965"},
+        IDX_SIZES,
+        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
+        "PADDLE_MNIST_FASHION_MIRRORS"),
+}
 GZIP_SLACK = 1 << 16  # gzip never grows data by more than a few bytes per 32 KB block
-DEFAULT_MIRRORS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-)
 
 
 STALL_AFTER_S, MIN_RATE = 20.0, 1024   # a mirror averaging under 1 KB/s after 20 s is given up
@@ -54,10 +72,12 @@ class BadMirror(Exception):
     """The mirror served something other than the canonical file, or crawls: trying it again will not help."""
 
 
-def mirrors() -> list[str]:
-    """``$PADDLE_MNIST_MIRRORS`` (comma- or space-separated base URLs), else the defaults."""
-    configured = os.environ.get("PADDLE_MNIST_MIRRORS", "").strip()
-    urls = re.split(r"[,\s]+", configured) if configured else list(DEFAULT_MIRRORS)
+def mirrors(dataset: str = "mnist") -> list[str]:
+    """``$PADDLE_MNIST_MIRRORS`` (``$PADDLE_MNIST_FASHION_MIRRORS``): comma- or space-separated base URLs;
+    else the defaults."""
+    official = OFFICIAL[dataset]
+    configured = os.environ.get(official.mirrors_env, "").strip()
+    urls = re.split(r"[,\s]+", configured) if configured else list(official.mirrors)
     return [u if u.endswith("/") else u + "/" for u in urls]
 
 
@@ -121,17 +141,17 @@ def _sigterm_raises():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _download_one(stem: str, dest: Path, urls: list[str], retries: int, backoff: float, timeout: float,
-                  deadline: float) -> None:
+def _download_one(official: Official, stem: str, dest: Path, urls: list[str], retries: int, backoff: float,
+                  timeout: float, deadline: float) -> None:
     failures = []
-    size = OFFICIAL_BYTES[stem]
+    size = official.sizes[stem]
     for base in urls:
         url = base + stem + ".gz"
         for attempt in range(retries):
             try:
                 with atomic_path(dest / (stem + ".gz")) as tmp:
                     _fetch(url, tmp, size + GZIP_SLACK, timeout, deadline)
-                    _verify(tmp, OFFICIAL_MD5[stem], size)
+                    _verify(tmp, official.md5[stem], size)
                 return
             except BadMirror as e:
                 failures.append(f"{url}: {e}")
@@ -147,16 +167,17 @@ def _download_one(stem: str, dest: Path, urls: list[str], retries: int, backoff:
     raise DataError(f"could not download {stem}.gz from any mirror: " + "; ".join(failures))
 
 
-def download_idx(dest: Path, urls: list[str] | None = None, *, retries: int = 3,
+def download_idx(dest: Path, urls: list[str] | None = None, *, dataset: str = "mnist", retries: int = 3,
                  backoff: float = 1.0, timeout: float = 30.0, deadline: float = 600.0) -> Path:
-    """Fetch whichever of the four files ``dest`` lacks; return ``dest``.
+    """Fetch whichever of ``dataset``'s four files ``dest`` lacks; return ``dest``.
 
     ``timeout`` bounds connecting and each read; ``deadline`` one whole attempt at one file.
     """
-    urls = urls or mirrors()
+    official = OFFICIAL[dataset]
+    urls = urls or mirrors(dataset)
     dest.mkdir(parents=True, exist_ok=True)
     with _sigterm_raises():
-        for stem in OFFICIAL_MD5:
+        for stem in official.md5:
             if not (dest / (stem + ".gz")).is_file():
-                _download_one(stem, dest, urls, retries, backoff, timeout, deadline)
+                _download_one(official, stem, dest, urls, retries, backoff, timeout, deadline)
     return dest

@@ -47,8 +47,9 @@ def _explicit(path: Path, origin: str) -> Found:
 def _how_to(dataset: str, looked: list[Path]) -> str:
     places = ", ".join(str(p) for p in looked)
     if dataset == "fashion-mnist":
-        return (f"no Fashion-MNIST data found (looked in {places}); install Debian's package "
-                f"(apt-get install dataset-fashion-mnist) or pass --data DIR with its four IDX files")
+        return (f"no Fashion-MNIST data found (looked in {places}) and downloads are off (PADDLE_MNIST_OFFLINE); "
+                f"install Debian's package (apt-get install dataset-fashion-mnist), pass --data DIR with its four "
+                f"IDX files, or unset PADDLE_MNIST_OFFLINE to download from {download.mirrors(dataset)}")
     return (f"no MNIST data found (looked in {places}) and downloads are off (PADDLE_MNIST_OFFLINE); "
             f"pass --data PATH (a {TUTORIAL_FILE} or a directory of the four IDX files), "
             f"set PADDLE_MNIST_DATA, or unset PADDLE_MNIST_OFFLINE to download from {download.mirrors()}")
@@ -59,7 +60,8 @@ def find(path: str | os.PathLike | None, dataset: str = "mnist") -> Found:
 
     MNIST: explicit path, $PADDLE_MNIST_DATA, ./work/mnist.json.gz, the cache
     dir, paddle's own download cache, then a download into the cache dir.
-    Fashion-MNIST: explicit path, $PADDLE_MNIST_FASHION_DATA, Debian's package.
+    Fashion-MNIST: explicit path, $PADDLE_MNIST_FASHION_DATA, Debian's package,
+    the cache dir, then a download into the cache dir.
     """
     if path is not None:
         return _explicit(Path(path), "the path given")
@@ -67,7 +69,8 @@ def find(path: str | os.PathLike | None, dataset: str = "mnist") -> Found:
     if os.environ.get(env_name):
         return _explicit(Path(os.environ[env_name]), f"${env_name}")
     if dataset == "fashion-mnist":
-        candidates = [(DEBIAN_FASHION_DIR, "Debian's dataset-fashion-mnist")]
+        candidates = [(DEBIAN_FASHION_DIR, "Debian's dataset-fashion-mnist"),
+                      (cache.cache_dir() / "fashion-mnist-idx", "the cache dir")]
     else:
         candidates = [(Path("work") / TUTORIAL_FILE, "the tutorial's work/ dir"),
                       (cache.cache_dir() / TUTORIAL_FILE, "the cache dir"),
@@ -77,6 +80,7 @@ def find(path: str | os.PathLike | None, dataset: str = "mnist") -> Found:
         found = _usable(candidate)
         if found is not None:
             return Found(found, origin)
-    if dataset == "mnist" and not os.environ.get("PADDLE_MNIST_OFFLINE"):
-        return Found(download.download_idx(cache.cache_dir() / "mnist-idx"), "a download")
+    if not os.environ.get("PADDLE_MNIST_OFFLINE"):
+        target = cache.cache_dir() / ("fashion-mnist-idx" if dataset == "fashion-mnist" else "mnist-idx")
+        return Found(download.download_idx(target, dataset=dataset), "a download")
     raise DataError(_how_to(dataset, [candidate for candidate, _ in candidates]))

@@ -13,14 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from paddle_mnist.data import cache, idx, locate, tutorial_json
+from paddle_mnist.data.classes import CLASSES
 from paddle_mnist.data.encoding import ENCODINGS, TUTORIAL_ENCODING, Encoding, detect_encoding
 from paddle_mnist.errors import DataError
 
 SPLITS = tutorial_json.SPLIT_NAMES
-MNIST_CLASSES = tuple(str(d) for d in range(10))
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-CLASSES = {"mnist": MNIST_CLASSES, "fashion-mnist": FASHION_CLASSES}
 
 
 @dataclass(frozen=True)
