@@ -10,5 +10,8 @@ os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
 
 # paddle warns on every import when ccache is absent; it only matters for C++ extension builds.
 warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+# BatchNorm says on every training step that it tracks global statistics: news to no one using this package.
+warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance",
+                        category=UserWarning)
 
 __version__ = "0.1.0"

@@ -169,6 +169,30 @@ class Predictor:
             runner = DynamicEngine(trained.model)
         return cls(runner, trained.loss, trained.encoding, trained.classes, trained.info, trained.inferred)
 
+    @classmethod
+    def committee(cls, model_dirs: list, *, weights: str = "best", engine: str = "dynamic") -> "Predictor":
+        """Several trained models voting: their class probabilities averaged, as the best MNIST results do.
+
+        The members must share the input scaling and the classes, and have class-probability heads.
+        """
+        members = [cls.from_dir(d, weights=weights, engine=engine) for d in model_dirs]
+        if len(members) == 1:
+            return members[0]
+        first = members[0]
+        for directory, member in zip(model_dirs, members):
+            if member.loss.outputs != len(member.classes):
+                raise UserError(f"{directory}: a {member.loss.name} model has no class probabilities to average")
+            if (member.encoding, member.classes) != (first.encoding, first.classes):
+                raise UserError(f"{directory}: its pixel scaling or classes differ from {model_dirs[0]}'s")
+
+        def vote(batch: np.ndarray) -> np.ndarray:
+            """log of the mean probability: the members' loss turns it back into that probability."""
+            mean = np.mean([m.loss.scores(m.engine(batch)) for m in members], axis=0)
+            return np.log(np.maximum(mean, 1e-30))
+        info = {**first.info, "model": " + ".join(str(m.info.get("model")) for m in members), "eval_acc": None,
+                "committee": [str(d) for d in model_dirs]}
+        return cls(vote, losses.LOSSES["cross_entropy"], first.encoding, first.classes, info)
+
     def model_input(self, item, naive: bool = False) -> np.ndarray:
         """float32 [1,28,28] as the model saw its training data (or the tutorial's naive input)."""
         image = item_image(item)
@@ -274,7 +298,9 @@ def format_line(result: Prediction, classes: list[str]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paddle-mnist predict", description="Predict the digit in local images.")
     parser.add_argument("images", nargs="+", metavar="IMG", help="image files (any format Pillow reads)")
-    parser.add_argument("--model-dir", default="output", help="a training output dir with mnist.json (default: output)")
+    parser.add_argument("--model-dir", action="append", default=None,
+                        help="a training output dir with mnist.json; give it several times for a committee that "
+                             "averages the models' probabilities (default: output)")
     parser.add_argument("--weights", default="best", metavar="best|last|FILE",
                         help="the run's best-validation or last epoch's weights, or a bare .pdparams state dict "
                              "(the tutorial's paddle.save, hapi's Model.save): its network is inferred (default: best)")
@@ -294,8 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry("paddle-mnist predict")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    predictor = Predictor.from_dir(args.model_dir, weights=args.weights, engine=args.engine,
-                                   inference_prefix=args.inference_prefix)
+    model_dirs = args.model_dir or ["output"]
+    if len(model_dirs) > 1:
+        predictor = Predictor.committee(model_dirs, weights=args.weights, engine=args.engine)
+    else:
+        predictor = Predictor.from_dir(model_dirs[0], weights=args.weights, engine=args.engine,
+                                       inference_prefix=args.inference_prefix)
     if predictor.inferred:
         print(f"paddle-mnist predict: {predictor.inferred}", file=sys.stderr)
     failed = False

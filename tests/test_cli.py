@@ -60,3 +60,11 @@ def test_train_prints_which_file_it_trained_on(data_file, tmp_path):
                  env_extra={"PADDLE_MNIST_DATA": str(data_file)})
     assert result.returncode == 0, result.stderr
     assert f"trained on {data_file} (found via $PADDLE_MNIST_DATA)" in result.stdout.splitlines()
+
+
+def test_no_library_warning_reaches_the_user(data_file, tmp_path):
+    """BatchNorm's 'we now always track global mean and variance' used to print on every run of a BN model."""
+    result = run("-m", "paddle_mnist", "train", "--data", str(data_file), "--model", "convnet", "--epochs", "1",
+                 "--out", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr

@@ -35,9 +35,10 @@ def test_valid_json_of_many_blank_images_costs_memory_in_proportion(tmp_path):
     """~200 MB of text in a 180 KB gzip holds 63,693 real (blank) images: accepted, in a few hundred MB."""
     path = hostile.blank_images_json(tmp_path / "blank.json.gz")
     assert path.stat().st_size < 400_000
-    outcome = data_show(path, tmp_path, limit_mb=1536)
+    outcome = data_show(path, tmp_path, limit_mb=2048)
     assert outcome.returncode == 0, outcome.stderr[-3000:]
-    assert outcome.peak_rss_mb < 900, outcome.peak_rss_mb
+    # ~840 MB measured (~950 when matplotlib first builds its font cache); the old reader needed 5.7 GB
+    assert outcome.peak_rss_mb < 1300, outcome.peak_rss_mb
 
 
 @pytest.mark.parametrize("repeat, fragment", [

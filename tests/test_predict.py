@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -254,3 +255,18 @@ def test_onnx_export_matches_on_real_images_and_predicts_without_paddle_calls(tr
     assert result.returncode == 0 and "onnxruntime matches the dynamic model" in result.stdout, result.stderr
     rows = run_predict(paths[0], "--model-dir", trained_dir, "--engine", "onnx", "--json")
     assert rows.returncode == 0 and json.loads(rows.stdout)["digit"] == dynamic[0].digit, rows.stderr
+
+
+def test_a_committee_averages_its_members_probabilities(trained_dir, photo_set, tiny_model_dir, tmp_path):
+    paths = [str(p) for p, _, _ in photo_set[:6]]
+    single = Predictor.from_dir(trained_dir).predict(paths, topk=10)
+    other = tmp_path / "other"
+    shutil.copytree(trained_dir, other)
+    duo = Predictor.committee([trained_dir, other]).predict(paths, topk=10)
+    for alone, together in zip(single, duo):
+        assert alone.digit == together.digit
+        np.testing.assert_allclose(dict(alone.topk)[alone.digit], dict(together.topk)[together.digit], atol=1e-5)
+    result = run_predict(paths[0], "--model-dir", trained_dir, "--model-dir", other, "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["digit"] == single[0].digit, result.stderr
+    with pytest.raises(UserError, match="a mse model has no class probabilities to average"):
+        Predictor.committee([trained_dir, tiny_model_dir("mse")])
