@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import paddle
 
 from paddle_mnist import checkpoint, losses, models
-from paddle_mnist.config import DATASETS, Config
+from paddle_mnist.config import DATASETS, DEFAULTS, Config
 from paddle_mnist.data.encoding import ENCODINGS, Encoding
 from paddle_mnist.errors import UserError
 from paddle_mnist.fileio import atomic_path, open_regular, write_bytes_atomic
@@ -51,7 +51,7 @@ WEIGHTS = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS, "optimizer": OPTIMIZER}
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "seconds", "images_per_s",
                    "eval_loss", "eval_acc")
 # Settings that must not change when a run is resumed (epochs may grow with a constant schedule).
-RESUME_FIELDS = ("dataset", "model", "loss", "optimizer", "lr", "batch_size", "seed", "schedule",
+RESUME_FIELDS = ("dataset", "model", "loss", "optimizer", "lr", "beta1", "beta2", "batch_size", "seed", "schedule",
                  "weight_decay", "augment", "limit_train")
 
 
@@ -428,7 +428,7 @@ def resume(out: Path, config: Config, model, optimizer) -> RunState:
     """Load the run in ``out`` after checking it is the same run and its files are intact."""
     info = read(out)
     saved = info.config
-    changed = [f for f in RESUME_FIELDS if saved.get(f) != getattr(config, f)]
+    changed = [f for f in RESUME_FIELDS if saved.get(f, getattr(DEFAULTS, f)) != getattr(config, f)]  # older runs lack some
     if config.schedule != "constant" and saved.get("epochs") != config.epochs:
         changed.append("epochs (the LR schedule spans all epochs)")
     if changed:

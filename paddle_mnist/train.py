@@ -112,7 +112,8 @@ def make_optimizer(config: Config, model: paddle.nn.Layer, steps_per_epoch: int)
     decay = config.weight_decay or None
     params = model.parameters()
     if config.optimizer == "adam":
-        optimizer = paddle.optimizer.Adam(lr, parameters=params, weight_decay=decay)
+        optimizer = paddle.optimizer.Adam(lr, beta1=config.beta1, beta2=config.beta2, parameters=params,
+                                          weight_decay=decay)
     elif config.optimizer == "momentum":
         optimizer = paddle.optimizer.Momentum(lr, momentum=0.9, use_nesterov=True, parameters=params, weight_decay=decay)
     else:
