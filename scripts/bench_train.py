@@ -10,6 +10,9 @@ Variants:
   trainer_stock_mkl  the trainer without MKL_DEBUG_CPU_TYPE=5
   trainer_stock_conv the trainer with paddle's own nn.Conv2D bias add
   trainer_onednn     the trainer with FLAGS_use_mkldnn=True
+  trainer_onednn_all the trainer with FLAGS_use_onednn=1 (paddle 3.x's name), every op that has a oneDNN kernel
+  trainer_onednn_conv  FLAGS_use_onednn=1 with FLAGS_tracer_onednn_ops_on=conv2d,conv2d_grad: oneDNN for
+                     convolution only, the rest native (per-op control, paddle PR #27482)
   trainer_to_static  the trainer with the model under paddle.jit.to_static
   torch              the same network and loop in PyTorch, when torch is importable (never a dependency)
 
@@ -26,7 +29,9 @@ import time
 from pathlib import Path
 
 VARIANTS = ("tutorial_loop", "trainer", "trainer_stock_mkl", "trainer_stock_conv", "trainer_onednn",
-            "trainer_to_static", "torch")
+            "trainer_onednn_all", "trainer_onednn_conv", "trainer_to_static", "torch")
+ONEDNN_ENV = {"trainer_onednn_all": {"FLAGS_use_onednn": "1"},
+              "trainer_onednn_conv": {"FLAGS_use_onednn": "1", "FLAGS_tracer_onednn_ops_on": "conv2d,conv2d_grad"}}
 BATCH, WARMUP_BATCHES = 100, 5
 
 
@@ -133,6 +138,7 @@ def child_env(variant: str) -> dict:
     env = dict(os.environ)
     if variant in ("tutorial_loop", "trainer_stock_mkl"):
         env["MKL_DEBUG_CPU_TYPE"] = ""  # present but empty: paddle_mnist leaves it, MKL ignores it
+    env.update(ONEDNN_ENV.get(variant, {}))  # paddle reads FLAGS_* from the environment at import
     return env
 
 
