@@ -1,12 +1,17 @@
-"""Realistic pictures of MNIST test digits, to measure the predictor on what people actually photograph.
+"""Realistic pictures of digits, to measure the predictor on what people actually photograph.
 
-    python -m paddle_mnist.photos --model-dir output --n 600 [--out photos/]
+    paddle-mnist photos --model-dir output --n 600 [--sets styles printed ...] [--errors misread.png]
 
-Each MNIST eval digit is enlarged and drawn in one of several styles: dark ink
-on paper with wide off-centre margins, coloured ink on tinted paper under
-uneven light, noisy JPEG, a phone JPEG stored sideways with an EXIF rotation,
-a transparent PNG, and chalk (light on dark).  The command prints the accuracy
-of the default preprocessing against the tutorial's ``--naive`` one per style.
+``styles``: each MNIST eval digit enlarged and drawn in one of several photo
+styles: dark ink on paper with wide off-centre margins, coloured ink on tinted
+paper under uneven light, noisy JPEG, a phone JPEG stored sideways with an EXIF
+rotation, a transparent PNG, and chalk (light on dark).  The other sets are
+digits that are not MNIST's: ``printed`` (the label in the machine's TrueType
+fonts, regular, bold, italic, serif), ``thick_marker`` and ``thin_pen`` (MNIST
+strokes widened or thinned), ``low_res_scan`` (a 14-pixel digit scanned up,
+blocky and blurred) and ``touching_frame`` (cropped with no margin).  The
+command prints the accuracy of the default preprocessing against the
+tutorial's ``--naive`` one per style and set.
 """
 from __future__ import annotations
 
@@ -18,11 +23,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from paddle_mnist.errors import cli_entry
+from paddle_mnist.errors import UserError, cli_entry
 
 STYLES = ("paper", "colour", "noisy_jpeg", "exif_rotated", "transparent_png", "chalk")
+SETS = ("printed", "thick_marker", "thin_pen", "low_res_scan", "touching_frame")
+FONT_DIRS = (Path("/usr/share/fonts/truetype"),)
 EXIF_ORIENTATION = 0x0112
 JPEG_MAGIC = b"\xff\xd8"
 
@@ -78,14 +85,55 @@ def render(digit: np.ndarray, style: str, rng: np.random.Generator) -> bytes:
     return out.getvalue()
 
 
-def write_set(digits: np.ndarray, labels: np.ndarray, out: Path, seed: int = 0) -> list[tuple[Path, int, str]]:
-    """Render ``digits`` cycling through the styles; returns (file, label, style) rows."""
+def font_files() -> list[Path]:
+    """The machine's TrueType fonts with Latin digits (DejaVu, Liberation: Debian's fonts-dejavu, fonts-liberation)."""
+    found = sorted(f for d in FONT_DIRS if d.is_dir() for f in d.rglob("*.ttf"))
+    return [f for f in found if f.name.startswith(("DejaVu", "Liberation"))]
+
+
+def set_ink(digit: np.ndarray, label: int, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """A digit that is not MNIST's, as an ink map (0..1) on its own canvas."""
+    big = Image.fromarray(digit).resize((112, 112), Image.BICUBIC)
+    if kind == "printed":
+        fonts = font_files()
+        if not fonts:
+            raise UserError("the printed set needs TrueType fonts: apt-get install fonts-dejavu-core fonts-liberation")
+        canvas = Image.new("L", (220, 200), 0)
+        font = ImageFont.truetype(str(fonts[int(rng.integers(len(fonts)))]), int(rng.integers(90, 140)))
+        ImageDraw.Draw(canvas).text((110 + int(rng.integers(-25, 25)), 100 + int(rng.integers(-20, 20))), str(label),
+                                    fill=255, font=font, anchor="mm")
+        return np.asarray(canvas, np.float32) / 255
+    if kind == "thick_marker":
+        return np.pad(np.asarray(big.filter(ImageFilter.MaxFilter(9)), np.float32) / 255, 40)
+    if kind == "thin_pen":
+        return np.pad(np.asarray(big.filter(ImageFilter.MinFilter(5)), np.float32) / 255, 40)
+    if kind == "low_res_scan":
+        small = Image.fromarray(digit).resize((14, 14), Image.BOX).resize((140, 140), Image.NEAREST)
+        return np.pad(np.asarray(small.filter(ImageFilter.GaussianBlur(2)), np.float32) / 255, 30)
+    if kind == "touching_frame":
+        ink = np.asarray(big, np.float32) / 255
+        rows, cols = np.flatnonzero(ink.max(axis=1) > 0.3), np.flatnonzero(ink.max(axis=0) > 0.3)
+        return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    raise ValueError(f"unknown set {kind!r}")
+
+
+def render_set(digit: np.ndarray, label: int, kind: str, rng: np.random.Generator) -> bytes:
+    """One picture of a non-MNIST digit: dark ink on paper, PNG (a JPEG for the scan)."""
+    out = io.BytesIO()
+    picture = Image.fromarray(_on_paper(set_ink(digit, label, kind, rng), rng)).convert("L")
+    picture.save(out, "JPEG", quality=70) if kind == "low_res_scan" else picture.save(out, "PNG")
+    return out.getvalue()
+
+
+def write_set(digits: np.ndarray, labels: np.ndarray, out: Path, seed: int = 0,
+              kinds: tuple[str, ...] = STYLES) -> list[tuple[Path, int, str]]:
+    """Render ``digits`` cycling through ``kinds`` (photo styles and sets); returns (file, label, kind) rows."""
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, (digit, label) in enumerate(zip(digits, labels)):
-        style = STYLES[i % len(STYLES)]
-        data = render(digit, style, rng)
+        style = kinds[i % len(kinds)]
+        data = render(digit, style, rng) if style in STYLES else render_set(digit, int(label), style, rng)
         suffix = "jpg" if data.startswith(JPEG_MAGIC) else "png"
         path = out / f"{i:04d}_{style}_{label}.{suffix}"
         path.write_bytes(data)
@@ -93,14 +141,35 @@ def write_set(digits: np.ndarray, labels: np.ndarray, out: Path, seed: int = 0) 
     return rows
 
 
-def accuracy_by_style(predictor, rows, naive: bool) -> dict[str, float]:
+def accuracy_by_style(predictor, rows, naive: bool, misread: list | None = None) -> dict[str, float]:
+    """Accuracy per style or set and overall; ``misread`` collects (file, label, prediction) of the errors."""
     results = predictor.predict([str(path) for path, _, _ in rows], naive=naive)
     by_style: dict[str, list[bool]] = {}
-    for (_, label, style), result in zip(rows, results):
+    for (path, label, style), result in zip(rows, results):
         by_style.setdefault(style, []).append(result.digit == label)
+        if misread is not None and result.digit != label:
+            misread.append((path, label, result.digit))
     table = {style: float(np.mean(hits)) for style, hits in by_style.items()}
     table["all"] = float(np.mean([result.digit == label for (_, label, _), result in zip(rows, results)]))
     return table
+
+
+def error_grid(misread: list, out: Path, columns: int = 8) -> None:
+    """The misread pictures, each titled 'true -> read' (at most 64)."""
+    from paddle_mnist.plots import plt, save_figure
+
+    shown = misread[:64]
+    rows = max(1, -(-len(shown) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.7), squeeze=False)
+    for ax, item in zip(axes.flat, shown + [None] * (rows * columns - len(shown))):
+        ax.axis("off")
+        if item is not None:
+            path, label, digit = item
+            ax.imshow(Image.open(path).convert("L"), cmap="gray")
+            ax.set_title(f"{label} -> {'none' if digit is None else digit}", fontsize=8)
+    fig.suptitle(f"misread: {len(misread)} pictures" + (" (first 64)" if len(misread) > 64 else ""), fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, out)
 
 
 @cli_entry("paddle-mnist photos")
@@ -109,18 +178,27 @@ def main(argv=None) -> int:
     from paddle_mnist.predict import Predictor
 
     parser = argparse.ArgumentParser(prog="paddle-mnist photos", description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", default="output", help="trained model to measure (default: output)")
+    parser.add_argument("--model-dir", action="append", default=None,
+                        help="trained model to measure; several make a committee (default: output)")
+    parser.add_argument("--sets", nargs="+", choices=("styles",) + SETS, default=["styles"],
+                        help=f"which pictures: styles (the six photo styles) and/or {', '.join(SETS)} (default: styles)")
+    parser.add_argument("--errors", type=Path, default=None, help="draw the misread pictures into this PNG (default: none)")
     parser.add_argument("--data", default=None, help="data file or IDX directory (default: the README's search)")
     parser.add_argument("--n", type=int, default=600, help="pictures, from the first N eval digits (default: 600)")
     parser.add_argument("--seed", type=int, default=0, help="seed for sizes, places and noise (default: 0)")
     parser.add_argument("--out", type=Path, default=None, help="keep the pictures here (default: a temp dir)")
     args = parser.parse_args(argv)
     evaluation = MnistDataset("eval", args.data)
-    predictor = Predictor.from_dir(args.model_dir)
+    predictor = Predictor.committee(args.model_dir or ["output"])
+    kinds = tuple(dict.fromkeys(k for s in args.sets for k in (STYLES if s == "styles" else (s,))))
+    misread = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows = write_set(evaluation.pixels[:args.n], evaluation.class_ids[:args.n], args.out or Path(tmp), args.seed)
-        report = {"images": len(rows), "default": accuracy_by_style(predictor, rows, naive=False),
+        rows = write_set(evaluation.pixels[:args.n], evaluation.class_ids[:args.n], args.out or Path(tmp), args.seed,
+                         kinds)
+        report = {"images": len(rows), "default": accuracy_by_style(predictor, rows, naive=False, misread=misread),
                   "naive": accuracy_by_style(predictor, rows, naive=True)}
+        if args.errors:
+            error_grid(misread, args.errors)
     print(json.dumps(report, indent=1))
     return 0
 

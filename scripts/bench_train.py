@@ -17,6 +17,11 @@ Variants:
   torch              the same network and loop in PyTorch, when torch is importable (never a dependency)
 
 Prints one JSON object: images/s per variant (or the error that stopped it).
+
+    python scripts/bench_train.py --shapes
+
+instead times the ``quick`` preset's network (``convnet``, Adam) in one process at batch sizes
+32..256 and at wider channel counts, images/s: which shapes suit the GEMM calls paddle makes.
 """
 from __future__ import annotations
 
@@ -126,6 +131,27 @@ def torch_loop(data: str, images: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
+def shapes(data: str, images: int) -> dict:
+    """The quick network's training speed per batch size (16/32 channels) and per width (batch 64)."""
+    import paddle
+
+    from paddle_mnist import losses, models, train
+    from paddle_mnist.config import Config
+    from paddle_mnist.data import MnistDataset
+
+    dataset = MnistDataset("train", data, limit=images)
+
+    def speed(widths, batch):
+        model = models.ConvNet(10, widths=widths)
+        optimizer = paddle.optimizer.Adam(0.001, parameters=model.parameters())
+        trainee = train.Trainee(model, model, losses.LOSSES["cross_entropy"], optimizer, None, None)
+        config = Config(data=data, epochs=1, batch_size=batch, model="convnet")
+        train.train_epoch(trainee, MnistDataset("train", data, limit=WARMUP_BATCHES * batch), config, 1)
+        return round(train.train_epoch(trainee, dataset, config, 1)["images_per_s"])
+    return {"batch (16/32 channels)": {b: speed((16, 32), b) for b in (32, 64, 128, 256)},
+            "channels (batch 64)": {f"{a}/{b}": speed((a, b), 64) for a, b in ((8, 16), (16, 32), (24, 48), (32, 64))}}
+
+
 def run_variant(variant: str, data: str, images: int) -> float:
     if variant == "tutorial_loop":
         return tutorial_loop(data, images)
@@ -148,8 +174,12 @@ def main() -> None:
                         help="the data file (default: ../shared/data/mnist.json.gz)")
     parser.add_argument("--images", type=int, default=6000, help="images timed per variant, after warm-up (default: 6000)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="which to run (default: all)")
+    parser.add_argument("--shapes", action="store_true", help="time the quick network's batch sizes and widths instead")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.shapes:
+        print(json.dumps(shapes(args.data, args.images)))
+        return
     if args.child:
         print(json.dumps(run_variant(args.child, args.data, args.images)))
         return

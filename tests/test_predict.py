@@ -270,3 +270,22 @@ def test_a_committee_averages_its_members_probabilities(trained_dir, photo_set, 
     assert result.returncode == 0 and json.loads(result.stdout)["digit"] == single[0].digit, result.stderr
     with pytest.raises(UserError, match="a mse model has no class probabilities to average"):
         Predictor.committee([trained_dir, tiny_model_dir("mse")])
+
+
+def test_the_realism_sets_and_the_error_grid(trained_dir, tmp_path):
+    """Digits that are not MNIST's (fonts, pens, scans, no margin): rendered, scored, misreads drawn."""
+    from conftest import SHARED
+    if not photos.font_files():
+        pytest.skip("no TrueType fonts (Debian's fonts-dejavu-core / fonts-liberation)")
+    grid = tmp_path / "misread.png"
+    result = subprocess.run([sys.executable, "-m", "paddle_mnist", "photos", "--model-dir", str(trained_dir),
+                             "--data", str(SHARED / "mnist.json.gz"), "--n", "30", "--sets", *photos.SETS,
+                             "--errors", str(grid), "--out", str(tmp_path / "pictures")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["images"] == 30 and set(report["default"]) == {*photos.SETS, "all"}
+    assert report["default"]["all"] >= 0.7 and report["default"]["all"] > report["naive"]["all"]
+    assert grid.read_bytes()[:4] == b"\x89PNG"
+    names = sorted(p.name for p in (tmp_path / "pictures").iterdir())
+    assert len(names) == 30 and {n.split("_", 1)[1].rsplit("_", 1)[0] for n in names} == set(photos.SETS)
