@@ -38,7 +38,8 @@ class Config:
     epochs: int = 10
     schedule: str = "constant"
     weight_decay: float = 0.0
-    augment: bool = False
+    augment: bool = False         # random shifts, rotations and scalings
+    distort: bool = False         # instead, handwriting-like: elastic, aspect, shear and pen thickness too
     seed: int = 0
     out: str = "output"
     resume: bool = False
@@ -119,6 +120,9 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
     add("--beta2", type=non_negative_float, help=f"Adam's second-moment decay rate (default: {d.beta2})")
     add("--augment", action=argparse.BooleanOptionalAction, default=None,
         help="random shifts (2 px), rotations (10 deg) and scalings (10%%) of training images (default: off)")
+    add("--distort", action=argparse.BooleanOptionalAction, default=None,
+        help="handwriting-like augmentation, replacing --augment's: elastic distortion (Simard 2003), aspect, "
+             "shear, thinner and thicker pens, with the same shifts, rotations and scalings (default: off)")
     add("--device", choices=DEVICES, help=f"where to train; auto = gpu when paddle has CUDA and a GPU (default: {d.device})")
     add("--limit-train", type=positive_int, metavar="N",
         help="train on the first N training images only, for quick runs (default: all)")

@@ -20,7 +20,7 @@ import paddle
 
 from paddle_mnist import config as recipe
 from paddle_mnist import losses, models, parallel, rundir
-from paddle_mnist.augment import apply_affine, draw_affine
+from paddle_mnist.augment import apply_affine, apply_distortion, draw_affine, draw_distortion
 from paddle_mnist.cli import non_negative_int, positive_int
 from paddle_mnist.config import Config
 from paddle_mnist.data import MnistDataset, load_datasets
@@ -160,7 +160,10 @@ def train_epoch(trainee: Trainee, dataset: MnistDataset, config: Config, epoch: 
         rows = parallel.shard(np.arange(len(batch)))
         index = batch[rows]
         x = paddle.to_tensor(images[index])
-        if config.augment:
+        if config.distort:
+            theta, noise, pen = draw_distortion(augment_rng, len(batch))
+            x = apply_distortion(x, theta[rows], noise[rows], pen[rows], background)
+        elif config.augment:
             x = apply_affine(x, draw_affine(augment_rng, len(batch))[rows], background)
         value, outputs = train_step(trainee, x, paddle.to_tensor(labels[index]), len(batch))
         if not math.isfinite(value):

@@ -57,6 +57,7 @@ def weights(out):
 @pytest.mark.parametrize("recipe", [
     ["--model", "cnn", "--optimizer", "sgd"],
     ["--optimizer", "momentum", "--schedule", "cosine", "--augment", "--weight-decay", "1e-4"],
+    ["--optimizer", "adam", "--distort"],
 ])
 def test_resume_after_interruption_matches_an_uninterrupted_run(data_file, tmp_path, monkeypatch, recipe):
     flags = ["--epochs", "3", "--lr", "0.02", "--seed", "7", *recipe]
