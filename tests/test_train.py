@@ -159,3 +159,17 @@ def test_parsing_flags_builds_no_network(monkeypatch):
     from paddle_mnist import models
     monkeypatch.setattr(models, "parameter_count", lambda model: pytest.fail("a network was built for --help"))
     train.build_parser().parse_args(["--epochs", "1"])
+
+
+def test_distortion_is_reproducible_and_keeps_the_background_blank():
+    from paddle_mnist import augment
+    import paddle
+    pixels = np.zeros((4, 1, 28, 28), np.float32)
+    pixels[:, :, 6:22, 12:16] = 1.0
+    for background in (0.0, -1.0):  # pixel/256 and [-1,1] encodings
+        images = paddle.to_tensor(pixels * (1 - background) + background)
+        first = augment.apply_distortion(images, *augment.draw_distortion(np.random.default_rng(3), 4), background)
+        again = augment.apply_distortion(images, *augment.draw_distortion(np.random.default_rng(3), 4), background)
+        np.testing.assert_array_equal(first.numpy(), again.numpy())
+        assert not np.allclose(first.numpy(), images.numpy()), "the digits are distorted"
+        assert np.allclose(first.numpy()[:, :, :2, :2], background), "a shifted-in border is blank, not black"
