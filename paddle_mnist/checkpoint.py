@@ -18,7 +18,7 @@ import paddle
 
 from paddle_mnist import safe_pickle
 from paddle_mnist.errors import UserError
-from paddle_mnist.fileio import open_regular, write_bytes_atomic
+from paddle_mnist.fileio import read_capped, write_bytes_atomic
 
 _NAME_MAP = "StructuredToParameterName@@"
 MAX_STATE_BYTES = 1 << 30   # the largest network here saves ~5 MB; a gigabyte is no state file of ours
@@ -37,7 +37,7 @@ def load_state(path: Path, hashes: dict[str, str] | None = None) -> dict:
     stays proportional to the file (see ``safe_pickle``); NaN or infinite
     values are refused, as no trained network holds them.
     """
-    data = _read_capped(Path(path))
+    data = read_capped(Path(path), MAX_STATE_BYTES, CheckpointError, what="state file here")
     if hashes is not None:
         expected = hashes.get(Path(path).name)
         if expected is None or hashlib.sha256(data).hexdigest() != expected:
@@ -54,19 +54,6 @@ def load_state(path: Path, hashes: dict[str, str] | None = None) -> dict:
     state.pop(_NAME_MAP, None)
     _check_values(state, path)
     return state
-
-
-def _read_capped(path: Path) -> bytes:
-    try:
-        with open_regular(path, CheckpointError) as f:
-            data = f.read(MAX_STATE_BYTES + 1)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
-    if len(data) > MAX_STATE_BYTES:
-        raise CheckpointError(f"{path}: larger than {MAX_STATE_BYTES:,} bytes, which no state file here is")
-    return data
 
 
 def _check_values(state: dict, path: Path) -> None:

@@ -51,6 +51,21 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(f.fileno())
 
 
+def read_capped(path: Path, limit: int, error: type[UserError], *, what: str, missing: str = "no such file") -> bytes:
+    """All of the regular file ``path`` if it holds at most ``limit`` bytes (``what`` it should be
+    names the refusal); every failure is one ``error`` line naming ``path``."""
+    try:
+        with open_regular(path, error) as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(data) > limit:
+        raise error(f"{path}: larger than {limit:,} bytes, which no {what} is")
+    return data
+
+
 def open_regular(path: str | os.PathLike, error: type[UserError] = UserError) -> BinaryIO:
     """Open ``path`` for reading if it is a regular file, else raise ``error`` naming it.
 

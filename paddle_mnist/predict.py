@@ -226,13 +226,12 @@ class Predictor:
         for item in items:
             result = Prediction(source=describe(item))
             try:
-                inputs.append(self.model_input(item, naive))
+                with preprocess.decoding(result.source):
+                    inputs.append(self.model_input(item, naive))
                 slots.append(result)
             except UserError as e:
                 message = str(e)
                 result.error = message if message.startswith(result.source) else f"{result.source}: {message}"
-            except Exception as e:  # a decoder or converter failing on this one item's bytes
-                result.error = f"{result.source}: cannot decode the image ({type(e).__name__}: {e})"
             results.append(result)
         if inputs:
             outputs = self.engine(np.stack(inputs).astype(np.float32))

@@ -8,6 +8,7 @@ images are float32 "ink maps": 0 = background, 1 = full ink.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from pathlib import Path
@@ -29,6 +30,18 @@ class ImageError(UserError):
 
 class NoDigitFound(UserError):
     pass
+
+
+@contextlib.contextmanager
+def decoding(source: str):
+    """Within: any failure of a decoder or converter on one image's bytes becomes that image's one-line
+    ``ImageError`` (Pillow raises ValueError, SyntaxError, struct.error... on odd files)."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as e:
+        raise ImageError(f"{source}: cannot decode the image ({type(e).__name__}: {e})") from None
 
 
 def open_image(path: Path) -> Image.Image:

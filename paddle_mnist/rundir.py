@@ -37,7 +37,7 @@ from paddle_mnist import checkpoint, losses, models
 from paddle_mnist.config import DATASETS, DEFAULTS, Config
 from paddle_mnist.data.encoding import ENCODINGS, Encoding
 from paddle_mnist.errors import UserError
-from paddle_mnist.fileio import atomic_path, open_regular, write_bytes_atomic
+from paddle_mnist.fileio import atomic_path, read_capped, write_bytes_atomic
 
 if TYPE_CHECKING:  # the data stack (locate, download) is not needed to read a run
     from paddle_mnist.data.splits import MnistData
@@ -210,15 +210,8 @@ MAX_METADATA_BYTES = 64 << 20   # a 1,000-epoch history is well under 1 MB
 def read(run_dir: str | Path) -> RunInfo:
     """The validated metadata of the run in ``run_dir``."""
     path = Path(run_dir) / METADATA
-    try:
-        with open_regular(path) as f:
-            text = f.read(MAX_METADATA_BYTES + 1)
-    except FileNotFoundError:
-        raise RunDirError(f"{path}: no such file (train a model into {run_dir} first)") from None
-    except OSError as e:
-        raise RunDirError(f"{path}: cannot read ({e.strerror or e})") from None
-    if len(text) > MAX_METADATA_BYTES:
-        raise RunDirError(f"{path}: larger than {MAX_METADATA_BYTES:,} bytes, which no run's metadata is")
+    text = read_capped(path, MAX_METADATA_BYTES, RunDirError, what="run's metadata",
+                       missing=f"no such file (train a model into {run_dir} first)")
     try:
         obj = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:

@@ -124,13 +124,12 @@ class Service:
     @staticmethod
     def _pixels(data: bytes, source: str) -> np.ndarray:
         try:
-            return preprocess.mnist_like(preprocess.open_image_bytes(data, source))
+            with preprocess.decoding(source):
+                return preprocess.mnist_like(preprocess.open_image_bytes(data, source))
         except preprocess.NoDigitFound as e:
             raise RequestError(422, f"{source}: {e}") from None
         except UserError as e:
             raise RequestError(400, str(e)) from None
-        except Exception as e:  # a decoder failing on these bytes
-            raise RequestError(400, f"{source}: cannot decode the image ({type(e).__name__}: {e})") from None
 
 
 def png_base64(pixels: np.ndarray) -> str:

@@ -2,7 +2,6 @@
 and the problem, exit code 1, memory proportional to what the file really holds, no hang, no crash."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 import hostile
+from fixtures import plant
 from hostile import run_limited
 from paddle_mnist import checkpoint, rundir, safe_pickle
 from paddle_mnist.data import cache, splits
@@ -113,16 +113,6 @@ def test_compressed_npz_bomb_and_poisoned_labels_are_rebuilt(cached, tmp_path, c
 
 
 # --- checkpoints and metadata -----------------------------------------------------------------
-
-def plant(model_dir, which, data: bytes):
-    """Replace the run's ``which`` file and record its hash, as someone owning the directory could."""
-    meta = json.loads((model_dir / rundir.METADATA).read_text())
-    path = model_dir / meta["weights"][which]
-    path.unlink()
-    path.write_bytes(data)
-    meta["files"][path.name] = hashlib.sha256(data).hexdigest()
-    (model_dir / rundir.METADATA).write_text(json.dumps(meta))
-    return path
 
 
 def predict(model_dir, tmp_path, *extra):

@@ -1,7 +1,6 @@
 """The predictor: realistic pictures, the API's input forms, bad input, malicious weights, export parity."""
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures import plant
 from PIL import Image
 
 from paddle_mnist import checkpoint, export, photos, rundir
@@ -101,16 +101,6 @@ def test_mse_model_reports_the_raw_value(tiny_model_dir, tmp_path):
     row = json.loads(result.stdout)
     assert isinstance(row["raw"], float) and row["digit"] == min(9, max(0, round(row["raw"])))
 
-
-def plant(model_dir: Path, which: str, data: bytes) -> Path:
-    """Replace the run's ``which`` weights with ``data`` and record its hash, as an attacker owning the dir could."""
-    meta = json.loads((model_dir / "mnist.json").read_text())
-    path = model_dir / meta["weights"][which]
-    path.unlink()
-    path.write_bytes(data)
-    meta["files"][path.name] = hashlib.sha256(data).hexdigest()
-    (model_dir / "mnist.json").write_text(json.dumps(meta))
-    return path
 
 
 def test_model_dir_problems_are_one_line_errors(tiny_model_dir, tmp_path):
