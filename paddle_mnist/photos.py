@@ -7,9 +7,11 @@ styles: dark ink on paper with wide off-centre margins, coloured ink on tinted
 paper under uneven light, noisy JPEG, a phone JPEG stored sideways with an EXIF
 rotation, a transparent PNG, and chalk (light on dark).  The other sets are
 digits that are not MNIST's: ``printed`` (the label in the machine's TrueType
-fonts, regular, bold, italic, serif), ``thick_marker`` and ``thin_pen`` (MNIST
-strokes widened or thinned), ``low_res_scan`` (a 14-pixel digit scanned up,
-blocky and blurred) and ``touching_frame`` (cropped with no margin).  The
+fonts, regular, bold, italic, serif), ``handwriting_font`` (handwriting-style
+fonts; in both font sets half of the 7s are crossed, as in much of Europe),
+``thick_marker`` and ``thin_pen`` (MNIST strokes widened or thinned),
+``low_res_scan`` (a 14-pixel digit scanned up, blocky and blurred) and
+``touching_frame`` (cropped with no margin).  The
 command prints the accuracy of the default preprocessing against the
 tutorial's ``--naive`` one per style and set.
 """
@@ -28,8 +30,12 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from paddle_mnist.errors import UserError, cli_entry
 
 STYLES = ("paper", "colour", "noisy_jpeg", "exif_rotated", "transparent_png", "chalk")
-SETS = ("printed", "thick_marker", "thin_pen", "low_res_scan", "touching_frame")
-FONT_DIRS = (Path("/usr/share/fonts/truetype"),)
+SETS = ("printed", "handwriting_font", "thick_marker", "thin_pen", "low_res_scan", "touching_frame")
+FONT_DIRS = (Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts/opentype"))
+# Per font set: the file name prefixes to use and the Debian packages that hold them.
+FONTS = {"printed": (("DejaVu", "Liberation"), "fonts-dejavu-core fonts-liberation"),
+         "handwriting_font": (("Humor-Sans", "ComicNeue", "DancingScript"),
+                              "fonts-humor-sans fonts-comic-neue fonts-dancingscript")}
 EXIF_ORIENTATION = 0x0112
 JPEG_MAGIC = b"\xff\xd8"
 
@@ -85,24 +91,46 @@ def render(digit: np.ndarray, style: str, rng: np.random.Generator) -> bytes:
     return out.getvalue()
 
 
-def font_files() -> list[Path]:
-    """The machine's TrueType fonts with Latin digits (DejaVu, Liberation: Debian's fonts-dejavu, fonts-liberation)."""
-    found = sorted(f for d in FONT_DIRS if d.is_dir() for f in d.rglob("*.ttf"))
-    return [f for f in found if f.name.startswith(("DejaVu", "Liberation"))]
+def font_files(kind: str = "printed") -> list[Path]:
+    """The machine's font files for a font set (``FONTS`` names their Debian packages)."""
+    prefixes, _ = FONTS[kind]
+    found = sorted(f for d in FONT_DIRS if d.is_dir() for f in d.rglob("*") if f.suffix in (".ttf", ".otf"))
+    return [f for f in found if f.name.startswith(prefixes)]
+
+
+def font_ink(label: int, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """The label drawn in one of the set's fonts at a random size and place; a 7 is crossed half the time."""
+    fonts = font_files(kind)
+    if not fonts:
+        raise UserError(f"the {kind} set needs fonts: apt-get install {FONTS[kind][1]}")
+    canvas = Image.new("L", (220, 200), 0)
+    font = ImageFont.truetype(str(fonts[int(rng.integers(len(fonts)))]), int(rng.integers(90, 140)))
+    ImageDraw.Draw(canvas).text((110 + int(rng.integers(-25, 25)), 100 + int(rng.integers(-20, 20))), str(label),
+                                fill=255, font=font, anchor="mm")
+    if label == 7 and rng.random() < 0.5:
+        _cross(canvas)
+    return np.asarray(canvas, np.float32) / 255
+
+
+def _cross(canvas: Image.Image) -> None:
+    """A bar through the stem of a drawn 7 at mid-height, half the digit wide, as thick as the 7's top bar."""
+    ink = np.asarray(canvas) > 127
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    middle = (rows[0] + rows[-1]) // 2
+    stem = np.flatnonzero(ink[middle])
+    if not len(stem):
+        return
+    top = ink[rows[0]:, (cols[0] + cols[-1]) // 2]   # down the middle column: the top bar's run of ink
+    thickness = int(np.argmin(top)) if top[0] else 0
+    centre, half = stem.mean(), (cols[-1] - cols[0]) / 4
+    ImageDraw.Draw(canvas).line([(centre - half, middle), (centre + half, middle)], fill=255, width=max(2, thickness))
 
 
 def set_ink(digit: np.ndarray, label: int, kind: str, rng: np.random.Generator) -> np.ndarray:
     """A digit that is not MNIST's, as an ink map (0..1) on its own canvas."""
     big = Image.fromarray(digit).resize((112, 112), Image.BICUBIC)
-    if kind == "printed":
-        fonts = font_files()
-        if not fonts:
-            raise UserError("the printed set needs TrueType fonts: apt-get install fonts-dejavu-core fonts-liberation")
-        canvas = Image.new("L", (220, 200), 0)
-        font = ImageFont.truetype(str(fonts[int(rng.integers(len(fonts)))]), int(rng.integers(90, 140)))
-        ImageDraw.Draw(canvas).text((110 + int(rng.integers(-25, 25)), 100 + int(rng.integers(-20, 20))), str(label),
-                                    fill=255, font=font, anchor="mm")
-        return np.asarray(canvas, np.float32) / 255
+    if kind in FONTS:
+        return font_ink(label, kind, rng)
     if kind == "thick_marker":
         return np.pad(np.asarray(big.filter(ImageFilter.MaxFilter(9)), np.float32) / 255, 40)
     if kind == "thin_pen":

@@ -119,8 +119,12 @@ def ink_polarity(gray: np.ndarray) -> np.ndarray:
     The background is what the border mostly shows; if it is lighter than the
     image's middle grey the ink is dark and the picture is inverted.
     """
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    return 1.0 - gray if np.median(border) > 0.5 else gray.copy()
+    return 1.0 - gray if np.median(border(gray)) > 0.5 else gray.copy()
+
+
+def border(image: np.ndarray) -> np.ndarray:
+    """The outermost pixels of ``image``, all four sides."""
+    return np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
 
 
 def median3(image: np.ndarray) -> np.ndarray:
@@ -136,11 +140,13 @@ def median3(image: np.ndarray) -> np.ndarray:
 def level_background(ink: np.ndarray) -> np.ndarray:
     """Subtract the background level, stretch the ink to 1 and zero faint noise.
 
-    The background is the median (most of a photo is paper); the strong ink is
-    the brightest point once specks are filtered out, however small the digit;
-    noise is whatever stays under a third of the way from one to the other.
+    The background is the median (most of a photo is paper), or the border's
+    median where that is lower: a thick digit cropped tight can cover most of
+    the picture but not most of its edge.  The strong ink is the brightest
+    point once specks are filtered out, however small the digit; noise is
+    whatever stays under a third of the way from one to the other.
     """
-    background = float(np.median(ink))
+    background = float(min(np.median(ink), np.median(border(ink))))
     strong = float(median3(ink).max())
     contrast = strong - background
     if contrast < MIN_CONTRAST:

@@ -15,6 +15,8 @@ Variants:
                      convolution only, the rest native (per-op control, paddle PR #27482)
   trainer_to_static  the trainer with the model under paddle.jit.to_static
   torch              the same network and loop in PyTorch, when torch is importable (never a dependency)
+  quick              the ``quick`` preset's network, optimizer and batch (convnet, Adam, batch 64) in the trainer
+  quick_torch        the same network, optimizer and batch in PyTorch
 
 Prints one JSON object: images/s per variant (or the error that stopped it).
 
@@ -34,7 +36,7 @@ import time
 from pathlib import Path
 
 VARIANTS = ("tutorial_loop", "trainer", "trainer_stock_mkl", "trainer_stock_conv", "trainer_onednn",
-            "trainer_onednn_all", "trainer_onednn_conv", "trainer_to_static", "torch")
+            "trainer_onednn_all", "trainer_onednn_conv", "trainer_to_static", "torch", "quick", "quick_torch")
 ONEDNN_ENV = {"trainer_onednn_all": {"FLAGS_use_onednn": "1"},
               "trainer_onednn_conv": {"FLAGS_use_onednn": "1", "FLAGS_tracer_onednn_ops_on": "conv2d,conv2d_grad"}}
 BATCH, WARMUP_BATCHES = 100, 5
@@ -104,7 +106,20 @@ def trainer(data: str, images: int, variant: str) -> float:
     return train.train_epoch(trainee, timed, config, 1)["images_per_s"]
 
 
-def torch_loop(data: str, images: int) -> float:
+def quick_trainer(data: str, images: int) -> float:
+    """The ``quick`` preset as ``train.fit`` builds it, timed like ``trainer``."""
+    from paddle_mnist import train
+    from paddle_mnist.config import Config
+    from paddle_mnist.data import MnistDataset
+
+    config = Config.from_preset("quick", data=data)
+    trainee = train.build_trainee(config, images + WARMUP_BATCHES * config.batch_size)  # the schedule's steps
+    train.train_epoch(trainee, MnistDataset("train", data, limit=WARMUP_BATCHES * config.batch_size), config, 1)
+    return train.train_epoch(trainee, MnistDataset("train", data, limit=images), config, 1)["images_per_s"]
+
+
+def torch_loop(data: str, images: int, quick: bool = False) -> float:
+    """The tutorial network with SGD at batch 100, or (``quick``) the quick preset's convnet with Adam at batch 64."""
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -114,15 +129,23 @@ def torch_loop(data: str, images: int) -> float:
     split = splits.load(data).splits["train"]
     x_all = torch.from_numpy(split.pixels[:images].reshape(-1, 1, 28, 28) / 256).float()
     y_all = torch.from_numpy(split.class_ids[:images].astype("int64"))
-    model = nn.Sequential(nn.Conv2d(1, 20, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(2, 2),
-                          nn.Conv2d(20, 20, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(), nn.Linear(980, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    if quick:
+        def stage(cin, cout):
+            return [nn.Conv2d(cin, cout, 5, 1, 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2, 2)]
+        model = nn.Sequential(*stage(1, 16), *stage(16, 32), nn.Flatten(), nn.Linear(32 * 49, 128), nn.ReLU(),
+                              nn.Dropout(0.3), nn.Linear(128, 10))
+        opt, batch = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.7, 0.9)), 64
+    else:
+        model = nn.Sequential(nn.Conv2d(1, 20, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Conv2d(20, 20, 5, 1, 2),
+                              nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(), nn.Linear(980, 10))
+        opt, batch = torch.optim.SGD(model.parameters(), lr=0.01), BATCH
+    model.train()
     order = torch.randperm(images)
     start, seen = None, 0
-    for i, first in enumerate(range(0, images - BATCH + 1, BATCH)):
+    for i, first in enumerate(range(0, images - batch + 1, batch)):
         if i == WARMUP_BATCHES:
             start, seen = time.perf_counter(), 0
-        idx = order[first:first + BATCH]
+        idx = order[first:first + batch]
         loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
         opt.zero_grad()
         loss.backward()
@@ -155,8 +178,10 @@ def shapes(data: str, images: int) -> dict:
 def run_variant(variant: str, data: str, images: int) -> float:
     if variant == "tutorial_loop":
         return tutorial_loop(data, images)
-    if variant == "torch":
-        return torch_loop(data, images)
+    if variant in ("torch", "quick_torch"):
+        return torch_loop(data, images, quick=variant == "quick_torch")
+    if variant == "quick":
+        return quick_trainer(data, images)
     return trainer(data, images, variant)
 
 
@@ -196,6 +221,8 @@ def main() -> None:
         report["trainer_vs_tutorial"] = round(rates["trainer"] / rates["tutorial_loop"], 2)
     if isinstance(rates.get("trainer"), int) and isinstance(rates.get("torch"), int):
         report["trainer_vs_torch"] = round(rates["trainer"] / rates["torch"], 2)
+    if isinstance(rates.get("quick"), int) and isinstance(rates.get("quick_torch"), int):
+        report["quick_vs_torch"] = round(rates["quick"] / rates["quick_torch"], 2)
     print(json.dumps(report))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures import plant
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from paddle_mnist import checkpoint, export, photos, rundir
 from paddle_mnist.data import MnistDataset
@@ -262,11 +262,27 @@ def test_a_committee_averages_its_members_probabilities(trained_dir, photo_set, 
         Predictor.committee([trained_dir, tiny_model_dir("mse")])
 
 
+def test_a_crossed_seven_gets_a_bar_through_its_stem():
+    canvas = Image.new("L", (220, 200), 0)
+    ImageDraw.Draw(canvas).line([(60, 40), (160, 40), (100, 170)], fill=255, width=12)  # a 7: top bar, then stem
+    before = np.asarray(canvas) > 127
+    photos._cross(canvas)
+    after = np.asarray(canvas) > 127
+    added = np.argwhere(after & ~before)
+    assert (after | ~before).all() and len(added) > 0
+    stem = np.flatnonzero(before[105])  # the stem at mid-height (rows 34..176 hold ink)
+    assert added[:, 1].min() < stem.min() and added[:, 1].max() > stem.max()  # the bar sticks out on both sides
+    assert 100 - 12 <= added[:, 0].min() and added[:, 0].max() <= 110 + 12   # at mid-height, as thick as the top bar
+
+
 def test_the_realism_sets_and_the_error_grid(trained_dir, tmp_path):
     """Digits that are not MNIST's (fonts, pens, scans, no margin): rendered, scored, misreads drawn."""
     from conftest import SHARED
-    if not photos.font_files():
-        pytest.skip("no TrueType fonts (Debian's fonts-dejavu-core / fonts-liberation)")
+    missing = [packages for kind, (_, packages) in photos.FONTS.items() if not photos.font_files(kind)]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI installs Debian's {' '.join(missing)}; they are missing")
+        pytest.skip(f"no fonts for the font sets (Debian's {' '.join(missing)})")
     grid = tmp_path / "misread.png"
     result = subprocess.run([sys.executable, "-m", "paddle_mnist", "photos", "--model-dir", str(trained_dir),
                              "--data", str(SHARED / "mnist.json.gz"), "--n", "30", "--sets", *photos.SETS,

@@ -76,6 +76,16 @@ def test_small_digit_on_a_big_page_is_found():
     assert preprocess.level_background(page).max() == 1.0
 
 
+def test_a_thick_digit_cropped_tight_is_found():
+    """A marker-thick 0 covering 70 % of the picture but little of its edge: the paper is the edge's level."""
+    rows, cols = np.mgrid[:80, :50]
+    radius = np.hypot((rows - 39.5) / 40, (cols - 24.5) / 25)
+    ink = np.where((radius > 0.3) & (radius < 1.0), 0.9, 0.1).astype(np.float32)
+    assert (ink > 0.5).mean() > 0.6 and np.median(preprocess.border(ink)) == pytest.approx(0.1)
+    digit = preprocess.mnist_like(Image.fromarray(np.uint8(255 * (1 - ink))))
+    assert digit[14, 14] == 0 and digit[14, :14].max() > 200 and digit[14, 15:].max() > 200  # ink, hole, ink
+
+
 def test_crop_ignores_stray_specks():
     ink = np.zeros((200, 200), np.float32)
     ink[50:150, 80:120] = 1.0
