@@ -18,6 +18,7 @@ tutorial's ``--naive`` one per style and set.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import sys
@@ -91,11 +92,13 @@ def render(digit: np.ndarray, style: str, rng: np.random.Generator) -> bytes:
     return out.getvalue()
 
 
-def font_files(kind: str = "printed") -> list[Path]:
-    """The machine's font files for a font set (``FONTS`` names their Debian packages)."""
+@functools.lru_cache(maxsize=None)
+def font_files(kind: str) -> tuple[Path, ...]:
+    """The machine's font files for a font set (``FONTS`` names their Debian packages); the font
+    directories are walked once per set, not once per picture."""
     prefixes, _ = FONTS[kind]
     found = sorted(f for d in FONT_DIRS if d.is_dir() for f in d.rglob("*") if f.suffix in (".ttf", ".otf"))
-    return [f for f in found if f.name.startswith(prefixes)]
+    return tuple(f for f in found if f.name.startswith(prefixes))
 
 
 def font_ink(label: int, kind: str, rng: np.random.Generator) -> np.ndarray:
