@@ -52,7 +52,7 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc"
                    "eval_loss", "eval_acc")
 # Settings that must not change when a run is resumed (epochs may grow with a constant schedule).
 RESUME_FIELDS = ("dataset", "model", "loss", "optimizer", "lr", "beta1", "beta2", "batch_size", "seed", "schedule",
-                 "weight_decay", "augment", "distort", "limit_train")
+                 "weight_decay", "augment", "distort", "limit_train", "train_on_valid")
 
 
 class RunDirError(UserError):
@@ -70,10 +70,11 @@ class RunState:
     weights: dict[str, str] = field(default_factory=dict)  # "last" / "best" / "optimizer" -> file name
     best_weights: dict | None = None                      # in memory only: every rank keeps its own
 
-    def record(self, row: dict) -> bool:
-        """Add an epoch's row; True when it is the best by valid accuracy so far."""
+    def record(self, row: dict, by_valid: bool = True) -> bool:
+        """Add an epoch's row; True when it is the best by valid accuracy so far, or, when
+        ``by_valid`` is off (valid was trained on), always: the best epoch is the last."""
         self.history.append(row)
-        improved = not self.best_epoch or row["valid_acc"] > self.metrics["best_valid_acc"]
+        improved = not by_valid or not self.best_epoch or row["valid_acc"] > self.metrics["best_valid_acc"]
         if improved:
             self.best_epoch = row["epoch"]
             self.metrics["best_valid_acc"] = row["valid_acc"]

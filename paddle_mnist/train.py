@@ -261,7 +261,7 @@ def fit(config: Config) -> rundir.RunInfo:
         announce(config, data, datasets["train"], trainee, device, state)
         for epoch in range(state.epoch + 1, config.epochs + 1):
             row = run_epoch(trainee, datasets, config, epoch)
-            improved = state.record(row)
+            improved = state.record(row, by_valid=not config.train_on_valid)
             if improved:
                 state.best_weights = snapshot(trainee.model)
             writer.save_epoch(trainee.model, trainee.optimizer, rundir.RunInfo.describe(config, data, state),
@@ -280,7 +280,7 @@ def fit(config: Config) -> rundir.RunInfo:
 def load_training_data(config: Config):
     """(the data, its three datasets) with the loss's label dtype; every split must hold images."""
     data, datasets = load_datasets(config.data, dataset=config.dataset, label_dtype=losses.LOSSES[config.loss].label_dtype,
-                                   limit_train=config.limit_train)
+                                   limit_train=config.limit_train, train_on_valid=config.train_on_valid)
     for name, dataset in datasets.items():
         if not len(dataset):
             raise UserError(f"{data.source}: the {name} split holds no images; training needs all three")
@@ -290,7 +290,7 @@ def load_training_data(config: Config):
 def announce(config: Config, data, train: MnistDataset, trainee: Trainee, device: str, state: rundir.RunState) -> None:
     print(f"trained on {data.source} (found via {data.origin})")
     print(f"training {config.model} ({models.parameter_count(trainee.model):,} parameters) with {trainee.loss.name} on "
-          f"{len(train):,} {config.dataset} images, {config.optimizer} lr {config.lr}, "
+          f"{len(train):,} {config.dataset} images ({train.mode}), {config.optimizer} lr {config.lr}, "
           f"batch {config.batch_size}, {config.epochs} epochs on {device}"
           + (f" x{parallel.world_size()} processes" if parallel.world_size() > 1 else "")
           + (f", resuming after epoch {state.epoch}" if state.epoch else ""))

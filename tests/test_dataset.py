@@ -34,6 +34,15 @@ def test_regression_labels_and_test_alias(tiny):
     assert ds.mode == "eval" and ds[0][1].dtype == np.float32 and ds[0][1][0] == raw["eval"][1][0]
 
 
+def test_train_plus_valid_is_both_splits_in_order(tiny):
+    raw, path = tiny
+    ds = data.MnistDataset("train+valid", path)
+    assert ds.mode == "train+valid" and len(ds) == 18
+    np.testing.assert_array_equal(ds[12][0][0], raw["valid"][0][0] / np.float32(256))
+    assert ds[12][1][0] == raw["valid"][1][0] and ds[11][1][0] == raw["train"][1][11]
+    assert len(data.MnistDataset("train+valid", path, limit=5)) == 5
+
+
 def test_whole_split_arrays_match_items(tiny):
     _, path = tiny
     ds = data.MnistDataset("valid", path)

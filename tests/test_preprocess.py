@@ -105,6 +105,19 @@ def test_fit_box_keeps_aspect_and_centre_of_mass_is_centred():
     np.testing.assert_allclose(com, [13.5, 13.5], atol=0.6)
 
 
+def test_a_thin_pen_line_is_brightened_to_mnist_strength_and_solid_strokes_are_not():
+    """A 2 px ring in a 200 px picture shrinks to a grey hairline; the predictor's input gets MNIST-strong strokes."""
+    rows, cols = np.mgrid[:200, :200]
+    radius = np.hypot(rows - 99.5, cols - 99.5)
+    ring = np.where(np.abs(radius - 80) < 1, 20, 230).astype(np.uint8)
+    hairline = preprocess.fit_box(preprocess.crop_to_ink(preprocess.level_background(1 - ring / np.float32(255))))
+    assert np.median(hairline[hairline > 0.05]) < 0.4
+    digit = preprocess.mnist_like(Image.fromarray(ring)) / np.float32(255)
+    assert np.median(digit[digit > 0.05]) == pytest.approx(preprocess.FAINT_STROKE, abs=0.01)
+    solid = preprocess.fit_box(np.ones((100, 40), np.float32))
+    assert preprocess.strengthen_faint(solid) is solid
+
+
 def test_pipeline_output_is_mnist_like():
     pixels = preprocess.mnist_like(Image.fromarray(stroke_image()))
     assert pixels.shape == (28, 28) and pixels.dtype == np.uint8

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fixtures import train_cli
-from paddle_mnist import checkpoint, train
+from paddle_mnist import checkpoint, rundir, train
 from paddle_mnist.config import Config
 from paddle_mnist.errors import UserError
 
@@ -89,6 +89,23 @@ def test_resume_refuses_a_different_run(data_file, tmp_path):
     (tmp_path / "out" / "epoch-0001.pdopt").write_bytes(b"torn")
     with pytest.raises(UserError, match="epoch-0001.pdopt: does not match the hash its run's metadata records"):
         run(data_file, tmp_path / "out", "--epochs", "2", "--resume")
+
+
+def test_training_on_valid_uses_both_splits_and_keeps_the_last_epoch(data_file, tmp_path, capsys):
+    meta = run(data_file, tmp_path / "out", "--epochs", "2", "--lr", "0.05", "--train-on-valid")
+    assert "on 400 mnist images (train+valid)" in capsys.readouterr().out
+    assert meta.best_epoch == 2 and meta.config["train_on_valid"] is True
+    with pytest.raises(UserError, match="cannot resume: the saved run differs in train_on_valid"):
+        run(data_file, tmp_path / "out", "--epochs", "2", "--lr", "0.05", "--resume")
+
+
+def test_best_epoch_is_the_last_when_valid_was_trained_on():
+    by_valid, last = rundir.RunState(), rundir.RunState()
+    for epoch, acc in enumerate([0.9, 0.95, 0.93], 1):
+        row = {"epoch": epoch, "valid_acc": acc, "valid_loss": 1 - acc}
+        by_valid.record(dict(row))
+        last.record(dict(row), by_valid=False)
+    assert (by_valid.best_epoch, last.best_epoch) == (2, 3)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_file, tmp_path, monkeypatch, capsys):

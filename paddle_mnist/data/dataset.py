@@ -16,7 +16,8 @@ import paddle
 from paddle_mnist.data import splits
 from paddle_mnist.errors import DataError
 
-MODES = {"train": "train", "valid": "valid", "eval": "eval", "test": "eval"}
+# mode -> the splits it spans; "train+valid" is the 60,000 official training images that published results train on
+MODES = {"train": ("train",), "valid": ("valid",), "eval": ("eval",), "test": ("eval",), "train+valid": ("train", "valid")}
 LABEL_DTYPES = ("int64", "float32")
 
 
@@ -34,13 +35,14 @@ class MnistDataset(paddle.io.Dataset):
                  data: splits.MnistData | None = None):
         super().__init__()
         if mode not in MODES:
-            raise DataError(f"unknown mode {mode!r}: choose train, valid, eval (or test)")
+            raise DataError(f"unknown mode {mode!r}: choose train, valid, eval (or test), train+valid")
         if label_dtype not in LABEL_DTYPES:
             raise DataError(f"unknown label dtype {label_dtype!r}: choose {' or '.join(LABEL_DTYPES)}")
         data = data or splits.load(path, dataset)
-        split = data.splits[MODES[mode]]
-        self.mode, self.label_dtype, self.transform = MODES[mode], label_dtype, transform
-        self.pixels, self.class_ids = split.pixels[:limit], split.class_ids[:limit]
+        parts = [data.splits[name] for name in MODES[mode]]
+        self.mode, self.label_dtype, self.transform = "+".join(MODES[mode]), label_dtype, transform
+        self.pixels = _joined([part.pixels for part in parts])[:limit]
+        self.class_ids = _joined([part.class_ids for part in parts])[:limit]
         self.encoding, self.classes, self.source = data.encoding, data.classes, data.source
 
     def __len__(self) -> int:
@@ -63,11 +65,21 @@ class MnistDataset(paddle.io.Dataset):
         return self.class_ids.astype(self.label_dtype).reshape(-1, 1)
 
 
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """The arrays end to end; a single one as it is (no copy of a whole split)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
 def load_datasets(path: str | Path | None = None, *, dataset: str = "mnist", label_dtype: str = "int64",
-                  limit_train: int | None = None) -> tuple[splits.MnistData, dict[str, MnistDataset]]:
-    """All three splits from one read of the source: (the data, {"train", "valid", "eval"} datasets)."""
+                  limit_train: int | None = None, train_on_valid: bool = False
+                  ) -> tuple[splits.MnistData, dict[str, MnistDataset]]:
+    """All three splits from one read of the source: (the data, {"train", "valid", "eval"} datasets).
+
+    ``train_on_valid`` makes "train" the train and valid splits together; "valid" is then part of it.
+    """
     data = splits.load(path, dataset)
-    datasets = {mode: MnistDataset(mode, data=data, label_dtype=label_dtype,
-                                   limit=limit_train if mode == "train" else None)
-                for mode in splits.SPLITS}
+    modes = {"train": "train+valid" if train_on_valid else "train", "valid": "valid", "eval": "eval"}
+    datasets = {name: MnistDataset(mode, data=data, label_dtype=label_dtype,
+                                   limit=limit_train if name == "train" else None)
+                for name, mode in modes.items()}
     return data, datasets
