@@ -122,7 +122,7 @@ class VGG(ConvClassifier):
 
 
 class WideVGG(VGG):
-    """The vgg network half again as wide: 24 and 48 channels, a 192 hidden layer (``best``'s network)."""
+    """The vgg network half again as wide: 24 and 48 channels, a 192-unit hidden layer (the best preset's)."""
 
     def __init__(self, outputs: int = 10):
         super().__init__(outputs, widths=(24, 48), hidden=192)

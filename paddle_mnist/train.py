@@ -272,9 +272,16 @@ def fit(config: Config) -> rundir.RunInfo:
         finish(trainee, datasets["eval"], state)
         info = rundir.RunInfo.describe(config, data, state)
         writer.save_final(info)
-    print(f"eval accuracy: {100 * state.metrics['eval_acc']:.2f}% (best valid epoch {state.best_epoch}), "
-          f"{100 * state.metrics['eval_acc_last']:.2f}% (last epoch {state.epoch}); saved to {config.out}/")
+    print(f"eval accuracy: {accuracy_summary(config, state)}; saved to {config.out}/")
     return info
+
+
+def accuracy_summary(config: Config, state: rundir.RunState) -> str:
+    """Eval accuracy of the best-validation and the last weights; one figure when valid was trained on."""
+    last = f"{100 * state.metrics['eval_acc_last']:.2f}% (last epoch {state.epoch})"
+    if config.train_on_valid:
+        return f"{last}, the kept one: valid was trained on"
+    return f"{100 * state.metrics['eval_acc']:.2f}% (best valid epoch {state.best_epoch}), {last}"
 
 
 def load_training_data(config: Config):

@@ -93,7 +93,8 @@ def test_resume_refuses_a_different_run(data_file, tmp_path):
 
 def test_training_on_valid_uses_both_splits_and_keeps_the_last_epoch(data_file, tmp_path, capsys):
     meta = run(data_file, tmp_path / "out", "--epochs", "2", "--lr", "0.05", "--train-on-valid")
-    assert "on 400 mnist images (train+valid)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "on 400 mnist images (train+valid)" in printed and "(last epoch 2), the kept one: valid was trained on" in printed
     assert meta.best_epoch == 2 and meta.config["train_on_valid"] is True
     with pytest.raises(UserError, match="cannot resume: the saved run differs in train_on_valid"):
         run(data_file, tmp_path / "out", "--epochs", "2", "--lr", "0.05", "--resume")
