@@ -39,6 +39,9 @@ VARIANTS = ("tutorial_loop", "trainer", "trainer_stock_mkl", "trainer_stock_conv
             "trainer_onednn_all", "trainer_onednn_conv", "trainer_to_static", "torch", "quick", "quick_torch")
 ONEDNN_ENV = {"trainer_onednn_all": {"FLAGS_use_onednn": "1"},
               "trainer_onednn_conv": {"FLAGS_use_onednn": "1", "FLAGS_tracer_onednn_ops_on": "conv2d,conv2d_grad"}}
+# (report key, variant, the variant it is compared with), printed when both ran
+RATIOS = (("trainer_vs_tutorial", "trainer", "tutorial_loop"), ("trainer_vs_torch", "trainer", "torch"),
+          ("quick_vs_torch", "quick", "quick_torch"))
 BATCH, WARMUP_BATCHES = 100, 5
 
 
@@ -118,10 +121,25 @@ def quick_trainer(data: str, images: int) -> float:
     return train.train_epoch(trainee, MnistDataset("train", data, limit=images), config, 1)["images_per_s"]
 
 
+def torch_tutorial_net():
+    import torch.nn as nn
+    return nn.Sequential(nn.Conv2d(1, 20, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Conv2d(20, 20, 5, 1, 2),
+                         nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(), nn.Linear(980, 10))
+
+
+def torch_convnet():
+    """paddle_mnist's ``convnet``: two 5x5 conv-BN-ReLU-pool stages (16, 32), a 128 layer with dropout."""
+    import torch.nn as nn
+
+    def stage(cin, cout):
+        return [nn.Conv2d(cin, cout, 5, 1, 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2, 2)]
+    return nn.Sequential(*stage(1, 16), *stage(16, 32), nn.Flatten(), nn.Linear(32 * 49, 128), nn.ReLU(),
+                         nn.Dropout(0.3), nn.Linear(128, 10))
+
+
 def torch_loop(data: str, images: int, quick: bool = False) -> float:
     """The tutorial network with SGD at batch 100, or (``quick``) the quick preset's convnet with Adam at batch 64."""
     import torch
-    import torch.nn as nn
     import torch.nn.functional as F
 
     from paddle_mnist.data import splits
@@ -129,16 +147,9 @@ def torch_loop(data: str, images: int, quick: bool = False) -> float:
     split = splits.load(data).splits["train"]
     x_all = torch.from_numpy(split.pixels[:images].reshape(-1, 1, 28, 28) / 256).float()
     y_all = torch.from_numpy(split.class_ids[:images].astype("int64"))
-    if quick:
-        def stage(cin, cout):
-            return [nn.Conv2d(cin, cout, 5, 1, 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2, 2)]
-        model = nn.Sequential(*stage(1, 16), *stage(16, 32), nn.Flatten(), nn.Linear(32 * 49, 128), nn.ReLU(),
-                              nn.Dropout(0.3), nn.Linear(128, 10))
-        opt, batch = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.7, 0.9)), 64
-    else:
-        model = nn.Sequential(nn.Conv2d(1, 20, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Conv2d(20, 20, 5, 1, 2),
-                              nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(), nn.Linear(980, 10))
-        opt, batch = torch.optim.SGD(model.parameters(), lr=0.01), BATCH
+    model = torch_convnet() if quick else torch_tutorial_net()
+    opt, batch = (torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.7, 0.9)), 64) if quick \
+        else (torch.optim.SGD(model.parameters(), lr=0.01), BATCH)
     model.train()
     order = torch.randperm(images)
     start, seen = None, 0
@@ -217,12 +228,9 @@ def main() -> None:
         else:
             report["images_per_s"][variant] = "failed: " + (result.stderr.strip().splitlines() or ["?"])[-1][:200]
     rates = report["images_per_s"]
-    if isinstance(rates.get("trainer"), int) and isinstance(rates.get("tutorial_loop"), int):
-        report["trainer_vs_tutorial"] = round(rates["trainer"] / rates["tutorial_loop"], 2)
-    if isinstance(rates.get("trainer"), int) and isinstance(rates.get("torch"), int):
-        report["trainer_vs_torch"] = round(rates["trainer"] / rates["torch"], 2)
-    if isinstance(rates.get("quick"), int) and isinstance(rates.get("quick_torch"), int):
-        report["quick_vs_torch"] = round(rates["quick"] / rates["quick_torch"], 2)
+    for name, ours, reference in RATIOS:
+        if isinstance(rates.get(ours), int) and isinstance(rates.get(reference), int):
+            report[name] = round(rates[ours] / rates[reference], 2)
     print(json.dumps(report))
 
 

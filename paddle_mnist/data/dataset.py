@@ -35,7 +35,7 @@ class MnistDataset(paddle.io.Dataset):
                  data: splits.MnistData | None = None):
         super().__init__()
         if mode not in MODES:
-            raise DataError(f"unknown mode {mode!r}: choose train, valid, eval (or test), train+valid")
+            raise DataError(f"unknown mode {mode!r}: choose {', '.join(MODES)}")
         if label_dtype not in LABEL_DTYPES:
             raise DataError(f"unknown label dtype {label_dtype!r}: choose {' or '.join(LABEL_DTYPES)}")
         data = data or splits.load(path, dataset)
