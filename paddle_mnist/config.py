@@ -49,6 +49,8 @@ class Config:
     train_on_valid: bool = False  # train on the valid split too (60,000 MNIST images); the best epoch is the last
     track_eval: bool = False      # also score the eval split every epoch (the loss comparison plots it)
     amp: bool = False
+    nproc: int = 1                # data-parallel processes: with BatchNorm part of the recipe, as each
+                                  # process normalises over its own share of a batch
 
     def __post_init__(self):
         choices = {"dataset": DATASETS, "preset": tuple(PRESETS), "model": tuple(models.MODELS),
@@ -56,7 +58,7 @@ class Config:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"unknown {name} {getattr(self, name)!r}: choose {', '.join(allowed)}")
-        for name in ("batch_size", "epochs") + (("limit_train",) if self.limit_train is not None else ()):
+        for name in ("batch_size", "epochs", "nproc") + (("limit_train",) if self.limit_train is not None else ()):
             _check(name, getattr(self, name), lambda v: _is_int(v) and v >= 1, "an integer of at least 1")
         _check("seed", self.seed, lambda v: _is_int(v) and 0 <= v <= MAX_SEED, f"an integer in 0..{MAX_SEED}")
         _check("lr", self.lr, lambda v: _is_number(v) and v > 0, "a positive number")

@@ -52,7 +52,7 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc"
                    "eval_loss", "eval_acc")
 # Settings that must not change when a run is resumed (epochs may grow with a constant schedule).
 RESUME_FIELDS = ("dataset", "model", "loss", "optimizer", "lr", "beta1", "beta2", "batch_size", "seed", "schedule",
-                 "weight_decay", "augment", "distort", "limit_train", "train_on_valid")
+                 "weight_decay", "augment", "distort", "limit_train", "train_on_valid", "nproc")
 
 
 class RunDirError(UserError):

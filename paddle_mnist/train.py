@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="discard a run already saved in --out and start afresh; without it such a --out is refused (default: off)")
     add("--amp", action="store_true", default=None,
         help="automatic mixed precision (auto_cast + GradScaler), GPU only (default: off)")
-    add("--nproc", type=positive_int, metavar="N", default=1,
-        help="run N data-parallel processes through python -m paddle.distributed.launch, "
-             "with its per-rank logs in OUT/launch-logs (default: 1)")
+    add("--nproc", type=positive_int, metavar="N",
+        help="run N data-parallel processes through python -m paddle.distributed.launch, with its per-rank logs "
+             "in OUT/launch-logs; part of the recipe, as BatchNorm layers normalise over each process's share "
+             f"of a batch (default: {d.nproc})")
     return parser
 
 
@@ -249,6 +250,7 @@ def snapshot(model: paddle.nn.Layer) -> dict:
 
 def fit(config: Config) -> rundir.RunInfo:
     """Train as ``config`` says, saving after every epoch; returns the final metadata."""
+    config = with_running_processes(config)
     device = select_device(config.device, config.amp)
     parallel.check_batch(config.batch_size)
     with rundir.RunWriter(Path(config.out), enabled=parallel.is_main()) as writer:
@@ -294,12 +296,25 @@ def load_training_data(config: Config):
     return data, datasets
 
 
+def with_running_processes(config: Config) -> Config:
+    """``config`` with the number of processes really running: one started by Paddle's launcher without
+    ``--nproc`` takes the launcher's count; any other mismatch is refused, since the count is part of
+    the recipe (BatchNorm) and ``mnist.json`` must say how the run was made."""
+    running = parallel.world_size()
+    if config.nproc == running:
+        return config
+    if config.nproc == 1:
+        return replace(config, nproc=running)
+    raise UserError(f"the recipe trains on {config.nproc} data-parallel processes but {running} run here: "
+                    f"start it with paddle-mnist train --nproc {config.nproc}, or ask for --nproc {running}")
+
+
 def announce(config: Config, data, train: MnistDataset, trainee: Trainee, device: str, state: rundir.RunState) -> None:
     print(f"trained on {data.source} (found via {data.origin})")
     print(f"training {config.model} ({models.parameter_count(trainee.model):,} parameters) with {trainee.loss.name} on "
           f"{len(train):,} {config.dataset} images ({train.mode}), {config.optimizer} lr {config.lr}, "
           f"batch {config.batch_size}, {config.epochs} epochs on {device}"
-          + (f" x{parallel.world_size()} processes" if parallel.world_size() > 1 else "")
+          + (f" x{config.nproc} processes" if config.nproc > 1 else "")
           + (f", resuming after epoch {state.epoch}" if state.epoch else ""))
 
 
@@ -317,23 +332,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     config = recipe.from_args(args)
-    if args.nproc > 1 and parallel.world_size() == 1:
-        return parallel.launch(args.nproc, without_nproc(argv), Path(config.out) / "launch-logs")
+    if config.nproc > 1 and parallel.world_size() == 1:
+        return parallel.launch(config.nproc, argv, Path(config.out) / "launch-logs")
     fit(config)
     return 0
-
-
-def without_nproc(argv: list[str]) -> list[str]:
-    """The same arguments minus ``--nproc N`` / ``--nproc=N``, for each launched process."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--nproc":
-            skip = True
-        elif not arg.startswith("--nproc="):
-            kept.append(arg)
-    return kept
 
 
 if __name__ == "__main__":

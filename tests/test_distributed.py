@@ -6,6 +6,7 @@ and kills the whole group on the way out, so a hung collective leaves no orphans
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -18,6 +19,8 @@ import pytest
 
 from fixtures import train_cli
 from paddle_mnist import checkpoint, parallel, train
+from paddle_mnist.config import Config
+from paddle_mnist.errors import UserError
 
 LIMIT_S = 240
 FLAGS = ["--model", "cnn", "--batch-size", "50", "--epochs", "2", "--lr", "0.05", "--seed", "3"]
@@ -75,6 +78,7 @@ def test_two_processes_match_one(data_file, tmp_path):
                      if line.startswith(("epoch 2/2:", "eval accuracy"))] for r in (0, 1)]
     assert worker_lines[0] and worker_lines[0] == worker_lines[1], "every rank reports the same numbers"
     assert "x2 processes" in (tmp_path / "logs" / "workerlog.1").read_text()
+    assert json.loads((tmp_path / "two" / "mnist.json").read_text())["config"]["nproc"] == 2, "the launcher's count"
 
 
 def test_two_nodes_on_localhost(data_file, tmp_path):
@@ -92,18 +96,32 @@ def test_two_nodes_on_localhost(data_file, tmp_path):
 
 
 def test_nproc_wrapper_and_resume_across_processes(data_file, tmp_path):
-    """Epoch 1 on 2 processes, then --resume to epoch 2 on 2 processes: the weights of 1 process, 2 epochs."""
+    """Epoch 1 on 2 processes, then --resume to epoch 2 on 2 processes: the weights of 1 process, 2 epochs.
+    The process count is part of the recipe: recorded, and a resume on another count is refused."""
     expected = single_process_weights(data_file, tmp_path / "one")
-    command = [str(parallel.console_script()), "train", "--nproc", "2", "--data", str(data_file),
-               "--out", str(tmp_path / "wrapped"), *FLAGS]
+    out = tmp_path / "wrapped"
+    command = [str(parallel.console_script()), "train", "--nproc", "2", "--data", str(data_file), "--out", str(out), *FLAGS]
     with processes() as start:
         first, resumed = tmp_path / "first.log", tmp_path / "resumed.log"
         wait_ok(start([*command, "--epochs", "1"], first), first)
+        with pytest.raises(UserError, match="cannot resume: the saved run differs in nproc"):
+            train_cli("--data", data_file, "--out", out, *FLAGS, "--resume")
         wait_ok(start([*command, "--resume"], resumed), resumed)
     assert "resuming after epoch 1" in resumed.read_text()
-    assert_same_weights(expected, tmp_path / "wrapped")
-    assert (tmp_path / "wrapped" / "launch-logs" / "workerlog.1").exists()
-    assert train.without_nproc(["--nproc", "2", "--epochs", "1", "--nproc=3"]) == ["--epochs", "1"]
+    assert_same_weights(expected, out)
+    assert (out / "launch-logs" / "workerlog.1").exists()
+    assert json.loads((out / "mnist.json").read_text())["config"]["nproc"] == 2
+
+
+def test_the_process_count_follows_the_launcher_or_is_refused(monkeypatch):
+    """Paddle's launcher without --nproc: its count is recorded; a recipe for 2 processes alone is refused."""
+    monkeypatch.setattr(parallel, "world_size", lambda: 2)
+    assert train.with_running_processes(Config()).nproc == 2
+    assert train.with_running_processes(Config(nproc=2)).nproc == 2
+    monkeypatch.setattr(parallel, "world_size", lambda: 1)
+    with pytest.raises(UserError, match="the recipe trains on 2 data-parallel processes but 1 run here: "
+                                        "start it with paddle-mnist train --nproc 2, or ask for --nproc 1"):
+        train.with_running_processes(Config(nproc=2))
 
 
 def test_batch_must_divide_over_ranks(monkeypatch):
