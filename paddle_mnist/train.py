@@ -319,10 +319,12 @@ def announce(config: Config, data, train: MnistDataset, trainee: Trainee, device
 
 
 def finish(trainee: Trainee, evaluation: MnistDataset, state: rundir.RunState) -> None:
-    """Eval-split accuracy of the last and the best weights, into ``state.metrics``."""
-    last = evaluate(trainee.model, trainee.loss, evaluation)
-    trainee.model.set_state_dict(state.best_weights)
-    best = evaluate(trainee.model, trainee.loss, evaluation)
+    """Eval-split accuracy of the last and the best weights, into ``state.metrics``; scored once when the
+    best epoch is the last (always under ``--train-on-valid``)."""
+    last = best = evaluate(trainee.model, trainee.loss, evaluation)
+    if state.best_epoch != state.epoch:
+        trainee.model.set_state_dict(state.best_weights)
+        best = evaluate(trainee.model, trainee.loss, evaluation)
     state.metrics.update(eval_acc_last=last["acc"], eval_acc=best["acc"], eval_loss=best["loss"],
                          confusion=confusion_matrix(evaluation.class_ids, best["digits"]).tolist())
 
