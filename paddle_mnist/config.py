@@ -30,6 +30,7 @@ class Config:
     preset: str = "tutorial"
     model: str = "cnn"
     loss: str = "cross_entropy"
+    label_smoothing: float = 0.0  # cross_entropy's target: 1 - ε + ε/10 for the label, ε/10 for the rest
     optimizer: str = "sgd"
     lr: float = 0.01
     beta1: float = 0.9            # Adam's moment decay rates (the other optimizers ignore them)
@@ -63,6 +64,9 @@ class Config:
         _check("seed", self.seed, lambda v: _is_int(v) and 0 <= v <= MAX_SEED, f"an integer in 0..{MAX_SEED}")
         _check("lr", self.lr, lambda v: _is_number(v) and v > 0, "a positive number")
         _check("weight_decay", self.weight_decay, lambda v: _is_number(v) and v >= 0, "0 or a positive number")
+        _check("label_smoothing", self.label_smoothing, lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
+        if self.label_smoothing and self.loss != "cross_entropy":
+            raise UserError(f"label smoothing applies to the cross_entropy loss, not {self.loss}")
         for name in ("beta1", "beta2"):
             _check(name, getattr(self, name), lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
 

@@ -1,6 +1,8 @@
 """The loss switch: one name decides the head size, the label dtype, the loss and how outputs become a digit.
 
-- ``cross_entropy``: 10 logits, int64 labels; digit = argmax, probabilities = softmax.
+- ``cross_entropy``: 10 logits, int64 labels; digit = argmax, probabilities = softmax.  With
+  ``smoothing`` ε the target is 1 - ε + ε/10 for the label and ε/10 for the other digits
+  (Szegedy et al. 2016), which keeps the network from driving its logits apart without end.
 - ``mse``: the tutorial's regression, 1 output, float32 labels, ``F.square_error_cost``;
   digit = the output rounded and clipped to 0..9.
 - ``mse_onehot``: 10 outputs through softmax, squared error against the one-hot label:
@@ -21,9 +23,14 @@ class Loss:
     outputs: int
     label_dtype: str
     summary: str
+    smoothing: float = 0.0        # label smoothing, cross_entropy only (Config.label_smoothing)
 
     def __call__(self, outputs: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
         """Mean loss of a batch; ``labels`` is [N,1] in ``label_dtype``."""
+        if self.name == "cross_entropy" and self.smoothing:
+            # paddle 3.3's own label_smoothing has no kernel for int64 labels on CPU: build the soft target
+            target = F.one_hot(labels.squeeze(-1), 10) * (1 - self.smoothing) + self.smoothing / 10
+            return F.cross_entropy(outputs, target, soft_label=True)
         if self.name == "cross_entropy":
             return F.cross_entropy(outputs, labels)
         if self.name == "mse":

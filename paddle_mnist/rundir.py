@@ -51,8 +51,8 @@ WEIGHTS = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS, "optimizer": OPTIMIZER}
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "seconds", "images_per_s",
                    "eval_loss", "eval_acc")
 # Settings that must not change when a run is resumed (epochs may grow with a constant schedule).
-RESUME_FIELDS = ("dataset", "model", "loss", "optimizer", "lr", "beta1", "beta2", "batch_size", "seed", "schedule",
-                 "weight_decay", "augment", "distort", "limit_train", "train_on_valid", "nproc")
+RESUME_FIELDS = ("dataset", "model", "loss", "label_smoothing", "optimizer", "lr", "beta1", "beta2", "batch_size",
+                 "seed", "schedule", "weight_decay", "augment", "distort", "limit_train", "train_on_valid", "nproc")
 
 
 class RunDirError(UserError):

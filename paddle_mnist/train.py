@@ -21,7 +21,7 @@ import paddle
 from paddle_mnist import config as recipe
 from paddle_mnist import losses, models, parallel, rundir
 from paddle_mnist.augment import apply_affine, apply_distortion, draw_affine, draw_distortion
-from paddle_mnist.cli import non_negative_int, positive_int
+from paddle_mnist.cli import non_negative_float, non_negative_int, positive_int
 from paddle_mnist.config import Config
 from paddle_mnist.data import MnistDataset, load_datasets
 from paddle_mnist.errors import UserError, cli_entry
@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     add, d = parser.add_argument, recipe.DEFAULTS
     add("--loss", choices=tuple(losses.LOSSES),
         help=f"loss, which also sets the head size and label dtype (default: {d.loss})")
+    add("--label-smoothing", type=non_negative_float, metavar="EPS",
+        help="cross_entropy's target: 1 - EPS + EPS/10 for the label, EPS/10 for each other digit; every "
+             f"loss reported includes it (default: {d.label_smoothing:g})")
     add("--seed", type=non_negative_int, help=f"seed for initial weights, data order and augmentation (default: {d.seed})")
     add("--out", help=f"directory for weights, metadata, history and plots (default: {d.out})")
     add("--resume", action="store_true", default=None,
@@ -124,7 +127,7 @@ def make_optimizer(config: Config, model: paddle.nn.Layer, steps_per_epoch: int)
 
 def build_trainee(config: Config, train_size: int) -> Trainee:
     """The model (seeded by ``config.seed``), its optimizer and schedule, and the AMP scaler."""
-    loss = losses.LOSSES[config.loss]
+    loss = replace(losses.LOSSES[config.loss], smoothing=config.label_smoothing)
     paddle.seed(config.seed)
     np.random.seed(config.seed)
     model = models.build(config.model, loss.outputs)
@@ -311,7 +314,8 @@ def with_running_processes(config: Config) -> Config:
 
 def announce(config: Config, data, train: MnistDataset, trainee: Trainee, device: str, state: rundir.RunState) -> None:
     print(f"trained on {data.source} (found via {data.origin})")
-    print(f"training {config.model} ({models.parameter_count(trainee.model):,} parameters) with {trainee.loss.name} on "
+    smoothing = f" (label smoothing {config.label_smoothing:g})" if config.label_smoothing else ""
+    print(f"training {config.model} ({models.parameter_count(trainee.model):,} parameters) with {trainee.loss.name}{smoothing} on "
           f"{len(train):,} {config.dataset} images ({train.mode}), {config.optimizer} lr {config.lr}, "
           f"batch {config.batch_size}, {config.epochs} epochs on {device}"
           + (f" x{config.nproc} processes" if config.nproc > 1 else "")

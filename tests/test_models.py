@@ -1,6 +1,8 @@
 """Every network takes [N,1,28,28] and returns [N, head], for each loss's head."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import paddle
 import pytest
@@ -60,3 +62,17 @@ def test_loss_switch_sets_head_label_dtype_and_prediction():
     perfect = paddle.to_tensor([[0.0] + [50.0] + [0.0] * 8])
     assert float(onehot(perfect, labels)) < 1e-6
     assert float(mse(paddle.to_tensor([[1.0]]), paddle.to_tensor([[1.0]]))) == 0.0
+
+
+def test_label_smoothing_is_cross_entropy_against_the_smoothed_target():
+    logits = 5 * np.random.default_rng(0).normal(size=(4, 10)).astype(np.float32)  # confident, so smoothing shows
+    labels = np.array([[1], [2], [3], [9]])
+    smoothed = dataclasses.replace(losses.LOSSES["cross_entropy"], smoothing=0.1)
+    target = np.full((4, 10), 0.01)
+    target[np.arange(4), labels[:, 0]] = 0.91
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    expected = -(target * log_p).sum(axis=1).mean()
+    got = float(smoothed(paddle.to_tensor(logits), paddle.to_tensor(labels, dtype="int64")))
+    assert abs(got - expected) < 1e-5
+    plain = float(losses.LOSSES["cross_entropy"](paddle.to_tensor(logits), paddle.to_tensor(labels, dtype="int64")))
+    assert abs(plain - expected) > 0.01, "smoothing must change the loss"

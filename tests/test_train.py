@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -86,6 +87,8 @@ def test_resume_refuses_a_different_run(data_file, tmp_path):
     run(data_file, tmp_path / "out", "--epochs", "1")
     with pytest.raises(UserError, match="cannot resume: the saved run differs in lr"):
         run(data_file, tmp_path / "out", "--epochs", "2", "--lr", "0.5", "--resume")
+    with pytest.raises(UserError, match="cannot resume: the saved run differs in label_smoothing"):
+        run(data_file, tmp_path / "out", "--epochs", "2", "--label-smoothing", "0.1", "--resume")
     (tmp_path / "out" / "epoch-0001.pdopt").write_bytes(b"torn")
     with pytest.raises(UserError, match="epoch-0001.pdopt: does not match the hash its run's metadata records"):
         run(data_file, tmp_path / "out", "--epochs", "2", "--resume")
@@ -160,10 +163,16 @@ def test_bad_flags_are_one_line_errors(data_file, capsys):
     ("lr", float("nan"), "lr must be a positive number, got nan"),
     ("model", "alexnet", "unknown model 'alexnet': choose linear, mlp, cnn"),
     ("loss", "hinge", "unknown loss 'hinge'"),
+    ("label_smoothing", 1.0, "label_smoothing must be a number in [0, 1), got 1.0"),
 ])
 def test_config_validates_itself_for_the_python_api(field, value, message):
-    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(UserError, match=re.escape(message)):
         Config(**{field: value})
+
+
+def test_label_smoothing_needs_the_cross_entropy_loss():
+    with pytest.raises(UserError, match="label smoothing applies to the cross_entropy loss, not mse"):
+        Config(loss="mse", label_smoothing=0.1)
 
 
 def test_presets_override_the_tutorial_defaults_and_flags_override_presets():
