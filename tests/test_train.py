@@ -170,9 +170,11 @@ def test_config_validates_itself_for_the_python_api(field, value, message):
         Config(**{field: value})
 
 
-def test_label_smoothing_needs_the_cross_entropy_loss():
+def test_label_smoothing_needs_the_cross_entropy_loss_and_reaches_it():
     with pytest.raises(UserError, match="label smoothing applies to the cross_entropy loss, not mse"):
         Config(loss="mse", label_smoothing=0.1)
+    trainee = train.build_trainee(Config(model="linear", label_smoothing=0.1), train_size=100)
+    assert trainee.loss.smoothing == 0.1, "the recipe's smoothing must reach the training loss"
 
 
 def test_presets_override_the_tutorial_defaults_and_flags_override_presets():
