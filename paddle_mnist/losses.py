@@ -27,15 +27,14 @@ class Loss:
 
     def __call__(self, outputs: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
         """Mean loss of a batch; ``labels`` is [N,1] in ``label_dtype``."""
-        if self.name == "cross_entropy" and self.smoothing:
-            # paddle 3.3's own label_smoothing has no kernel for int64 labels on CPU: build the soft target
-            target = F.one_hot(labels.squeeze(-1), 10) * (1 - self.smoothing) + self.smoothing / 10
-            return F.cross_entropy(outputs, target, soft_label=True)
-        if self.name == "cross_entropy":
+        if self.name == "cross_entropy" and not self.smoothing:
             return F.cross_entropy(outputs, labels)
         if self.name == "mse":
             return paddle.mean(F.square_error_cost(outputs, labels))
         onehot = F.one_hot(labels.squeeze(-1), 10)
+        if self.name == "cross_entropy":
+            # paddle 3.3's own label_smoothing has no kernel for int64 labels on CPU: a soft target instead
+            return F.cross_entropy(outputs, onehot * (1 - self.smoothing) + self.smoothing / 10, soft_label=True)
         return paddle.mean(paddle.sum(F.square_error_cost(F.softmax(outputs), onehot), axis=-1))
 
     def scores(self, outputs: np.ndarray) -> np.ndarray:

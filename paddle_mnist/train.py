@@ -157,7 +157,7 @@ def train_epoch(trainee: Trainee, dataset: MnistDataset, config: Config, epoch: 
     order = epoch_order(config.seed, epoch, len(class_ids))
     batches = range(0, len(order), config.batch_size)
     progress = Progress(f"epoch {epoch}/{config.epochs}", len(batches), enabled=parallel.is_main())
-    background = float(dataset.encoding.decode(np.zeros(1, np.uint8))[0])
+    background = dataset.encoding.background
     total_loss, correct = 0.0, 0
     for step, first in enumerate(batches, 1):
         batch = order[first:first + config.batch_size]

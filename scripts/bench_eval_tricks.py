@@ -58,11 +58,6 @@ def shifted(images: np.ndarray, dy: int, dx: int, background: float) -> np.ndarr
     return out
 
 
-def softmax(outputs: np.ndarray) -> np.ndarray:
-    e = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories of paddle-mnist train (cross_entropy models)")
@@ -72,13 +67,13 @@ def main() -> None:
     args = parser.parse_args()
     _, splits = load_datasets(args.data, train_on_valid=True)
     evaluation, clean = splits["eval"], splits["train"].images[:args.bn_images]
-    background = float(evaluation.encoding.decode(np.zeros(1, np.uint8))[0])
+    background = evaluation.encoding.background
     loss = losses.LOSSES["cross_entropy"]
     for run in args.runs:
         info, state = rundir.read_with_weights(run, "best")
         model = models.build(info.model, info.outputs)
         model.set_state_dict(state)
-        views = [softmax(train.predict_outputs(model, shifted(evaluation.images, dy, dx, background)))
+        views = [loss.scores(train.predict_outputs(model, shifted(evaluation.images, dy, dx, background)))
                  for dy, dx in SHIFTS]
         accuracy = {"plain": views[0], "shift5": np.mean(views[:5], axis=0), "shift9": np.mean(views, axis=0)}
         accuracy = {name: round(100 * float((p.argmax(axis=1) == evaluation.class_ids).mean()), 2)

@@ -24,6 +24,11 @@ class Encoding:
         out = pixels.astype(np.float32) / np.float32(self.scale)
         return out + np.float32(self.offset) if self.offset else out
 
+    @property
+    def background(self) -> float:
+        """The stored value of an empty (0) pixel: what augmentation and shifts fill uncovered pixels with."""
+        return float(self.decode(np.zeros(1, np.uint8))[0])
+
 
 ENCODINGS = {e.name: e for e in (
     Encoding("pixel/256", 256.0, 0.0),   # the tutorial's file and mnist.pkl.gz
