@@ -205,6 +205,7 @@ def error_grid(misread: list, out: Path, columns: int = 8) -> None:
 
 @cli_entry("paddle-mnist photos")
 def main(argv=None) -> int:
+    from paddle_mnist import views
     from paddle_mnist.data import MnistDataset
     from paddle_mnist.predict import Predictor
 
@@ -218,9 +219,11 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=600, help="pictures, from the first N eval digits (default: 600)")
     parser.add_argument("--seed", type=int, default=0, help="seed for sizes, places and noise (default: 0)")
     parser.add_argument("--out", type=Path, default=None, help="keep the pictures here (default: a temp dir)")
+    views.add_argument(parser)
     args = parser.parse_args(argv)
     evaluation = MnistDataset("eval", args.data)
-    predictor = Predictor.committee(args.model_dir or ["output"])
+    model_dirs = args.model_dir or ["output"]
+    predictor = Predictor.committee(model_dirs).with_views(args.tta, source=" + ".join(model_dirs))
     kinds = tuple(dict.fromkeys(k for s in args.sets for k in (STYLES if s == "styles" else (s,))))
     misread = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,7 +17,7 @@ import numpy as np
 import paddle
 from PIL import Image
 
-from paddle_mnist import checkpoint, losses, models, preprocess, rundir
+from paddle_mnist import checkpoint, losses, models, preprocess, rundir, views
 from paddle_mnist.cli import positive_int
 from paddle_mnist.data.classes import MNIST_CLASSES
 from paddle_mnist.data.encoding import TUTORIAL_ENCODING, Encoding
@@ -186,12 +186,22 @@ class Predictor:
                 raise UserError(f"{directory}: its pixel scaling or classes differ from {model_dirs[0]}'s")
 
         def vote(batch: np.ndarray) -> np.ndarray:
-            """log of the mean probability: the members' loss turns it back into that probability."""
-            mean = np.mean([m.loss.scores(m.engine(batch)) for m in members], axis=0)
-            return np.log(np.maximum(mean, 1e-30))
+            """log of the mean probability: the cross-entropy loss turns it back into that probability."""
+            return views.log_mean([m.loss.scores(m.engine(batch)) for m in members])
         info = {**first.info, "model": " + ".join(str(m.info.get("model")) for m in members), "eval_acc": None,
                 "committee": [str(d) for d in model_dirs]}
         return cls(vote, losses.LOSSES["cross_entropy"], first.encoding, first.classes, info)
+
+    def with_views(self, name: str, source: str = "the model") -> "Predictor":
+        """This predictor reading every digit in the test-time views ``name`` (``views.VIEW_SETS``)
+        and averaging their class probabilities; itself for "none"."""
+        if name == "none":
+            return self
+        if self.loss.outputs != len(self.classes):
+            raise UserError(f"{source}: a {self.loss.name} model has no class probabilities to average over views")
+        engine = views.averaged(self.engine, self.loss.scores, self.encoding.background, name)
+        return Predictor(engine, losses.LOSSES["cross_entropy"], self.encoding, self.classes,
+                         {**self.info, "tta": name}, self.inferred)
 
     def model_input(self, item, naive: bool = False) -> np.ndarray:
         """float32 [1,28,28] as the model saw its training data (or the tutorial's naive input)."""
@@ -313,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--inference-prefix", default=None,
                         help="path prefix of the exported model, PREFIX.json/.pdiparams or PREFIX.onnx "
                              "(default: MODEL_DIR/inference/mnist)")
+    views.add_argument(parser)
     return parser
 
 
@@ -325,6 +336,7 @@ def main(argv=None) -> int:
     else:
         predictor = Predictor.from_dir(model_dirs[0], weights=args.weights, engine=args.engine,
                                        inference_prefix=args.inference_prefix)
+    predictor = predictor.with_views(args.tta, source=" + ".join(model_dirs))
     if predictor.inferred:
         print(f"paddle-mnist predict: {predictor.inferred}", file=sys.stderr)
     failed = False

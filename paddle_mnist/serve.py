@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from paddle_mnist import preprocess
+from paddle_mnist import preprocess, views
 from paddle_mnist.cli import non_negative_float, positive_int
 from paddle_mnist.errors import UserError, cli_entry
 from paddle_mnist.predict import ENGINES, Prediction, Predictor
@@ -339,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long the first image of a batch waits for others (default: 5)")
     add("--max-upload-mb", type=positive_int, default=MAX_UPLOAD >> 20,
         help=f"largest request body accepted; larger ones get 413 (default: {MAX_UPLOAD >> 20})")
+    views.add_argument(parser)
     return parser
 
 
@@ -350,6 +351,7 @@ def main(argv=None) -> int:
     except ImportError:
         raise UserError("serving needs FastAPI and uvicorn: pip install 'paddle-mnist[serve]'") from None
     predictor = Predictor.from_dir(args.model_dir, weights=args.weights, engine=args.engine)
+    predictor = predictor.with_views(args.tta, source=str(args.model_dir))
     if predictor.inferred:
         print(f"paddle-mnist serve: {predictor.inferred}", file=sys.stderr)
     app = create_app(predictor, predictor.info, max_batch=args.max_batch,

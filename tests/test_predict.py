@@ -295,3 +295,23 @@ def test_the_realism_sets_and_the_error_grid(trained_dir, tmp_path):
     assert grid.read_bytes()[:4] == b"\x89PNG"
     names = sorted(p.name for p in (tmp_path / "pictures").iterdir())
     assert len(names) == 30 and {n.split("_", 1)[1].rsplit("_", 1)[0] for n in names} == set(photos.SETS)
+
+
+def test_test_time_views_average_the_models_probabilities(trained_dir, photo_set, tiny_model_dir):
+    from paddle_mnist import views
+    predictor = Predictor.from_dir(trained_dir)
+    assert predictor.with_views("none") is predictor
+    paths = [str(p) for p, _, _ in photo_set[:8]]
+    batch = np.stack([predictor.model_input(p) for p in paths])
+    background = predictor.encoding.background
+    plain = predictor.loss.scores(predictor.engine(batch))
+    expected = np.mean([plain] + [predictor.loss.scores(predictor.engine(views.warp(batch, theta, background)))
+                                  for theta in views.VIEW_SETS["zoom"]], axis=0)
+    assert not np.allclose(expected, plain, atol=1e-3), "the views must change what the model sees"
+    zoomed = predictor.with_views("zoom").predict(paths, topk=10)
+    np.testing.assert_allclose([[p for _, p in sorted(r.topk)] for r in zoomed], expected, atol=1e-5)
+    result = run_predict(paths[0], "--model-dir", trained_dir, "--tta", "zoom", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["digit"] == zoomed[0].digit, result.stderr
+    mse = run_predict(paths[0], "--model-dir", tiny_model_dir("mse"), "--tta", "shifts")
+    assert mse.returncode != 0 and "Traceback" not in mse.stderr
+    assert mse.stderr.strip().endswith("a mse model has no class probabilities to average over views")

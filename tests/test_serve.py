@@ -43,10 +43,13 @@ BLANK = drawn([])
 
 @pytest.fixture(scope="module")
 def server(trained_dir, tmp_path_factory):
-    """The real command on a free port; stopped with Ctrl-C (SIGINT) at the end, which must be clean."""
+    """The real command on a free port; stopped with Ctrl-C (SIGINT) at the end, which must be clean.
+
+    It reads with test-time views (``--tta zoom``), so every request here takes that path too
+    (the in-process batching test below serves the plain model)."""
     log = tmp_path_factory.mktemp("serve") / "server.log"
     proc = subprocess.Popen([sys.executable, "-m", "paddle_mnist", "serve", "--model-dir", str(trained_dir),
-                             "--port", "0", "--max-upload-mb", str(MAX_UPLOAD_MB)],
+                             "--port", "0", "--max-upload-mb", str(MAX_UPLOAD_MB), "--tta", "zoom"],
                             stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
     line = proc.stdout.readline()
     assert line.startswith("serving on http://127.0.0.1:"), (line, log.read_text()[-2000:])
@@ -121,6 +124,7 @@ def test_the_paddlex_contract(server):
 def test_model_health_and_schema(server):
     status, model = call(server, "/api/model")
     assert status == 200 and model["model"] == "convnet" and model["classes"][7] == "7" and model["eval_acc"] > 0.9
+    assert model["tta"] == "zoom"
     assert call(server, "/healthz") == (200, {"status": "ok"})
     status, schema = call(server, "/openapi.json")
     assert status == 200 and {"/api/predict", "/image-classification", "/api/model", "/healthz"} <= set(schema["paths"])
