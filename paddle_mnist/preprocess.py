@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from paddle_mnist.errors import UserError
 
@@ -55,35 +55,124 @@ def open_image(path: Path) -> Image.Image:
 
 def open_image_bytes(data: bytes, source: str = "upload") -> Image.Image:
     """The same as ``open_image`` for an image's bytes (an upload); ``source`` names it in errors."""
+    return decode(image_header(data, source), source)
+
+
+def image_header(data: bytes, source: str = "upload", formats: tuple[str, ...] | None = None) -> Image.Image:
+    """``data`` opened but not decoded: its size and mode are known, so is ``decode_cost``.
+
+    A JPEG is already set to decode at the scale the analysis needs (``draft``).
+    ``formats`` restricts the decoders tried (the server accepts only common ones).
+    """
     if not data:
         raise ImageError(f"{source}: empty (no image data)")
-    return decode(io.BytesIO(data), source)
+    return _opened(io.BytesIO(data), source, formats)
 
 
 def decode(file, source: str) -> Image.Image:
-    """Decode an image file; a JPEG only at the scale the analysis needs (``Image.draft``).
+    """Decode an image file (or an ``image_header``) straight to what the analysis needs.
 
-    A 12-megapixel phone JPEG decoded in full takes ~45 ms; its DCT can instead
-    be decoded at 1/2, 1/4 or 1/8 scale, as long as the result stays at least
-    ``WORK_SIZE`` on its long side, which is all ``shrink`` keeps anyway.
+    What stays is small whatever the file: a JPEG's DCT is decoded at 1/2, 1/4 or
+    1/8 scale (``Image.draft``; a 12-megapixel phone photo decoded in full takes
+    ~45 ms), any other image is reduced by an integer factor right after loading,
+    both keeping at least ``WORK_SIZE`` on the long side, all ``shrink`` keeps
+    anyway.  The EXIF orientation is applied to the small image.
     """
+    image = file if isinstance(file, Image.Image) else _opened(file, source)
+    with _pillow_errors(source):
+        image.load()
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+        small = upright(reduced(image), orientation)
+    if small is not image:
+        image.close()  # its full-size pixels go now, not whenever the last reference to the header does
+    return small
+
+
+def decode_cost(image: Image.Image) -> int:
+    """Bytes that decoding ``image`` (an ``image_header``) and analysing it hold at the peak, known
+    before decoding.
+
+    Pillow stores a pixel in 1 byte ("1", "L", "P"), 2 ("I;16") or 4 (anything of
+    more bands, "I", "F"); ``reduced`` holds a premultiplied copy of an image with
+    alpha and a converted copy of a palette or 1-bit one; WebP's decoder builds the
+    picture in buffers of its own.  Measured by peak RSS on 16-megapixel pictures of
+    every mode (within 10 % of this, over it where not exact).
+    """
+    stored = 1 if image.mode in ("1", "L", "P") else 2 if image.mode.startswith("I;16") else 4
+    per_pixel = stored * BUFFERED.get(image.format, 1) + CONVERTED_BYTES.get(image.mode, 0)
+    if image.mode in ALPHA_MODES:
+        per_pixel += stored
+    return image.width * image.height * per_pixel + WORK_BYTES
+
+
+CONVERTED_BYTES = {"1": 1, "P": 4, "PA": 4}     # what ``reduced`` converts these to before reducing
+ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
+BUFFERED = {"WEBP": 4}                          # libwebp's own whole-picture buffers
+WORK_BYTES = 2 << 20                            # the analysis at WORK_SIZE: a few 512x512 float32 maps
+
+
+def _opened(file, source: str, formats: tuple[str, ...] | None = None) -> Image.Image:
+    with _pillow_errors(source):
+        image = Image.open(file, formats=formats)
+        if image.width * image.height > MAX_PIXELS:
+            raise ImageError(f"{source}: {image.width}x{image.height} pixels is over the {MAX_PIXELS:,}-pixel limit")
+        if image.format in ("JPEG", "MPO"):  # MPO: a multi-picture JPEG (some cameras write them)
+            long_side = max(image.size)  # at least half of WORK_SIZE on the long side: digits stay ~100 px tall
+            image.draft("L", (image.width * WORK_SIZE // 2 // long_side, image.height * WORK_SIZE // 2 // long_side))
+    return image
+
+
+@contextlib.contextmanager
+def _pillow_errors(source: str):
+    """Pillow's ways of failing on a bad file, as one-line ``ImageError``s."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(file)
-            if image.width * image.height > MAX_PIXELS:
-                raise ImageError(f"{source}: {image.width}x{image.height} pixels is over the {MAX_PIXELS:,}-pixel limit")
-            if image.format == "JPEG":  # at least half of WORK_SIZE on the long side: digits stay ~100 px tall
-                long_side = max(image.size)
-                image.draft("L", (image.width * WORK_SIZE // 2 // long_side, image.height * WORK_SIZE // 2 // long_side))
-            image.load()
+            yield
     except UnidentifiedImageError:
         raise ImageError(f"{source}: not an image (Pillow cannot identify it)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"{source}: refused as a possible decompression bomb (too many pixels)") from None
     except (OSError, SyntaxError, ValueError) as e:  # Pillow's decoders raise all three on broken files
         raise ImageError(f"{source}: unreadable image ({e})") from None
+
+
+def reduced(image: Image.Image, size: int = WORK_SIZE) -> Image.Image:
+    """``image`` box-averaged by the largest integer factor that keeps ``size`` on its long side.
+
+    Run right after loading, so a 40-megapixel picture's colour compositing and
+    float conversion work on a few hundred thousand pixels.  Palette and 1-bit
+    images are converted first (Pillow would resize them by nearest neighbour).
+    """
+    factor = max(image.size) // size
+    if factor < 2:
+        return image
+    if image.mode == "1":
+        image = image.convert("L")
+    elif image.mode in ("P", "PA"):
+        image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
+    if image.mode.startswith("I;16"):  # Image.reduce has no 16-bit kernel; resize's box filter does
+        return image.resize((-(-image.width // factor), -(-image.height // factor)), Image.BOX)
+    return image.reduce(factor)
+
+
+# EXIF orientation -> the transpose that shows the picture upright (the EXIF 2.3 table, as ImageOps uses).
+ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
+def upright(image: Image.Image, orientation: int) -> Image.Image:
+    """``image`` turned as its EXIF ``orientation`` says, and marked as upright (no EXIF left to apply)."""
+    if orientation in ORIENTATIONS:
+        image = image.transpose(ORIENTATIONS[orientation])
+    elif image.info.keys() & ORIENTATION_INFO:
+        image = image.copy()   # the decoded file's own info is left alone
+    image.info = {k: v for k, v in image.info.items() if k not in ORIENTATION_INFO}
     return image
+
+
+ORIENTATION_INFO = {"exif", "xmp", "XML:com.adobe.xmp", "Raw profile type exif"}  # where Pillow looks for one
 
 
 def exif_upright(image: Image.Image) -> Image.Image:

@@ -1,6 +1,8 @@
-"""Requests/s and latency of ``paddle-mnist serve`` for a drawn digit, with batching on and off.
+"""Requests/s and latency of ``paddle-mnist serve`` for a drawn digit, with batching on and off; or,
+with ``--hostile``, each attack of tests/serve_attacks.py against the server with its default limits.
 
     python scripts/bench_serve.py --model-dir output [--requests 400]
+    python scripts/bench_serve.py --model-dir output --hostile      # a Markdown table, one row per attack
 
 Starts the real server on a free port for each setting, sends a 280x280 drawn-digit PNG from 1, 8
 and 32 client threads (keep-alive connections, the client on the same 2 cores), and prints one
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import io
 import json
 import subprocess
 import sys
@@ -19,15 +20,47 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import serve_attacks as attacks  # noqa: E402
+from serve_attacks import drawn_seven  # noqa: E402
+
+# The attacks of issue 21 at their size there, against the default limits (NOFILE: the server's open-file limit).
+HOSTILE = [
+    ("12 PNGs of 6300x6300 16-bit RGBA in one request", attacks.decode_bomb(12, 6300)),
+    ("100 grey 39.99-megapixel PNGs in one request", attacks.many_grey(100, 6324)),
+    ("24 concurrent requests of one grey 39.99-megapixel PNG", attacks.many_grey(1, 6324, requests=24)),
+    ("200 concurrent 19.9 MB uploads", attacks.upload_flood(200, (20 << 20) - 100_000)),
+    ("1,100 connections sending their heads a byte each 0.5 s for 15 s", attacks.slow_headers(1100, 15)),
+    ("5,000-digit integers as topk and image", attacks.huge_integers),
+    ("50 uploads cut off midway", attacks.disconnects(50)),
+    ("HEAD and OPTIONS", attacks.head_and_options),
+    ("a 1 MB URL, 20,000 headers, bad Content-Lengths, not HTTP", attacks.invalid_http),
+    ("a body that stops arriving", attacks.slow_body),
+]
+NOFILE = 1024
 
 
-def drawn_seven() -> bytes:
-    image = Image.new("L", (280, 280), 255)
-    ImageDraw.Draw(image).line([(70, 60), (210, 60), (120, 240)], fill=0, width=20, joint="curve")
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
+def hostile(model_dir: Path) -> str:
+    """One Markdown row per attack: the answers' statuses, the server's peak RSS, the bystander's latency."""
+    import tempfile
+    log = Path(tempfile.mkdtemp()) / "server.log"
+    server = attacks.Server(model_dir, log, nofile=NOFILE)
+    rows = ["| attack | answers | server RSS before → peak (MB) | bystander p50 / p99 / max (ms) | bystander "
+            "failures | 5xx | log lines |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    try:
+        for _ in range(3):
+            server.request("POST", "/api/predict", drawn_seven(), {"Content-Type": "image/png"})
+        for name, run in HOSTILE:
+            o = attacks.attack(server, name, run)
+            answers = ", ".join(f"{k}: {v}" for k, v in sorted(o.statuses.items(), key=str))
+            fivexx = sum(v for k, v in o.statuses.items() if isinstance(k, int) and k >= 500)
+            rows.append(f"| {name} | {answers or '-'} | {o.rss_before_mb:.0f} → {o.peak_rss_mb:.0f} | "
+                        f"{o.percentile(0.5):.0f} / {o.percentile(0.99):.0f} / {max(o.bystander_ms):.0f} | "
+                        f"{len(o.bystander_failures)} of {len(o.bystander_ms)} | {fivexx} | {len(o.log)} |")
+            print(rows[-1], file=sys.stderr, flush=True)
+    finally:
+        server.stop()
+    return "\n".join(rows)
 
 
 def start(model_dir: Path, max_batch: int):
@@ -90,7 +123,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, default=Path("output"), help="trained model (default: output)")
     parser.add_argument("--requests", type=int, default=400, help="requests per setting (default: 400)")
+    parser.add_argument("--hostile", action="store_true", help="run the attacks instead of the throughput table")
     args = parser.parse_args()
+    if args.hostile:
+        print(hostile(args.model_dir))
+        return
     body = drawn_seven()
     report = {"image": "280x280 drawn 7, PNG", "bytes": len(body), "settings": {}}
     for label, max_batch in (("batching on (max-batch 32)", 32), ("batching off (max-batch 1)", 1)):

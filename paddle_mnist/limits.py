@@ -1,0 +1,127 @@
+"""What ``paddle-mnist serve`` bounds, and the gate that holds requests to those bounds.
+
+Memory is spent in two places a client controls: request bodies being received
+and images being decoded.  What an image will cost is known from its header
+(``preprocess.decode_cost``), what a body will cost from its Content-Length, so
+both are charged before the memory is spent.  A ``Gate`` admits the cheapest
+waiting charge first while the charges fit its budget; small charges (a drawing,
+a few-KB body) always fit, and a gate with worker slots keeps one slot for them,
+so a bystander's drawing never waits behind an attacker's big pictures.
+"""
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every bound of the server; ``serve --help`` lists them as flags (sizes there in MB)."""
+    max_upload: int = 20 * MB       # largest request body; a phone photo is 3-8 MB
+    max_images: int = 16            # images in one multipart request
+    image_budget: int = 160 * MB    # what one image may cost to decode (a 40-megapixel RGB picture)
+    request_budget: int = 256 * MB  # what all images of one request may cost together
+    decode_budget: int = 384 * MB   # what all decodes in flight may cost together
+    body_budget: int = 256 * MB     # what all request bodies being received may cost together
+    decode_workers: int = 2         # decoding threads (this project's machines have 2 cores)
+    max_connections: int = 512      # open connections; lowered to fit the open-file limit
+    client_timeout: float = 10.0    # seconds a client has to send a request's head, and then its body
+    request_timeout: float = 10.0   # seconds from a request's body to its answer; then 503
+
+    def check(self) -> Limits:
+        """``self``, or a ValueError saying which bounds contradict each other."""
+        if not self.image_budget <= self.request_budget <= self.decode_budget:
+            raise ValueError("the decode budgets must grow: per image <= per request <= all in flight")
+        if self.body_budget < 2 * self.max_upload:
+            raise ValueError("the body budget must hold at least one largest upload (twice its size)")
+        return self
+
+
+SMALL_IMAGE = 8 * MB     # a decode at most this costly is small: a drawing is ~0.3 MB, a phone JPEG ~0.2 MB
+SMALL_BODY = 64 << 10    # a body at most this big is small: a drawn digit's PNG is 3-10 KB
+
+
+class Gate:
+    """Admits charges cheapest first while they fit ``budget`` bytes (and a free slot, if ``slots``).
+
+    A charge of at most ``small`` bytes always fits the budget, and with two or
+    more slots one of them is kept for such charges.  ``enter`` waits until the
+    charge is admitted (a cancelled wait leaves the queue); ``leave`` gives it back.
+    """
+
+    def __init__(self, budget: int, small: int, slots: int | None = None):
+        self.budget, self.small, self.slots = budget, small, slots
+        self.in_flight = self.running = self.big_running = 0
+        self.peak = 0                    # the most bytes ever admitted at once
+        self._waiting: list = []         # a heap of (cost, arrival, future)
+        self._arrival = itertools.count()
+
+    async def enter(self, cost: int) -> None:
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (cost, next(self._arrival), future))
+        self._admit()
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # admitted just as its waiter was cancelled
+                self.leave(cost)
+            raise
+
+    def leave(self, cost: int) -> None:
+        self.in_flight -= cost
+        self.running -= 1
+        self.big_running -= cost > self.small
+        self._admit()
+
+    def _fits(self, cost: int) -> bool:
+        big = cost > self.small
+        if self.slots is not None:
+            if self.running >= self.slots or (big and self.big_running >= max(1, self.slots - 1)):
+                return False
+        return not big or not self.in_flight or self.in_flight + cost <= self.budget
+
+    def _admit(self) -> None:
+        while self._waiting:
+            cost, _, future = self._waiting[0]
+            if future.done():  # its request gave up waiting
+                heapq.heappop(self._waiting)
+                continue
+            if not self._fits(cost):
+                return  # the cheapest does not fit, so nothing does
+            heapq.heappop(self._waiting)
+            self.in_flight += cost
+            self.running += 1
+            self.big_running += cost > self.small
+            self.peak = max(self.peak, self.in_flight)
+            future.set_result(None)
+
+
+class DecodePool:
+    """Runs decodes in worker threads through a ``Gate``: the cheapest first, within the decode budget.
+
+    A decode whose request stops waiting (its deadline passed, its client left)
+    keeps its charge until the thread really ends: the memory is still in use.
+    """
+
+    def __init__(self, workers: int, budget: int):
+        self.gate = Gate(budget, SMALL_IMAGE, slots=workers)
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="paddle-mnist-decode")
+
+    async def run(self, cost: int, function, *args):
+        await self.gate.enter(cost)
+        job = asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+        job.add_done_callback(lambda _: self._finished(job, cost))
+        return await asyncio.shield(job)
+
+    def _finished(self, job, cost: int) -> None:
+        self.gate.leave(cost)
+        if not job.cancelled():
+            job.exception()  # retrieved here, so a dropped request's failure is not logged as unhandled
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
