@@ -15,7 +15,7 @@ import json
 import logging
 import time
 
-from paddle_mnist.limits import SMALL_BODY, Gate, Limits
+from paddle_mnist.limits import SMALL_BODY, Gate, Limits, within
 
 log = logging.getLogger("paddle_mnist.serve")
 
@@ -82,7 +82,7 @@ class Exchange:
             return
         gate = self.guard.bodies
         try:
-            await asyncio.wait_for(gate.enter(charge), self.guard.limits.request_timeout)
+            await gate.enter(charge, self.guard.limits.request_timeout)
         except asyncio.TimeoutError:
             return await self.error(503, f"busy: request bodies fill the {gate.budget >> 20} MB body budget; "
                                          "retry later", {"retry-after": 1})
@@ -116,9 +116,10 @@ class Exchange:
     async def body_charge(self) -> int | None:
         """Bytes to hold for the body while it is received and parsed (twice its size: the chunks and their
         join), or None once refused for its declared length."""
-        declared = dict(self.scope.get("headers", [])).get(b"content-length")
-        if declared is None:
-            return 2 * self.guard.limits.max_upload if self.scope["method"] in ("POST", "PUT", "PATCH") else 0
+        headers = dict(self.scope.get("headers", []))
+        declared = headers.get(b"content-length")
+        if declared is None:  # chunked: charged as the largest upload; neither header: no body
+            return 2 * self.guard.limits.max_upload if b"transfer-encoding" in headers else 0
         if not declared.isdigit() or len(declared) > 18:  # h11 has already refused most malformed ones
             await self.error(400, "malformed Content-Length", {"connection": "close"})
             return None
@@ -143,7 +144,7 @@ class Exchange:
             if self.dropped:
                 return {"type": "http.disconnect"}
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+                message = await within(max(0.0, deadline - time.monotonic()), receive())
             except asyncio.TimeoutError:
                 if not self.started:
                     await self.error(408, f"the request body did not arrive within {limits.client_timeout:g} s",

@@ -61,14 +61,17 @@ class Gate:
         self._waiting: list = []         # a heap of (cost, arrival, future)
         self._arrival = itertools.count()
 
-    async def enter(self, cost: int) -> None:
+    async def enter(self, cost: int, timeout: float | None = None) -> None:
+        """Wait until ``cost`` is admitted (TimeoutError after ``timeout`` seconds, leaving the queue)."""
+        if not self._waiting and self._fits(cost):  # the common case: no future, no wait
+            return self._take(cost)
         future = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (cost, next(self._arrival), future))
         self._admit()
         try:
-            await future
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled():  # admitted just as its waiter was cancelled
+            await asyncio.wait_for(future, timeout)
+        except (asyncio.CancelledError, asyncio.TimeoutError):
+            if future.done() and not future.cancelled():  # admitted just as its waiter gave up
                 self.leave(cost)
             raise
 
@@ -94,11 +97,14 @@ class Gate:
             if not self._fits(cost):
                 return  # the cheapest does not fit, so nothing does
             heapq.heappop(self._waiting)
-            self.in_flight += cost
-            self.running += 1
-            self.big_running += cost > self.small
-            self.peak = max(self.peak, self.in_flight)
+            self._take(cost)
             future.set_result(None)
+
+    def _take(self, cost: int) -> None:
+        self.in_flight += cost
+        self.running += 1
+        self.big_running += cost > self.small
+        self.peak = max(self.peak, self.in_flight)
 
 
 class DecodePool:
@@ -106,6 +112,7 @@ class DecodePool:
 
     A decode whose request stops waiting (its deadline passed, its client left)
     keeps its charge until the thread really ends: the memory is still in use.
+    (A failure nobody waits for any more is dropped with it.)
     """
 
     def __init__(self, workers: int, budget: int):
@@ -113,15 +120,21 @@ class DecodePool:
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="paddle-mnist-decode")
 
     async def run(self, cost: int, function, *args):
+        """``function(*args)`` in a worker once ``cost`` is admitted; the caller's deadline bounds the wait."""
         await self.gate.enter(cost)
-        job = asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
-        job.add_done_callback(lambda _: self._finished(job, cost))
-        return await asyncio.shield(job)
-
-    def _finished(self, job, cost: int) -> None:
-        self.gate.leave(cost)
-        if not job.cancelled():
-            job.exception()  # retrieved here, so a dropped request's failure is not logged as unhandled
+        job = self.executor.submit(function, *args)
+        loop = asyncio.get_running_loop()
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self.gate.leave, cost))  # when the thread ends
+        return await asyncio.wrap_future(job)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def within(seconds: float, awaitable):
+    """``await awaitable``, or TimeoutError once ``seconds`` have passed.  ``asyncio.timeout`` (Python 3.11+)
+    where there is one: ``wait_for`` wraps each call in a task of its own, measurable at 200 requests/s."""
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)

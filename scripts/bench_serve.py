@@ -52,7 +52,8 @@ def hostile(model_dir: Path) -> str:
             server.request("POST", "/api/predict", drawn_seven(), {"Content-Type": "image/png"})
         for name, run in HOSTILE:
             o = attacks.attack(server, name, run)
-            answers = ", ".join(f"{k}: {v}" for k, v in sorted(o.statuses.items(), key=str))
+            answers = ", ".join(f"{k}: {v}" for k, v in sorted(o.statuses.items(), key=str)) \
+                if not o.answers or not isinstance(o.answers[0][0], str) else ", ".join(f"{k} {v}" for k, v in o.answers)
             fivexx = sum(v for k, v in o.statuses.items() if isinstance(k, int) and k >= 500)
             rows.append(f"| {name} | {answers or '-'} | {o.rss_before_mb:.0f} → {o.peak_rss_mb:.0f} | "
                         f"{o.percentile(0.5):.0f} / {o.percentile(0.99):.0f} / {max(o.bystander_ms):.0f} | "

@@ -146,3 +146,66 @@ def test_bad_files(tmp_path):
     Image.new("1", (10_000, 5_000)).save(tmp_path / "huge.png")
     with pytest.raises(ImageError, match=r"huge.png: 10000x5000 pixels is over the 40,000,000-pixel limit"):
         preprocess.open_image(tmp_path / "huge.png")
+
+
+def big_page(mode: str, size=(3000, 2000)) -> Image.Image:
+    """A digit-like stroke drawn big on a page, in ``mode``."""
+    from PIL import ImageDraw
+    page = Image.new("L", size, 235)
+    ImageDraw.Draw(page).line([(1200, 300), (1800, 300), (1400, 1700)], fill=25, width=120)
+    if mode == "I;16":
+        return Image.fromarray(np.asarray(page).astype(np.uint16) * 257)
+    return page.convert(mode)
+
+
+@pytest.mark.parametrize("mode, orientation", [("L", 1), ("RGB", 6), ("RGBA", 3), ("P", 8), ("1", 1), ("I;16", 1)])
+def test_a_big_picture_reduced_on_load_reads_as_the_full_decode_does(mode, orientation):
+    """``decode`` box-reduces big pictures right after loading and turns them upright; the model input is
+    within a few grey levels of preprocessing the full-size picture turned by ImageOps."""
+    from PIL import ImageOps
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    big_page(mode).save(buffer, "PNG" if mode != "1" else "TIFF", exif=exif)
+    data = buffer.getvalue()
+    reduced = preprocess.decode(preprocess.image_header(data), "x")
+    assert max(reduced.size) < 1024 and reduced.getexif().get(0x0112) is None
+    full = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
+    assert reduced.size == (-(-full.width // (max(full.size) // 512)), -(-full.height // (max(full.size) // 512)))
+    difference = np.abs(preprocess.mnist_like(reduced).astype(int) - preprocess.mnist_like(full).astype(int))
+    assert difference.max() <= 12 and difference.mean() < 1, (difference.max(), difference.mean())
+
+
+MEASURE_DECODE = """
+import io, sys
+from PIL import Image
+from paddle_mnist import preprocess
+data = open(sys.argv[1], "rb").read()
+warm = io.BytesIO(); Image.new("L", (2000, 2000), 255).save(warm, "PNG")
+preprocess.decode(preprocess.image_header(warm.getvalue()), "warm")  # the first decode's one-off allocations
+def kb(field):
+    return int(open("/proc/self/status").read().split(field + ":")[1].split()[0])
+header = preprocess.image_header(data)
+open("/proc/self/clear_refs", "w").write("5")
+before = kb("VmRSS")
+try:
+    preprocess.mnist_like(preprocess.decode(header, "x"))
+except preprocess.NoDigitFound:
+    pass
+print(preprocess.decode_cost(header), (kb("VmHWM") - before) * 1024)
+"""
+
+
+@pytest.mark.parametrize("mode, kind", [("L", "PNG"), ("RGB", "PNG"), ("RGBA", "PNG"), ("P", "GIF"), ("1", "PNG"),
+                                        ("I;16", "PNG"), ("RGB", "WEBP"), ("RGB", "TIFF")])
+def test_decode_cost_is_what_decoding_takes(tmp_path, mode, kind):
+    """The cost known from the header is at least the decode's real peak (RSS, in a fresh process), and
+    not far over it: the server's budgets charge exactly this."""
+    import subprocess
+    import sys
+    path = tmp_path / f"page.{kind.lower()}"
+    big_page(mode).save(path, kind)
+    out = subprocess.run([sys.executable, "-c", MEASURE_DECODE, str(path)], capture_output=True, text=True,
+                         timeout=120)
+    cost, peak = map(int, out.stdout.split())
+    assert peak <= cost * 1.1 + (2 << 20) and cost <= 1.6 * peak + (4 << 20), (cost >> 20, peak >> 20)
