@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from paddle_mnist import safe_pickle
+from paddle_mnist import errors, safe_pickle
 from paddle_mnist.errors import UserError
 from paddle_mnist.fileio import read_capped, write_bytes_atomic
 
@@ -64,7 +64,7 @@ def _check_values(state: dict, path: Path) -> None:
         for key, value in node.items():
             name = f"{where}{key}"
             if not isinstance(key, str):
-                raise CheckpointError(f"{path}: has a key {key!r} that is not a name")
+                raise CheckpointError(f"{path}: has a key {errors.brief(key)} that is not a name")
             if isinstance(value, dict):
                 if depth >= MAX_NESTING:
                     raise CheckpointError(f"{path}: nests dicts deeper than a state dict does (at {name!r})")
@@ -112,8 +112,8 @@ def fit_state(model: paddle.nn.Layer, state: dict, path: Path) -> None:
             raise CheckpointError(f"{path}: {name} is a {type(value).__name__}, expected an array")
         if tuple(value.shape) != tuple(tensor.shape):
             raise CheckpointError(f"{path}: {name} has shape {list(value.shape)}, the model expects {list(tensor.shape)}")
-        if value.dtype != np.dtype(str(tensor.dtype).removeprefix("paddle.")):
-            raise CheckpointError(f"{path}: {name} is {value.dtype}, the model expects {str(tensor.dtype).removeprefix('paddle.')}")
+        if value.dtype != _numpy_dtype(tensor):
+            raise CheckpointError(f"{path}: {name} is {value.dtype}, the model expects {_numpy_dtype(tensor)}")
     model.set_state_dict(state)
 
 
@@ -145,9 +145,69 @@ def optimizer_state(model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimize
 
 
 def load_optimizer_state(model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer, path: Path,
-                         hashes: dict[str, str] | None = None) -> None:
+                         hashes: dict[str, str] | None = None, *, scheduler=None, steps_done: int | None = None) -> None:
+    """Set ``optimizer``'s state from ``path`` once it is checked to be this optimizer's whole state
+    (``check_optimizer_state``): paddle would take a partial one and restart what is missing from zero."""
     state = load_state(path, hashes)
     pairs = [(structured, name) for name, structured in _param_names(model)]
     pairs.sort(key=lambda pair: -len(pair[0]))
+    check_optimizer_state(state, model, optimizer, path, scheduler=scheduler, steps_done=steps_done)
     state = _rename_prefixes(state, pairs)
     optimizer.set_state_dict({k: paddle.to_tensor(v) if isinstance(v, np.ndarray) else v for k, v in state.items()})
+
+
+# What each optimizer keeps for every parameter (paddle 3.x's names), with its shape: None = the parameter's.
+# tests/test_train.py checks this table against what paddle saves after a step of each optimizer.
+ACCUMULATORS = {
+    "SGD": {},
+    "Momentum": {"velocity_0": None},
+    "Adam": {"moment1_0": None, "moment2_0": None, "beta1_pow_acc_0": (1,), "beta2_pow_acc_0": (1,)},
+}
+SCHEDULER_KEY = "LR_Scheduler"
+
+
+def check_optimizer_state(state: dict, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer, path: Path, *,
+                          scheduler=None, steps_done: int | None = None) -> None:
+    """Refuse an optimizer state that is not exactly ``optimizer``'s: every accumulator of every parameter,
+    with its shape and dtype, the scheduler's fields (``last_epoch`` = ``steps_done``), and nothing else."""
+    kind = type(optimizer).__name__
+    expected = {f"{name}_{suffix}": (tuple(param.shape) if shape is None else shape, _numpy_dtype(param))
+                for name, param in model.named_parameters() for suffix, shape in ACCUMULATORS[kind].items()}
+    allowed = set(expected) | ({SCHEDULER_KEY} if scheduler is not None else set())
+    unexpected = sorted(set(state) - allowed)
+    if unexpected:
+        raise CheckpointError(f"{path}: holds {errors.brief(unexpected[0])}, which this run's {kind} optimizer"
+                              f"{'' if scheduler is not None else ' (constant learning rate)'} does not keep")
+    for key, (shape, dtype) in expected.items():
+        value = state.get(key)
+        if value is None:
+            raise CheckpointError(f"{path}: lacks {key!r}: the {kind} optimizer keeps it for every parameter, and "
+                                  "resuming without it would restart it from zero")
+        if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
+            got = f"{value.dtype} {list(value.shape)}" if isinstance(value, np.ndarray) else type(value).__name__
+            raise CheckpointError(f"{path}: {key!r} is {got}, expected {dtype} {list(shape)}")
+    if scheduler is not None:
+        _check_scheduler_state(state.get(SCHEDULER_KEY), scheduler, path, steps_done)
+
+
+def _check_scheduler_state(saved, scheduler, path: Path, steps_done: int | None) -> None:
+    """The scheduler's saved fields: the ones a fresh scheduler has, of their types, in range."""
+    fresh = scheduler.state_dict()
+    if not isinstance(saved, dict) or set(saved) != set(fresh):
+        got = sorted(saved) if isinstance(saved, dict) else "none"  # load_state has made every key a name
+        raise CheckpointError(f"{path}: its {SCHEDULER_KEY!r} must hold {sorted(fresh)}, got {got}")
+    for key, value in saved.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key == "last_epoch":
+            if type(value) is not int or (steps_done is not None and value != steps_done):
+                raise CheckpointError(f"{path}: {SCHEDULER_KEY}.last_epoch is {errors.brief(value)}, expected "
+                                      f"{steps_done} (the steps of the epochs saved)")
+        elif isinstance(fresh[key], (int, float)) and not (number and 0 <= value < 1e6):
+            raise CheckpointError(f"{path}: {SCHEDULER_KEY}.{key} is {errors.brief(value)}, expected a number in 0..1e6")
+        elif not isinstance(fresh[key], (int, float)) and type(value) is not type(fresh[key]):
+            raise CheckpointError(f"{path}: {SCHEDULER_KEY}.{key} is a {type(value).__name__}, expected a "
+                                  f"{type(fresh[key]).__name__}")
+
+
+def _numpy_dtype(param) -> np.dtype:
+    return np.dtype(str(param.dtype).removeprefix("paddle."))

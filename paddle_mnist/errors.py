@@ -31,3 +31,21 @@ def cli_entry(prog: str):
                 return 130
         return wrapper
     return decorate
+
+
+def brief(value, limit: int = 60) -> str:
+    """``value`` for an error message, never longer than about ``limit`` characters: what an untrusted file
+    holds may be a string of megabytes or an integer of thousands of digits (whose str() raises)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length() * 0.30103:,.0f} digits"
+    text = repr(value) if not isinstance(value, (list, dict, tuple)) else f"a {type(value).__name__} of {len(value)}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def json_reason(error: Exception) -> str:
+    """Why ``json.loads`` refused a text, in a few words.  Python refuses integers of more than 4,300
+    digits (their conversion is quadratic) with a ValueError that is not a JSONDecodeError."""
+    text = str(error)
+    if "integer string conversion" in text:
+        return "an integer of more than 4,300 digits"
+    return text[:120] or type(error).__name__

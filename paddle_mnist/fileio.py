@@ -72,14 +72,25 @@ def open_regular(path: str | os.PathLike, error: type[UserError] = UserError) ->
     The open itself does not block (``O_NONBLOCK``), so a FIFO with no writer
     is refused rather than waited on.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device?)"
-            raise error(f"{path}: {kind}")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        _refuse_unless_regular(os.stat(path).st_mode, path, error)  # a socket cannot be opened at all
+        raise
+    try:
+        _refuse_unless_regular(os.fstat(fd).st_mode, path, error)
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+
+
+KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+         (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _refuse_unless_regular(mode: int, path, error: type[UserError]) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in KINDS if test(mode)), "not a file")
+        raise error(f"{path}: {kind}" if kind == "a directory" else f"{path}: {kind}, not a regular file")

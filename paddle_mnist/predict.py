@@ -239,9 +239,8 @@ class Predictor:
                 with preprocess.decoding(result.source):
                     inputs.append(self.model_input(item, naive))
                 slots.append(result)
-            except UserError as e:
-                message = str(e)
-                result.error = message if message.startswith(result.source) else f"{result.source}: {message}"
+            except UserError as e:  # ``decoding`` has put the source first
+                result.error = str(e)
             results.append(result)
         if inputs:
             outputs = self.engine(np.stack(inputs).astype(np.float32))
@@ -301,7 +300,15 @@ def describe(item) -> str:
 def format_line(result: Prediction, classes: list[str]) -> str:
     top = ", ".join(f"{classes[k]} {p:.3f}" for k, p in result.topk)
     raw = f", raw {result.raw:.2f}" if result.raw is not None else ""
-    return f"{result.source}: {classes[result.digit]} (p={result.probability:.3f}{raw}) top-{len(result.topk)}: {top}"
+    return f"{printable(result.source)}: {classes[result.digit]} (p={result.probability:.3f}{raw}) " \
+           f"top-{len(result.topk)}: {top}"
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``...): a file name holding a newline must not
+    start a line of its own, which could pass for another image's prediction."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape", "backslashreplace").decode()
+                   for c in text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,7 +353,7 @@ def main(argv=None) -> int:
         elif not result.error:
             print(format_line(result, predictor.classes), flush=True)
         if result.error:
-            print(f"paddle-mnist predict: error: {result.error}", file=sys.stderr, flush=True)
+            print(f"paddle-mnist predict: error: {printable(result.error)}", file=sys.stderr, flush=True)
             failed = True
     return 1 if failed else 0
 

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from paddle_mnist.errors import UserError
+from paddle_mnist.fileio import open_regular
 
 MAX_PIXELS = 40_000_000        # decompression-bomb guard: 40 MP is far above any phone photo of a digit
 WORK_SIZE = 512                # long side the analysis runs at; more only costs time
@@ -36,21 +37,30 @@ class NoDigitFound(UserError):
 @contextlib.contextmanager
 def decoding(source: str):
     """Within: any failure of a decoder or converter on one image's bytes becomes that image's one-line
-    ``ImageError`` (Pillow raises ValueError, SyntaxError, struct.error... on odd files)."""
+    ``ImageError`` (Pillow raises ValueError, SyntaxError, struct.error... on odd files), and every
+    one-line error names ``source`` first."""
     try:
         yield
-    except UserError:
-        raise
+    except UserError as e:
+        if str(e).startswith(source):
+            raise
+        raise type(e)(f"{source}: {e}") from None
     except Exception as e:
         raise ImageError(f"{source}: cannot decode the image ({type(e).__name__}: {e})") from None
 
 
 def open_image(path: Path) -> Image.Image:
-    """Open and decode ``path``, with one-line errors for every way that can fail."""
+    """Open and decode ``path``, with one-line errors for every way that can fail (a directory, a FIFO,
+    a device or a socket is named as what it is)."""
     path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file")
-    return decode(path, str(path))
+    try:
+        file = open_regular(path, ImageError)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
+    with file:
+        return decode(file, str(path))
 
 
 def open_image_bytes(data: bytes, source: str = "upload") -> Image.Image:
@@ -188,6 +198,8 @@ def to_gray(image: Image.Image) -> np.ndarray:
         image = Image.alpha_composite(white, rgba)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(values).all():  # a float TIFF can hold them; read as ink they would hide the digit
+            raise ImageError(f"holds {np.count_nonzero(~np.isfinite(values)):,} NaN or infinite pixel values")
         top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
         return np.clip(values / top, 0, 1)
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0

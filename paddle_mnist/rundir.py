@@ -19,6 +19,7 @@ still reads.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import fcntl
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import paddle
 
-from paddle_mnist import checkpoint, losses, models
+from paddle_mnist import checkpoint, errors, losses, models
 from paddle_mnist.config import DATASETS, DEFAULTS, Config
 from paddle_mnist.data.encoding import ENCODINGS, Encoding
 from paddle_mnist.errors import UserError
@@ -177,12 +178,25 @@ class _Schema:
             classes=tuple(self.get("classes", list, "a list of 10 class names",
                                    lambda v: len(v) == 10 and all(isinstance(c, str) for c in v))),
             epochs_done=self.count("epochs_done"), seed=self.count("seed"),
-            config=self.get("config", dict, "an object"), metrics=self.get("metrics", dict, "an object"),
+            config=self.get("config", dict, "an object"), metrics=self.metrics(),
             best_epoch=self.count("best_epoch"),
             files=self.names("files", lambda v: isinstance(v, str) and len(v) == 64, "an object of SHA-256 digests"),
-            history=self.get("history", list, "a list of epoch rows", lambda v: all(isinstance(r, dict) for r in v)),
+            history=self.get("history", list, f"a list of epoch rows of {', '.join(HISTORY_COLUMNS)} (numbers)",
+                             lambda v: all(isinstance(r, dict) and set(r) <= set(HISTORY_COLUMNS)
+                                           and all(_number(x) for x in r.values()) for r in v)),
             paddle_version=self.get("paddle_version", str, "a string", optional=True) or "",
             data_source=self.get("data_source", str, "a path", optional=True), weights=weights)
+
+    def metrics(self) -> dict:
+        """Accuracies and losses (numbers), and the eval split's 10x10 confusion matrix of counts."""
+        def ok(key, value):
+            if key == "confusion":
+                return isinstance(value, list) and len(value) == 10 and all(
+                    isinstance(row, list) and len(row) == 10 and all(type(n) is int and 0 <= n < 1 << 31 for n in row)
+                    for row in value)
+            return _number(value)
+        return self.get("metrics", dict, "an object of numbers (and a 10x10 confusion matrix)",
+                        lambda d: all(isinstance(k, str) and ok(k, v) for k, v in d.items()))
 
     def encoding(self) -> Encoding:
         norm = self.get("normalization", dict, f"an object naming one of {', '.join(ENCODINGS)}",
@@ -191,6 +205,11 @@ class _Schema:
         if (norm.get("scale"), norm.get("offset")) != (known.scale, known.offset):
             self.fail("normalization", f"{known.name}'s scale {known.scale} and offset {known.offset}")
         return known
+
+
+def _number(value) -> bool:
+    """A finite int or float of a size a metric can have (bounded before anything prints or plots it)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e15 and value == value
 
 
 def _plain_name(value) -> bool:
@@ -215,8 +234,8 @@ def read(run_dir: str | Path) -> RunInfo:
                        missing=f"no such file (train a model into {run_dir} first)")
     try:
         obj = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise RunDirError(f"{path}: not valid JSON ({str(e) or type(e).__name__})") from None
+    except (ValueError, RecursionError) as e:
+        raise RunDirError(f"{path}: not valid JSON ({errors.json_reason(e)})") from None
     return RunInfo.from_json(obj, path)
 
 
@@ -313,15 +332,21 @@ class RunWriter:
     def save_epoch(self, model, optimizer, info: RunInfo, state: RunState, improved: bool) -> None:
         if not self.enabled:
             return
-        try:
+        with self._saving(f"saving epoch {state.epoch}"):
             names, files = self._write_set(model, optimizer, state, improved)
             _fsync_dir(self.out)
             state.weights, state.files = names, files
             self._commit(dataclasses.replace(info, weights=dict(names), files=dict(files)))
             self._refresh_views(state, info)
+
+    @contextlib.contextmanager
+    def _saving(self, what: str):
+        """A failed write (a full disk, a read-only remount) is one line saying what the directory still holds."""
+        try:
+            yield
         except OSError as e:
             self._remove_unreferenced()
-            raise RunDirError(f"{self.out}: saving epoch {state.epoch} failed ({e.strerror or e}); "
+            raise RunDirError(f"{self.out}: {what} failed ({e.strerror or e}); "
                               f"the directory holds {self._committed()}") from None
 
     def _write_set(self, model, optimizer, state: RunState, improved: bool) -> tuple[dict, dict]:
@@ -340,7 +365,8 @@ class RunWriter:
     def save_final(self, info: RunInfo) -> None:
         """The metadata again once the eval metrics are known; the weight files are unchanged."""
         if self.enabled:
-            self._commit(info)
+            with self._saving("saving the final metrics"):
+                self._commit(info)
 
     def _commit(self, info: RunInfo) -> None:
         save_json(self.out / METADATA, info)
@@ -418,8 +444,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def resume(out: Path, config: Config, model, optimizer) -> RunState:
-    """Load the run in ``out`` after checking it is the same run and its files are intact."""
+def resume(out: Path, config: Config, trainee) -> RunState:
+    """Load the run in ``out`` into ``trainee`` (``train.Trainee``) after checking it is the same run, its
+    files are intact and the optimizer state is all of this optimizer's."""
     info = read(out)
     saved = info.config
     changed = [f for f in RESUME_FIELDS if saved.get(f, getattr(DEFAULTS, f)) != getattr(config, f)]  # older runs lack some
@@ -427,8 +454,9 @@ def resume(out: Path, config: Config, model, optimizer) -> RunState:
         changed.append("epochs (the LR schedule spans all epochs)")
     if changed:
         raise RunDirError(f"{out}: cannot resume: the saved run differs in {', '.join(changed)}")
-    checkpoint.load_weights(model, weights_path(out, info, "last"), info.files)
-    checkpoint.load_optimizer_state(model, optimizer, weights_path(out, info, "optimizer"), info.files)
+    checkpoint.load_weights(trainee.model, weights_path(out, info, "last"), info.files)
+    checkpoint.load_optimizer_state(trainee.model, trainee.optimizer, weights_path(out, info, "optimizer"), info.files,
+                                    scheduler=trainee.scheduler, steps_done=info.epochs_done * trainee.steps_per_epoch)
     best = checkpoint.load_state(weights_path(out, info, "best"), info.files)
     return RunState(epoch=info.epochs_done, history=info.history, best_epoch=info.best_epoch,
                     metrics=info.metrics, files=info.files, weights=info.weights, best_weights=best)

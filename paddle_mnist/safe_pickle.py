@@ -11,7 +11,11 @@ is the pure-Python unpickler (its memo is a dict, its stack a list) with:
 - arrays only of plain numeric dtypes whose bytes are all in the file: no
   zero-size dtypes, so no zero-stride views and no allocation beyond the data;
 - tuples and frozensets at most ``MAX_DEPTH`` deep, and no opcodes that call
-  constructors (``NEWOBJ``, ``INST``, ``OBJ``, extension registry).
+  constructors (``NEWOBJ``, ``INST``, ``OBJ``, extension registry);
+- containers, marks and memo entries counted against a budget in proportion to
+  the file and far above what a state dict needs (one byte of ``(`` or ``}``
+  costs the pure-Python unpickler a list or a dict: 50 MB of them once took
+  3.2 GB); integers of at most 64 bits.
 
 Any violation raises ``Refused`` with a sentence naming it.
 """
@@ -25,6 +29,10 @@ import numpy as np
 from numpy._core import multiarray
 
 MAX_DEPTH = 32
+# A state dict of this project's largest network and its Adam state makes ~2,500 containers and memo
+# entries; each costs the unpickler ~100 bytes, so the cap holds that under 30 MB whatever the file.
+MAX_CONTAINERS = 200_000
+MAX_INT_BITS = 64
 NUMERIC_KINDS = "biuf"   # bool, signed, unsigned, float: all a tensor can hold
 
 
@@ -83,6 +91,9 @@ GLOBALS = {
 _CALLS_CONSTRUCTORS = (pickle.NEWOBJ, pickle.NEWOBJ_EX, pickle.INST, pickle.OBJ,
                        pickle.EXT1, pickle.EXT2, pickle.EXT4)
 _BUILDS_HASHABLE = (pickle.TUPLE, pickle.TUPLE1, pickle.TUPLE2, pickle.TUPLE3, pickle.FROZENSET)
+_MAKES_CONTAINERS = (pickle.MARK, pickle.EMPTY_DICT, pickle.EMPTY_LIST, pickle.EMPTY_TUPLE, pickle.EMPTY_SET,
+                     pickle.DICT, pickle.LIST, pickle.PUT, pickle.BINPUT, pickle.LONG_BINPUT, pickle.MEMOIZE,
+                     *_BUILDS_HASHABLE)
 
 
 class StateUnpickler(pickle._Unpickler):
@@ -93,6 +104,7 @@ class StateUnpickler(pickle._Unpickler):
     def __init__(self, data: bytes):
         super().__init__(io.BytesIO(data))
         self._depth: dict[int, tuple[object, int]] = {}   # id -> (object kept alive, nesting depth)
+        self._containers_left = min(MAX_CONTAINERS, 1_000 + len(data) // 8)
 
     def find_class(self, module, name):
         if (module, name) in GLOBALS:
@@ -130,6 +142,25 @@ def _depth_checked(load):
     return run
 
 
+def _counted(load):
+    """Wrap an opcode that makes a container, a mark or a memo entry: refuse past the file's budget."""
+    def run(unpickler: StateUnpickler):
+        unpickler._containers_left -= 1
+        if unpickler._containers_left < 0:
+            raise Refused("it makes more containers and memo entries than a state dict of its size holds")
+        load(unpickler)
+    return run
+
+
+def _int_checked(load):
+    """Wrap LONG1 / LONG4: an integer of at most ``MAX_INT_BITS`` (a state dict's are step counts)."""
+    def run(unpickler: StateUnpickler):
+        load(unpickler)
+        if unpickler.stack[-1].bit_length() > MAX_INT_BITS:
+            raise Refused(f"it holds an integer of {unpickler.stack[-1].bit_length():,} bits")
+    return run
+
+
 def _check_array_state(state) -> None:
     """``ndarray.__setstate__``'s argument: a numeric dtype and exactly the bytes its shape needs."""
     if not (isinstance(state, tuple) and len(state) == 5):
@@ -147,6 +178,10 @@ for _code in _CALLS_CONSTRUCTORS:
 StateUnpickler.dispatch[pickle.BUILD[0]] = StateUnpickler._build
 for _code in _BUILDS_HASHABLE:
     StateUnpickler.dispatch[_code[0]] = _depth_checked(pickle._Unpickler.dispatch[_code[0]])
+for _code in (pickle.LONG1, pickle.LONG4):
+    StateUnpickler.dispatch[_code[0]] = _int_checked(pickle._Unpickler.dispatch[_code[0]])
+for _code in _MAKES_CONTAINERS:
+    StateUnpickler.dispatch[_code[0]] = _counted(StateUnpickler.dispatch[_code[0]])
 
 
 def loads(data: bytes):

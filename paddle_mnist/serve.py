@@ -35,7 +35,7 @@ from PIL import Image
 
 from paddle_mnist import preprocess, views
 from paddle_mnist.cli import non_negative_float, positive_float, positive_int
-from paddle_mnist.errors import UserError, cli_entry
+from paddle_mnist.errors import UserError, cli_entry, json_reason
 from paddle_mnist.http_guard import H11_HEAD_LIMIT, Guard, QuietInvalidRequests, guarded_protocol, log, one_line
 from paddle_mnist.limits import MB, SMALL_BODY, DecodePool, Limits, within
 from paddle_mnist.predict import ENGINES, Prediction, Predictor
@@ -174,8 +174,8 @@ class Service:
         try:
             with preprocess.decoding(source):
                 return preprocess.mnist_like(preprocess.decode(header, source))
-        except preprocess.NoDigitFound as e:
-            raise RequestError(422, f"{source}: {e}") from None
+        except preprocess.NoDigitFound as e:  # ``decoding`` has put the source first
+            raise RequestError(422, str(e)) from None
         except UserError as e:
             raise RequestError(400, str(e)) from None
 
@@ -356,8 +356,8 @@ async def json_body(request) -> dict:
         raise RequestError(415, f"content type {kind or 'none'!r}: send application/json")
     try:
         body = json.loads(await request.body())
-    except (ValueError, RecursionError) as e:  # ValueError: also an integer of over 4,300 digits
-        raise RequestError(400, f"malformed JSON ({str(e)[:120]})") from None
+    except (ValueError, RecursionError) as e:
+        raise RequestError(400, f"malformed JSON ({json_reason(e)})") from None
     if not isinstance(body, dict):
         raise RequestError(400, "the JSON body must be an object")
     return body

@@ -43,6 +43,7 @@ class Trainee:
     optimizer: paddle.optimizer.Optimizer
     scheduler: paddle.optimizer.lr.LRScheduler | None
     scaler: paddle.amp.GradScaler | None
+    steps_per_epoch: int            # optimizer steps in one epoch (global batches)
 
 
 # --- the command line --------------------------------------------------------
@@ -131,9 +132,10 @@ def build_trainee(config: Config, train_size: int) -> Trainee:
     paddle.seed(config.seed)
     np.random.seed(config.seed)
     model = models.build(config.model, loss.outputs)
-    optimizer, scheduler = make_optimizer(config, model, math.ceil(train_size / config.batch_size))
+    steps = math.ceil(train_size / config.batch_size)
+    optimizer, scheduler = make_optimizer(config, model, steps)
     scaler = paddle.amp.GradScaler() if config.amp else None
-    return Trainee(model, parallel.wrap(model), loss, optimizer, scheduler, scaler)
+    return Trainee(model, parallel.wrap(model), loss, optimizer, scheduler, scaler, steps)
 
 
 # --- the loops -----------------------------------------------------------------
@@ -261,8 +263,7 @@ def fit(config: Config) -> rundir.RunInfo:
             writer.check_fresh(config.overwrite)
         data, datasets = load_training_data(config)
         trainee = build_trainee(config, len(datasets["train"]))
-        state = rundir.resume(Path(config.out), config, trainee.model, trainee.optimizer) if config.resume \
-            else rundir.RunState()
+        state = rundir.resume(Path(config.out), config, trainee) if config.resume else rundir.RunState()
         announce(config, data, datasets["train"], trainee, device, state)
         for epoch in range(state.epoch + 1, config.epochs + 1):
             row = run_epoch(trainee, datasets, config, epoch)

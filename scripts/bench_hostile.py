@@ -1,4 +1,4 @@
-"""Run every hostile or broken input of issue 10 against a version of the package and tabulate the outcome.
+"""Run every hostile or broken input of issues 10 and 22 against a version of the package and tabulate the outcome.
 
     python scripts/bench_hostile.py                          # this checkout
     python scripts/bench_hostile.py --pythonpath ../old      # another checkout (git worktree add ../old REV)
@@ -114,6 +114,25 @@ def cases(b: Bench):
     yield "file name not UTF-8 (train)", lambda: non_utf8(b)
     yield "mirror sending forever", lambda: mirror(b, "endless")
     yield "mirror dripping a byte every 0.2 s", lambda: mirror(b, "drip")
+    # issue 22
+    for name, change in OPTIMIZER_STATES.items():
+        yield f"--resume (Adam, one-cycle), .pdopt {name}", lambda change=change: resume_adam(b, change)
+    huge = {"epochs_done": "9" * 5000}
+    yield "mnist.json: 5,000-digit epochs_done (predict)", lambda: b.predict(huge_meta(b, "h1"))
+    yield "mnist.json: 5,000-digit epochs_done (export)", lambda: b.cli("export", "--model-dir", huge_meta(b, "h2"))
+    yield "mnist.json: 5,000-digit epochs_done (train --resume)", lambda: b.cli(
+        "train", "--data", b.data, "--model", "mlp", "--epochs", "2", "--batch-size", "50", "--lr", "0.05",
+        "--out", huge_meta(b, "h3"), "--resume")
+    del huge
+    yield ".pdparams: a 5,000-digit integer key (2 KB)", lambda: b.predict(b.plant("k1", big_int_key()))
+    yield ".pdparams: 10 MB of MARK", lambda: b.predict(b.plant("c1", b"\x80\x02" + b"(" * (10 << 20)))
+    yield ".pdparams: 50 MB of MARK", lambda: b.predict(b.plant("c2", b"\x80\x02" + b"(" * (50 << 20)))
+    yield ".pdparams: 10 MB of EMPTY_DICT", lambda: b.predict(b.plant("c3", b"\x80\x02" + b"}" * (10 << 20)))
+    yield "the data through a symlink of another name, warm cache", lambda: cache_alias(b)
+    for kind in ("a directory", "a FIFO", "/dev/zero", "a socket"):
+        yield f"predict {kind}", lambda kind=kind: predict_special(b, kind)
+    yield "predict a file name with a newline (stdout lines)", lambda: newline_name(b)
+    yield "predict a float TIFF with one inf pixel", lambda: inf_tiff(b)
 
 
 def empty_train(path: Path) -> Path:
@@ -126,9 +145,11 @@ def cache_fifo(b: Bench):
     cache = b.work / "fifo-cache"
     cache.mkdir()
     digest = hashlib.sha256(b.data.read_bytes()).digest()
-    for version in (1, 2):  # the cache key format of the old and the new layout
+    for version in (1, 2):  # the cache key formats of earlier layouts (with the file's name)
         key = hashlib.sha256(f"v{version}".encode() + os.fsencode(b.data.name) + b"\0" + digest).hexdigest()
         os.mkfifo(cache / f"splits-{key[:32]}.npz")
+    key = hashlib.sha256(b"v3:1" + digest).hexdigest()  # and today's: the content alone
+    os.mkfifo(cache / f"splits-{key[:32]}.npz")
     return b.cli("data", "show", "--data", b.data, "--out", b.work / "g.png", env={"PADDLE_MNIST_CACHE": str(cache)})
 
 
@@ -221,6 +242,111 @@ def non_utf8(b: Bench):
     return b.cli("train", "--data", odd, "--model", "linear", "--epochs", "1", "--out", b.work / "o-utf8")
 
 
+def _without(key):
+    return lambda state: {k: v for k, v in state.items() if k != key}
+
+
+def _scheduler(**fields):
+    return lambda state: {**state, "LR_Scheduler": {**state["LR_Scheduler"], **fields}}
+
+
+OPTIMIZER_STATES = {
+    "{} (hash matching)": lambda state: {},
+    "9-byte memo-index pickle": None,
+    "LR_Scheduler.last_epoch 'x'": _scheduler(last_epoch="x"),
+    "LR_Scheduler.last_epoch 10**9": _scheduler(last_epoch=10**9),
+    "a moment of the wrong shape": lambda state: {**state, "body.0.weight_moment1_0": __import__("numpy").zeros(3, "f4")},
+    "a moment missing": _without("body.0.weight_moment1_0"),
+}
+ADAM = ["--model", "mlp", "--optimizer", "adam", "--schedule", "onecycle", "--lr", "0.003", "--batch-size", "50",
+        "--epochs", "2"]
+
+
+def resume_adam(b: Bench, change):
+    """A finished Adam run whose optimizer state is replaced (its hash recorded), resumed."""
+    from paddle_mnist import checkpoint  # this checkout's, which writes the same files as any
+    out = b.work / f"adam-{len(list(b.work.glob('adam-*')))}"
+    b.cli("train", "--data", b.data, "--out", out, *ADAM, check=True)
+    meta = json.loads((out / "mnist.json").read_text())
+    path = out / meta["weights"]["optimizer"]
+    data = hostile.MEMO_BOMB if change is None else checkpoint.save_state_bytes(change(checkpoint.load_state(path)))
+    path.unlink()
+    path.write_bytes(data)
+    meta["files"][path.name] = hashlib.sha256(data).hexdigest()
+    (out / "mnist.json").write_text(json.dumps(meta))
+    return b.cli("train", "--data", b.data, "--out", out, *ADAM, "--resume")
+
+
+def huge_meta(b: Bench, name: str) -> Path:
+    model = b.model_copy(name)
+    meta = model / "mnist.json"
+    text = meta.read_text()
+    done = json.loads(text)["epochs_done"]
+    meta.write_text(text.replace(f'"epochs_done": {done}', '"epochs_done": ' + "9" * 5000))
+    return model
+
+
+def big_int_key() -> bytes:
+    import pickle
+    import numpy as np
+    return pickle.dumps({10 ** 5000: np.zeros(1, np.float32)}, protocol=2)
+
+
+def cache_alias(b: Bench):
+    """The real data (if ../shared/data has it) loaded once, then through a symlink of another name: the
+    second load's seconds, and how many cache files there are after it (in the last line)."""
+    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.json.gz"
+    source = real if real.exists() else b.data
+    cache = b.work / "alias-cache"
+    alias = b.work / "another-name.json.gz"
+    alias.symlink_to(source)
+    env = {"PADDLE_MNIST_CACHE": str(cache)}
+    b.cli("data", "show", "--data", source, "--out", b.work / "g.png", env=env, check=True)
+    code = ("import sys, pathlib; from paddle_mnist.data import splits; splits.load(sys.argv[1]); "
+            "print(len(list(pathlib.Path(sys.argv[2]).glob('splits-*.npz'))), 'cache file(s)', file=sys.stderr)")
+    return hostile.run_limited(["-c", code, str(alias), str(cache)], limit_mb=b.limit_mb, timeout=b.timeout,
+                               env={**b.env, **env})
+
+
+def predict_special(b: Bench, kind: str):
+    import socket
+    path = {"a directory": b.work / "a-dir", "a FIFO": b.work / "a-fifo", "/dev/zero": Path("/dev/zero"),
+            "a socket": b.work / "a-socket"}[kind]
+    listener = None
+    if kind == "a directory":
+        path.mkdir(exist_ok=True)
+    elif kind == "a FIFO" and not path.exists():
+        os.mkfifo(path)
+    elif kind == "a socket":
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(path))
+    try:
+        return b.cli("predict", path, "--model-dir", b.model)
+    finally:
+        if listener:
+            listener.close()
+
+
+def newline_name(b: Bench):
+    """The last line is how many lines stdout had for one image (1 is right)."""
+    forged = b.work / "x.png: 7 (p=1.000) top-1: 7 1.000\nreal.png"
+    shutil.copy(b.picture, forged)
+    outcome = b.cli("predict", forged, "--model-dir", b.model)
+    outcome.stderr += f"\n{len(outcome.stdout.splitlines())} stdout line(s) for one image"
+    return outcome
+
+
+def inf_tiff(b: Bench):
+    import numpy as np
+    from PIL import Image
+    values = np.full((40, 40), 1.0, np.float32)
+    values[10:30, 18:22] = 0.0
+    values[0, 0] = np.inf
+    path = b.work / "float.tiff"
+    Image.fromarray(values, mode="F").save(path)
+    return b.cli("predict", path, "--model-dir", b.model)
+
+
 class _Mirror(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -263,6 +389,7 @@ def main() -> None:
     env = {"PYTHONPATH": str(Path(args.pythonpath).resolve())} if args.pythonpath else {}
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
         work = Path(tmp)
+        os.chdir(work)  # python -c puts the working directory first on sys.path: inside a checkout, it would win
         env.update(PADDLE_MNIST_CACHE=str(work / "cache"), PADDLE_MNIST_OFFLINE="1")
         bench = Bench(work, env, args.limit_mb, args.timeout)
         print("| case | exit | last line of stderr | peak RSS (MB) | seconds |\n| --- | --- | --- | --- | --- |")

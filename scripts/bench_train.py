@@ -102,7 +102,7 @@ def trainer(data: str, images: int, variant: str) -> float:
         model = paddle.jit.to_static(model)
     config = Config(data=data, epochs=1)
     optimizer = paddle.optimizer.SGD(0.01, parameters=model.parameters())
-    trainee = train.Trainee(model, model, losses.LOSSES["cross_entropy"], optimizer, None, None)
+    trainee = train.Trainee(model, model, losses.LOSSES["cross_entropy"], optimizer, None, None, -(-images // BATCH))
     warm = MnistDataset("train", data, limit=WARMUP_BATCHES * BATCH)
     train.train_epoch(trainee, warm, config, 1)
     timed = MnistDataset("train", data, limit=images)
@@ -178,7 +178,7 @@ def shapes(data: str, images: int) -> dict:
     def speed(widths, batch):
         model = models.ConvNet(10, widths=widths)
         optimizer = paddle.optimizer.Adam(0.001, parameters=model.parameters())
-        trainee = train.Trainee(model, model, losses.LOSSES["cross_entropy"], optimizer, None, None)
+        trainee = train.Trainee(model, model, losses.LOSSES["cross_entropy"], optimizer, None, None, -(-images // batch))
         config = Config(data=data, epochs=1, batch_size=batch, model="convnet")
         train.train_epoch(trainee, MnistDataset("train", data, limit=WARMUP_BATCHES * batch), config, 1)
         return round(train.train_epoch(trainee, dataset, config, 1)["images_per_s"])

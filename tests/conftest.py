@@ -1,7 +1,8 @@
 """Every test runs in a temp working dir with a private cache and downloads off.
 
-Integration tests use the real files in ../shared/data; outside CI they are
-skipped when those files are absent, in CI (CI=true) their absence fails.
+Integration tests use the real files in ../shared/data, optional modules (the serve and ONNX extras)
+and Debian programs (Chromium); outside CI a test skips when what it needs is absent, under CI
+(CI=true or 1) that absence fails it: one helper, ``missing``, for data, modules and programs.
 """
 from __future__ import annotations
 
@@ -25,13 +26,39 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
+def in_ci() -> bool:
+    """CI sets CI=true (``.ci/run`` exports it too); only "true" and "1" count, so CI=false is a laptop."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def missing(what: str, how: str):
+    """Skip a test whose ``what`` is absent; under CI, which provides everything (``how``), fail it."""
+    if in_ci():
+        pytest.fail(f"{what} is missing: CI provides it ({how})")
+    pytest.skip(f"{what} is not available ({how})", allow_module_level=True)
+
+
 def require(path: Path) -> Path:
     """``path``, or a skip (a failure in CI, which provides it)."""
     if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing: CI provides it (../shared/data, Debian's dataset-fashion-mnist)")
-        pytest.skip(f"{path} not present")
+        missing(str(path), "../shared/data, Debian's dataset-fashion-mnist")
     return path
+
+
+def require_module(name: str):
+    """The module ``name``, or a skip (a failure in CI, whose test extra installs it)."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        missing(f"the module {name} ({e})", "pip install -e '.[test]'")
+
+
+def require_programs(*paths: Path) -> None:
+    """Each program, or a skip (a failure in CI, which installs them with apt)."""
+    absent = [str(p) for p in paths if not Path(p).exists()]
+    if absent:
+        missing(" and ".join(absent), "Debian packages that .ci/run installs")
 
 
 @pytest.fixture(scope="session")

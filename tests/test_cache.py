@@ -71,3 +71,21 @@ def test_failed_write_leaves_no_file(source, monkeypatch):
     monkeypatch.setattr(np, "savez", explode)
     reload(source)
     assert cache_files() == [] and list(cache.cache_dir().iterdir()) == []
+
+
+def test_the_same_data_under_another_name_hits_the_cache(shared_json, tmp_path, monkeypatch):
+    """A link or a copy of the data under another name is the same content: one cache file, no parse."""
+    import shutil
+    import time
+    splits.load(shared_json)  # the session's cache is warm from here on
+    before = cache_files()
+    alias = tmp_path / "another-name.json.gz"
+    alias.symlink_to(shared_json)
+    copy = shutil.copy(shared_json, tmp_path / "copy.json.gz")
+    parses = count_parses(monkeypatch)
+    for path in (alias, copy):
+        start = time.perf_counter()
+        data = splits.load(path)
+        seconds = time.perf_counter() - start
+        assert len(data.splits["train"].pixels) == 50_000 and seconds < 3, seconds  # a cold parse takes ~10 s
+    assert parses == [] and cache_files() == before

@@ -4,6 +4,7 @@ one complete set, predict reads it, and --resume ends bit-identical to an uninte
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import subprocess
@@ -197,20 +198,79 @@ def test_unwritable_out_is_found_before_training(data_file, tmp_path, kind, caps
 
 
 def test_readers_see_a_complete_set_while_a_trainer_saves(data_file, tmp_path):
+    """Readers loop while a trainer commits a set per epoch: no error once the first set is there, and
+    reads that span several commits (so reads overlapped saves)."""
     out = tmp_path / "out"
-    train_cli("--data", data_file, "--out", out, "--model", "linear", "--epochs", "1", "--batch-size", "100")
     trainer = subprocess.Popen([sys.executable, "-m", "paddle_mnist.train", "--data", str(data_file), "--out", str(out),
-                                "--model", "linear", "--epochs", "40", "--batch-size", "100", "--overwrite"],
+                                "--model", "linear", "--epochs", "40", "--batch-size", "100"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    reads = 0
+    seen, deadline = [], time.monotonic() + 120
     try:
-        while trainer.poll() is None and reads < 2000:
-            try:
-                Predictor.from_dir(out)
-            except UserError as e:
-                assert "mnist.json: no such file" in str(e), e  # only before --overwrite's first commit
-            reads += 1
+        while trainer.poll() is None and time.monotonic() < deadline:
+            if not seen and not (out / rundir.METADATA).exists():
+                time.sleep(0.01)
+                continue
+            info, _ = rundir.read_with_weights(out, "best")   # what predict reads; any error fails the test
+            seen.append(info.epochs_done)
     finally:
         trainer.kill()
         trainer.wait()
-    assert reads > 10
+    assert len(set(seen)) >= 3, f"reads spanned {len(set(seen))} commits"
+
+
+def test_a_set_committed_between_reading_the_metadata_and_the_weights_is_read_again(tiny_model_dir, data_file,
+                                                                                    monkeypatch):
+    """The race ``read_with_weights`` retries, made to happen: a trainer commits epoch 2 (and removes epoch 1's
+    files) right after the reader has read epoch 1's metadata."""
+    out = tiny_model_dir()
+    real_read, calls = rundir.read, []
+
+    def read_then_save(run_dir):
+        info = real_read(run_dir)
+        if not calls:
+            calls.append(info.epochs_done)
+            train_cli("--data", data_file, "--out", out, "--model", "mlp", "--epochs", "1", "--batch-size", "50",
+                      "--lr", "0.05", "--seed", "3", "--overwrite")
+        return info
+    monkeypatch.setattr(rundir, "read", read_then_save)
+    info, state = rundir.read_with_weights(out, "best")
+    assert calls == [1] and info.seed == 3, "the second read found the new set"
+    np.testing.assert_array_equal(state["body.0.weight"], checkpoint.load_state(out / "best.pdparams")["body.0.weight"])
+
+
+def test_the_commit_is_a_rename_so_mnist_json_is_never_torn(data_file, tmp_path):
+    """``mnist.json`` is replaced, never rewritten in place: each commit gives it a new inode, and at no
+    instant does it hold part of a file (a reader would see a torn JSON)."""
+    out = tmp_path / "out"
+    train_cli("--data", data_file, "--out", out, "--model", "linear", "--epochs", "1")
+    before = (out / rundir.METADATA).stat().st_ino
+    handle = open(out / rundir.METADATA)  # an open reader keeps the old file whole
+    old_text = handle.read()
+    train_cli("--data", data_file, "--out", out, "--model", "linear", "--epochs", "2", "--resume")
+    assert (out / rundir.METADATA).stat().st_ino != before
+    handle.seek(0)
+    assert handle.read() == old_text and json.loads(old_text)["epochs_done"] == 1
+    handle.close()
+
+
+def test_a_full_disk_in_the_final_save_is_one_line(straight, tmp_path, monkeypatch):
+    """After the last epoch the metadata is written once more with the eval metrics; a full disk then is
+    one line like any other save failure, and the set committed after the last epoch stays resumable."""
+    data_file, expected, _, _ = straight
+    real_save_final, real_replace = rundir.RunWriter.save_final, os.replace
+
+    def save_final(self, info):
+        def full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "replace", full)
+            real_save_final(self, info)
+    monkeypatch.setattr(rundir.RunWriter, "save_final", save_final)
+    out = tmp_path / "full"
+    with pytest.raises(UserError) as raised:
+        train_cli("--data", data_file, "--out", out, *FLAGS)
+    assert str(raised.value) == (f"{out}: saving the final metrics failed (No space left on device); "
+                                 "the directory holds the complete set of epoch 3")
+    assert os.replace is real_replace
+    monkeypatch.setattr(rundir.RunWriter, "save_final", real_save_final)
+    assert_recovers(out, data_file, expected)

@@ -105,11 +105,24 @@ def test_compressed_npz_bomb_and_poisoned_labels_are_rebuilt(cached, tmp_path, c
                           limit_mb=1024, env={"PADDLE_MNIST_CACHE": str(path.parent)})
     assert outcome.returncode == 0 and "compressed members" in outcome.stderr, outcome.stderr[-2000:]
     assert outcome.peak_rss_mb < 600
-    arrays = dict(np.load(path))
+    capsys.readouterr()
+    arrays = {k: v for k, v in np.load(path).items() if k not in ("key", "digest")}
     arrays["eval_class_ids"] = np.full_like(arrays["eval_class_ids"], 12)
-    np.savez(path, **arrays)
+    np.savez(path, key=key, digest=np.array(cache.arrays_digest(arrays)), **arrays)  # a matching digest, even
     assert splits.load(source).splits["eval"].class_ids.max() <= 9
     assert "class id above 9" in capsys.readouterr().err
+
+
+def test_a_cache_whose_labels_were_rewritten_is_rebuilt(cached, capsys):
+    """Labels that are valid but not the source's (all 7): the cache's digest of its arrays catches them."""
+    source, path = cached
+    arrays = dict(np.load(path))
+    arrays["train_class_ids"] = np.full_like(arrays["train_class_ids"], 7)
+    np.savez(path, **arrays)
+    data = splits.load(source)
+    from fixtures import random_splits
+    np.testing.assert_array_equal(data.splits["train"].class_ids, random_splits()["train"][1])
+    assert "its arrays do not match their digest: truncated or edited" in capsys.readouterr().err
 
 
 # --- checkpoints and metadata -----------------------------------------------------------------
@@ -130,13 +143,18 @@ def predict(model_dir, tmp_path, *extra):
     (hostile.NDARRAY_BOMB, "refused to load: it calls numpy.ndarray directly"),
     (hostile.ZERO_STRIDE, "refused to load: it holds an array of dtype |V0"),
     (hostile.DEEP_TUPLE_KEY, "refused to load: it nests tuples more than 32 deep"),
-], ids=["memo index", "ndarray allocation", "zero-stride view", "deep tuple key"])
+    (pickle.dumps({10 ** 5000: np.zeros(1, np.float32)}, protocol=2), "refused to load: it holds an integer of 16,610 bits"),
+    (pickle.dumps({2 ** 40: np.zeros(1, np.float32)}, protocol=2), "has a key 1099511627776 that is not a name"),
+    (b"\x80\x02" + b"(" * (50 << 20), "more containers and memo entries than a state dict of its size holds"),
+    (b"\x80\x02" + b"}" * (10 << 20), "more containers and memo entries than a state dict of its size holds"),
+], ids=["memo index", "ndarray allocation", "zero-stride view", "deep tuple key", "5000-digit key", "integer key",
+        "50 MB of MARK", "10 MB of EMPTY_DICT"])
 def test_crafted_state_files_cost_no_memory_and_never_crash(tiny_model_dir, tmp_path, payload, fragment):
     model_dir = tiny_model_dir()
     path = plant(model_dir, "best", payload)
     outcome = predict(model_dir, tmp_path)
     assert_one_line(outcome, str(path), fragment)
-    assert outcome.peak_rss_mb < 900, outcome.peak_rss_mb
+    assert outcome.peak_rss_mb < 900 and outcome.seconds < 60, (outcome.peak_rss_mb, outcome.seconds)
 
 
 @pytest.mark.parametrize("kind", ["link to /dev/zero", "fifo"])
@@ -239,3 +257,138 @@ def test_export_under_a_file_and_a_corrupt_exported_model(tiny_model_dir, tmp_pa
     (model_dir / "inference" / "mnist.json").write_text("garbage")
     (model_dir / "inference" / "mnist.pdiparams").write_bytes(b"x")
     assert_one_line(predict(model_dir, tmp_path, "--engine", "inference"), "not a Paddle Inference model that loads")
+
+
+# --- what --resume trusts -----------------------------------------------------------------------
+
+ADAM = ["--model", "mlp", "--optimizer", "adam", "--schedule", "onecycle", "--lr", "0.003", "--batch-size", "50",
+        "--epochs", "2"]   # 300 training images: 6 steps an epoch, 12 in all
+
+
+@pytest.fixture
+def adam_run(data_file, tmp_path):
+    from fixtures import train_cli
+    out = tmp_path / "adam"
+    train_cli("--data", data_file, "--out", out, *ADAM)
+    return out, data_file
+
+
+def resume(out, data_file):
+    from fixtures import train_cli
+    return train_cli("--data", data_file, "--out", out, *ADAM, "--resume")
+
+
+def with_optimizer_state(out, change):
+    """Plant ``change(state)`` as the run's optimizer state (its hash recorded, as its owner could)."""
+    state = checkpoint.load_state(out / rundir.read(out).weights["optimizer"])
+    return plant(out, "optimizer", checkpoint.save_state_bytes(change(state)))
+
+
+def without(key):
+    return lambda state: {k: v for k, v in state.items() if k != key}
+
+
+def scheduler(**fields):
+    return lambda state: {**state, "LR_Scheduler": {**state["LR_Scheduler"], **fields}}
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda state: {}, "lacks 'body.0.weight_moment1_0': the Adam optimizer keeps it for every parameter"),
+    (without("body.4.bias_moment2_0"), "lacks 'body.4.bias_moment2_0'"),
+    (lambda state: {**state, "body.0.weight_moment1_0": np.zeros(3, np.float32)},
+     "'body.0.weight_moment1_0' is float32 [3], expected float32 [784, 256]"),
+    (lambda state: {**state, "body.2.bias_beta1_pow_acc_0": np.zeros(1, np.float64)},
+     "'body.2.bias_beta1_pow_acc_0' is float64 [1], expected float32 [1]"),
+    (lambda state: {**state, "extra_velocity_0": np.zeros(1, np.float32)},
+     "holds 'extra_velocity_0', which this run's Adam optimizer does not keep"),
+    (without("LR_Scheduler"), "its 'LR_Scheduler' must hold ['last_epoch', 'last_lr'], got none"),
+    (scheduler(last_epoch="x"), "LR_Scheduler.last_epoch is 'x', expected 12 (the steps of the epochs saved)"),
+    (scheduler(last_epoch=10**9), "LR_Scheduler.last_epoch is 1000000000, expected 12"),
+    (scheduler(last_lr=-1.0), "LR_Scheduler.last_lr is -1.0, expected a number in 0..1e6"),
+    (scheduler(extra=1), "its 'LR_Scheduler' must hold ['last_epoch', 'last_lr'], got ['extra', 'last_epoch'"),
+], ids=["empty", "a moment missing", "wrong shape", "wrong dtype", "an extra key", "no scheduler",
+        "last_epoch a string", "last_epoch 10**9", "negative rate", "an extra scheduler field"])
+def test_resume_refuses_an_optimizer_state_that_is_not_this_optimizers(adam_run, change, fragment):
+    out, data_file = adam_run
+    path = with_optimizer_state(out, change)
+    with pytest.raises(checkpoint.CheckpointError) as raised:
+        resume(out, data_file)
+    assert str(raised.value).startswith(f"{path}: ") and fragment in str(raised.value), str(raised.value)
+
+
+def test_resume_refusals_through_the_command(adam_run, tmp_path):
+    """The 9-byte memo-index pickle (an empty dict whose hash matches) used to resume with rc 0 and
+    restart Adam's moments without a word."""
+    out, data_file = adam_run
+    assert resume(out, data_file).epochs_done == 2  # the state as saved resumes
+    path = plant(out, "optimizer", hostile.MEMO_BOMB)
+    outcome = run_limited(["-m", "paddle_mnist", "train", "--data", str(data_file), "--out", str(out), *ADAM,
+                           "--resume"])
+    assert_one_line(outcome, str(path), "lacks 'body.0.weight_moment1_0'")
+
+
+# --- huge integers -----------------------------------------------------------------------------------
+
+def test_a_5000_digit_integer_in_the_metadata_is_one_line(tiny_model_dir, data_file, tmp_path):
+    model_dir = tiny_model_dir()
+    meta = model_dir / rundir.METADATA
+    meta.write_text(meta.read_text().replace('"epochs_done": 1', '"epochs_done": ' + "9" * 5000))
+    fragment = f"{meta}: not valid JSON (an integer of more than 4,300 digits)"
+    train = ["-m", "paddle_mnist", "train", "--model", "mlp", "--epochs", "2", "--batch-size", "50", "--lr", "0.05",
+             "--data", str(data_file), "--out", str(model_dir)]
+    for command in (["-m", "paddle_mnist", "export", "--model-dir", str(model_dir)], train + ["--resume"]):
+        assert_one_line(run_limited(command), fragment)
+    assert_one_line(predict(model_dir, tmp_path), fragment)
+    fresh = run_limited(train)  # over a run it cannot read: refused all the same, without a traceback
+    assert_one_line(fresh, f"{model_dir}: already holds a run; continue it with --resume")
+
+
+# --- what predict is handed ---------------------------------------------------------------------------
+
+def test_predict_names_what_a_path_is_when_it_is_no_file(tiny_model_dir, tmp_path):
+    import socket
+    model_dir = tiny_model_dir()
+    (tmp_path / "a-dir").mkdir()
+    os.mkfifo(tmp_path / "a-fifo")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / "a-socket"))
+    outcome = run_limited(["-m", "paddle_mnist", "predict", str(tmp_path / "a-dir"), str(tmp_path / "a-fifo"),
+                           "/dev/zero", str(tmp_path / "a-socket"), "--model-dir", str(model_dir)], timeout=60)
+    listener.close()
+    assert outcome.returncode == 1 and outcome.stdout == ""
+    assert outcome.stderr.splitlines() == [
+        f"paddle-mnist predict: error: {tmp_path / 'a-dir'}: a directory",
+        f"paddle-mnist predict: error: {tmp_path / 'a-fifo'}: a FIFO (named pipe), not a regular file",
+        "paddle-mnist predict: error: /dev/zero: a character device, not a regular file",
+        f"paddle-mnist predict: error: {tmp_path / 'a-socket'}: a socket, not a regular file"]
+
+
+def test_a_newline_in_a_file_name_cannot_forge_a_line(tiny_model_dir, tmp_path):
+    from PIL import Image
+    model_dir = tiny_model_dir()
+    pixels = np.zeros((28, 28), np.uint8)
+    pixels[6:22, 12:16] = 255
+    forged = tmp_path / "x.png: 7 (p=1.000) top-1: 7 1.000\nreal.png"
+    Image.fromarray(pixels).save(forged, "PNG")
+    (tmp_path / "gone\nnext.png").write_bytes(b"not an image")
+    outcome = run_limited(["-m", "paddle_mnist", "predict", str(forged), str(tmp_path / "gone\nnext.png"),
+                           "--model-dir", str(model_dir)])
+    [line] = outcome.stdout.splitlines()
+    assert line.startswith(f"{tmp_path}/x.png: 7 (p=1.000) top-1: 7 1.000\\nreal.png: ")
+    assert outcome.stderr.splitlines() == [
+        f"paddle-mnist predict: error: {tmp_path}/gone\\nnext.png: not an image (Pillow cannot identify it)"]
+
+
+def test_a_float_picture_with_an_infinite_pixel_says_so(tiny_model_dir, tmp_path):
+    from PIL import Image
+    model_dir = tiny_model_dir()
+    values = np.full((40, 40), 1.0, np.float32)
+    values[10:30, 18:22] = 0.0
+    values[0, 0] = np.inf
+    Image.fromarray(values, mode="F").save(tmp_path / "float.tiff")
+    outcome = predict_file(model_dir, tmp_path / "float.tiff")
+    assert_one_line(outcome, f"{tmp_path / 'float.tiff'}: holds 1 NaN or infinite pixel values")
+
+
+def predict_file(model_dir, path):
+    return run_limited(["-m", "paddle_mnist", "predict", str(path), "--model-dir", str(model_dir)])

@@ -28,6 +28,10 @@ def test_exif_rotation_is_applied():
     stored.save(buffer, "JPEG", exif=exif)
     restored = preprocess.exif_upright(Image.open(buffer))
     assert restored.size == upright.size
+    difference = np.abs(np.asarray(restored.convert("L"), int) - np.asarray(upright, int))
+    assert difference.mean() < 2 and difference.max() < 60, "the pixels are the upright picture's (JPEG-exact)"
+    decoded = preprocess.decode(io.BytesIO(buffer.getvalue()), "x")  # the decoder turns it upright too
+    assert np.abs(np.asarray(decoded.convert("L"), int) - np.asarray(upright, int)).mean() < 2
 
 
 @pytest.mark.parametrize("mode", ["RGB", "P", "1", "I;16", "LA"])

@@ -9,8 +9,9 @@ import logging
 
 import pytest
 import serve_attacks as attacks
+from conftest import require_module
 
-pytest.importorskip("fastapi")
+require_module("fastapi")
 
 FLAGS = ("--max-upload-mb", 4, "--body-budget-mb", 16, "--image-budget-mb", 24, "--request-budget-mb", 48,
          "--decode-budget-mb", 64, "--decode-workers", 8, "--max-images", 8, "--client-timeout", 2, "--request-timeout", 5)

@@ -202,3 +202,23 @@ def test_distortion_is_reproducible_and_keeps_the_background_blank():
         np.testing.assert_array_equal(first.numpy(), again.numpy())
         assert not np.allclose(first.numpy(), images.numpy()), "the digits are distorted"
         assert np.allclose(first.numpy()[:, :, :2, :2], background), "a shifted-in border is blank, not black"
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_the_accumulator_table_is_what_paddle_saves(optimizer):
+    """``checkpoint.ACCUMULATORS`` says what each optimizer keeps per parameter; after one step of each, paddle's
+    own state has exactly those keys, shapes and dtypes (a paddle upgrade that renames them fails here)."""
+    import paddle
+
+    from paddle_mnist import checkpoint, models, train
+    config = Config(model="mlp", optimizer=optimizer, schedule="onecycle", lr=0.01, epochs=2)
+    model = models.build("mlp", 10)
+    opt, scheduler = train.make_optimizer(config, model, 5)
+    model(paddle.randn([2, 1, 28, 28])).mean().backward()
+    opt.step()
+    scheduler.step()
+    state = checkpoint.optimizer_state(model, opt)
+    saved = {k: v.numpy() for k, v in state.items() if k != checkpoint.SCHEDULER_KEY}
+    checkpoint.check_optimizer_state({**saved, "LR_Scheduler": state["LR_Scheduler"]}, model, opt, "x",
+                                     scheduler=scheduler, steps_done=1)
+    assert len(saved) == len(list(model.parameters())) * len(checkpoint.ACCUMULATORS[type(opt).__name__])

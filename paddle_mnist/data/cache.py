@@ -2,10 +2,14 @@
 
 Parsing the tutorial's JSON costs seconds; the same data as uint8 arrays in an
 uncompressed ``.npz`` loads in a fraction of that.  The key is a SHA-256 of the
-source bytes, so an edited or replaced source is never served stale.  The cache
-stores and returns plain arrays; what they must hold is checked by the caller
-(``splits``) exactly as strictly as a fresh parse, since the cache directory is
-as untrusted as any other file.
+source bytes alone (not their names), so an edited or replaced source is never
+served stale and the same data reached through a link or a copy under another
+name is one cache file.  Each file also carries a SHA-256 of its own arrays, so
+a truncated or edited cache (say, labels rewritten) is rebuilt, not used.  That
+is integrity, not authenticity: whoever can write the cache directory can write
+a matching digest too, so the cache is trusted as far as its directory is
+(README: "Where the data comes from").  What the arrays must hold is checked by
+the caller (``splits``) exactly as strictly as a fresh parse.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from paddle_mnist.fileio import open_regular
 from paddle_mnist.errors import UserError
 from paddle_mnist.fileio import atomic_path
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3   # 3: keyed by content alone, with a digest of the arrays
 # All of MNIST or Fashion-MNIST as uint8 is 55 MB; anything far larger is not a cache we wrote.
 MAX_ARRAY_BYTES = 256 << 20
 
@@ -35,11 +39,21 @@ def cache_dir() -> Path:
 
 
 def content_key(files: list[Path]) -> str:
-    digest = hashlib.sha256(f"v{FORMAT_VERSION}".encode())
+    """The key of a source's files, in their fixed order (an IDX directory's four files each have a role)."""
+    digest = hashlib.sha256(f"v{FORMAT_VERSION}:{len(files)}".encode())
     for path in files:
-        digest.update(os.fsencode(path.name) + b"\0")
         with open_regular(path) as f:
             digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
+def arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    """A SHA-256 of the arrays' names, dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape}\0".encode())
+        digest.update(array.data)
     return digest.hexdigest()
 
 
@@ -88,6 +102,8 @@ def load(key: str) -> dict[str, np.ndarray] | None:
         arrays = _read_arrays(path)
         if str(arrays.pop("key", "")) != key:
             raise ValueError("key mismatch")
+        if str(arrays.pop("digest", "")) != arrays_digest(arrays):
+            raise ValueError("its arrays do not match their digest: truncated or edited")
         return arrays
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UserError) as e:
         discard(key, str(e))
@@ -110,7 +126,7 @@ def save(key: str, arrays: dict[str, np.ndarray]) -> Path | None:
     try:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, key=np.array(key), **arrays)
+                np.savez(f, key=np.array(key), digest=np.array(arrays_digest(arrays)), **arrays)
     except OSError as e:
         print(f"paddle-mnist: could not write cache {path} ({e}); continuing without it", file=sys.stderr)
         return None
