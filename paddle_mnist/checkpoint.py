@@ -172,7 +172,8 @@ def check_optimizer_state(state: dict, model: paddle.nn.Layer, optimizer: paddle
     with its shape and dtype, the scheduler's fields (``last_epoch`` = ``steps_done``), and nothing else."""
     kind = type(optimizer).__name__
     expected = {f"{name}_{suffix}": (tuple(param.shape) if shape is None else shape, _numpy_dtype(param))
-                for name, param in model.named_parameters() for suffix, shape in ACCUMULATORS[kind].items()}
+                for name, param in model.named_parameters() if param.trainable  # not BatchNorm's statistics
+                for suffix, shape in ACCUMULATORS[kind].items()}
     allowed = set(expected) | ({SCHEDULER_KEY} if scheduler is not None else set())
     unexpected = sorted(set(state) - allowed)
     if unexpected:

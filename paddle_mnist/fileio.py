@@ -56,7 +56,8 @@ def read_capped(path: Path, limit: int, error: type[UserError], *, what: str, mi
     names the refusal); every failure is one ``error`` line naming ``path``."""
     try:
         with open_regular(path, error) as f:
-            data = f.read(limit + 1)
+            # f.read(n) reserves n bytes before reading: ask for what the file holds, not the limit
+            data = f.read(min(os.fstat(f.fileno()).st_size, limit) + 1)
     except FileNotFoundError:
         raise error(f"{path}: {missing}") from None
     except OSError as e:

@@ -86,6 +86,25 @@ def debian_fashion() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_eval(shared_cache):
+    """The real eval split, read through the session's cache: a fixture or test of any scope that needs it
+    parses the 339 MB of JSON at most once a session (each cold parse costs ~10 s and 600 MB)."""
+    from paddle_mnist.data import MnistDataset
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PADDLE_MNIST_CACHE", str(shared_cache))
+        return MnistDataset("eval", require(SHARED / "mnist.json.gz"))
+
+
+@pytest.fixture(autouse=True)
+def no_curves(request, monkeypatch):
+    """Every save renders curves.png (~500 figures in a run of the suite); tests that do not look at it skip the
+    drawing: mark a test ``@pytest.mark.curves`` to keep it.  Trainers in subprocesses still draw."""
+    if "curves" not in request.keywords:
+        from paddle_mnist import plots
+        monkeypatch.setattr(plots, "training_curves", lambda history, path, title: None)
+
+
+@pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory, shared_cache) -> Path:
     """A convnet trained briefly on 10,000 real MNIST images (~97-98 %), once per session."""
     from paddle_mnist import train

@@ -23,12 +23,12 @@ FLAGS = ["--model", "mlp", "--optimizer", "momentum", "--schedule", "cosine", "-
          "--batch-size", "50", "--epochs", "3", "--seed", "5"]
 STEPS = ("replace", "link", "unlink", "fsync", "rename")   # the filesystem calls a save is made of
 
-# Runs the trainer with the filesystem calls of one epoch's save counted; SIGKILLs itself
-# just before call number KILL_AT (0: never), or at a time given in seconds (RANDOM_KILL_S).
+# Runs the trainer with the filesystem calls of one save counted (epoch N's, or with 0 the final commit);
+# SIGKILLs itself just before call number KILL_AT (0: never).
 HOOKED_TRAINER = f"""
-import os, signal, sys, threading
+import os, signal, sys
 from paddle_mnist import rundir, train
-epoch, kill_at, kill_after_s = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+epoch, kill_at = int(sys.argv[1]), int(sys.argv[2])
 calls, armed = [0], [False]
 def counted(real):
     def call(*args, **kwargs):
@@ -40,24 +40,28 @@ def counted(real):
     return call
 for name in {STEPS!r}:
     setattr(os, name, counted(getattr(os, name)))
-real_save = rundir.RunWriter.save_epoch
+real_save, real_final = rundir.RunWriter.save_epoch, rundir.RunWriter.save_final
 def save_epoch(self, model, optimizer, info, state, improved):
     armed[0] = state.epoch == epoch
     try:
         return real_save(self, model, optimizer, info, state, improved)
     finally:
         armed[0] = False
-rundir.RunWriter.save_epoch = save_epoch
-if kill_after_s:
-    threading.Timer(kill_after_s, os.kill, (os.getpid(), signal.SIGKILL)).start()
-code = train.main(sys.argv[4:])
+def save_final(self, info):  # epoch 0: the last commit, once the eval metrics are known
+    armed[0] = epoch == 0
+    try:
+        return real_final(self, info)
+    finally:
+        armed[0] = False
+rundir.RunWriter.save_epoch, rundir.RunWriter.save_final = save_epoch, save_final
+code = train.main(sys.argv[3:])
 print("save calls:", calls[0], file=sys.stderr)
 sys.exit(code)
 """
 
 
-def hooked_train(out, data_file, epoch=2, kill_at=0, kill_after_s=0.0):
-    command = [sys.executable, "-c", HOOKED_TRAINER, str(epoch), str(kill_at), str(kill_after_s),
+def hooked_train(out, data_file, epoch=2, kill_at=0):
+    command = [sys.executable, "-c", HOOKED_TRAINER, str(epoch), str(kill_at),
                "--data", str(data_file), "--out", str(out), *FLAGS]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
@@ -94,37 +98,68 @@ def straight(tmp_path_factory):
     from fixtures import json_payload, learnable_splits, write_json
     tmp = tmp_path_factory.mktemp("straight")
     data_file = write_json(tmp / "learnable.json.gz", json_payload(learnable_splits()))
-    start = time.monotonic()
     result = hooked_train(tmp / "out", data_file)
     assert result.returncode == 0, result.stderr
     calls = int(result.stderr.rsplit("save calls:", 1)[1])
-    return data_file, weights(tmp / "out"), calls, time.monotonic() - start
+    return data_file, weights(tmp / "out"), calls
 
 
-def test_kill_9_at_every_step_of_a_save(straight, tmp_path):
-    data_file, expected, calls, _ = straight
-    assert calls >= 10, "a save is several files, each written, synced and renamed"
+def save_calls(out, data_file, epoch: int) -> int:
+    """How many filesystem calls the save makes, counted on a second run: the first one in a fresh HOME
+    also writes matplotlib's font cache while drawing curves.png."""
+    for attempt in ("warm-up", "count"):
+        result = hooked_train(out / attempt, data_file, epoch=epoch)
+        assert result.returncode == 0, result.stderr
+    return int(result.stderr.rsplit("save calls:", 1)[1])
+
+
+# epoch 1: the first save (no earlier set to remove); 2: a save over a set; 0: the final commit
+@pytest.mark.parametrize("epoch, committed", [(1, (None, 1)), (2, (1, 2)), (0, (3,))], ids=["first", "second", "final"])
+def test_kill_9_at_every_step_of_a_save(straight, tmp_path, epoch, committed):
+    data_file, expected, _ = straight
+    calls = save_calls(tmp_path / "count", data_file, epoch)
+    assert calls >= (4 if epoch == 0 else 10), "a save is several files, each written, synced and renamed"
     for kill_at in range(1, calls + 1):
         out = tmp_path / f"kill-{kill_at}"
-        result = hooked_train(out, data_file, kill_at=kill_at)
+        result = hooked_train(out, data_file, epoch=epoch, kill_at=kill_at)
         assert result.returncode == -9, (kill_at, result.stderr[-2000:])
-        assert rundir.read(out).epochs_done in (1, 2), kill_at
+        done = rundir.read(out).epochs_done if (out / rundir.METADATA).exists() else None
+        assert done in committed, (kill_at, done)
         assert_recovers(out, data_file, expected)
 
 
 def test_kill_9_at_random_times(straight, tmp_path):
-    data_file, expected, _, seconds = straight
-    rng = np.random.default_rng(0)
-    for trial, delay in enumerate(rng.uniform(0.5 * seconds, seconds, 4)):  # the first half is imports
+    """Killed at a random instant of the second and third epochs, timed from the trainer's own progress
+    lines (so never during imports, never after the end): it dies of the kill, and recovers."""
+    data_file, expected, _ = straight
+    command = [sys.executable, "-m", "paddle_mnist.train", "--data", str(data_file), *FLAGS]
+
+    def started(out):
+        proc = subprocess.Popen(command + ["--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True)
+        for line in proc.stdout:
+            if line.startswith("epoch 1/3:"):
+                return proc, time.monotonic()
+        raise AssertionError(f"no progress line (exit {proc.wait()})")
+    proc, first = started(tmp_path / "timing")
+    times = [first] + [time.monotonic() for line in proc.stdout if line.startswith(("epoch 2/3:", "epoch 3/3:"))]
+    assert proc.wait() == 0 and len(times) == 3
+    epoch_seconds = (times[2] - times[0]) / 2
+    for trial, delay in enumerate(np.random.default_rng(0).uniform(0, 1.8 * epoch_seconds, 4)):
         out = tmp_path / f"random-{trial}"
-        hooked_train(out, data_file, kill_after_s=float(delay))
+        proc, _ = started(out)
+        time.sleep(delay)
+        proc.kill()
+        assert proc.wait() == -9, f"trial {trial}: the trainer ended before its kill ({delay:.3f} s after epoch 1)"
+        assert rundir.read(out).epochs_done in (1, 2, 3)  # 3: killed in the final evaluation or commit
         assert_recovers(out, data_file, expected)
 
 
+@pytest.mark.curves  # the sweep counts the calls of a whole save, curves.png's included
 @pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"), RuntimeError("boom")],
                          ids=["ENOSPC", "exception"])
 def test_failure_at_every_step_of_a_save(straight, tmp_path, monkeypatch, failure):
-    data_file, expected, calls, _ = straight
+    data_file, expected, calls = straight
     real_save = rundir.RunWriter.save_epoch
     for fail_at in range(1, calls + 1):
         counter = {"n": 0, "armed": False}
@@ -256,7 +291,7 @@ def test_the_commit_is_a_rename_so_mnist_json_is_never_torn(data_file, tmp_path)
 def test_a_full_disk_in_the_final_save_is_one_line(straight, tmp_path, monkeypatch):
     """After the last epoch the metadata is written once more with the eval metrics; a full disk then is
     one line like any other save failure, and the set committed after the last epoch stays resumable."""
-    data_file, expected, _, _ = straight
+    data_file, expected, _ = straight
     real_save_final, real_replace = rundir.RunWriter.save_final, os.replace
 
     def save_final(self, info):

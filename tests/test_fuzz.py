@@ -6,17 +6,19 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import pickle
 import struct
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fixtures import json_payload, random_splits
-from paddle_mnist import checkpoint, rundir
+from paddle_mnist import checkpoint, rundir, safe_pickle
 from paddle_mnist.data import idx, tutorial_json
 from paddle_mnist.errors import UserError
 
@@ -114,9 +116,21 @@ def state_bytes(protocol: int) -> bytes:
 
 
 @FUZZ
-@given(st.one_of(mutated(state_bytes(2)), mutated(state_bytes(4)), st.binary(max_size=120)))
-def test_state_file_reader(data):
+@given(st.one_of(mutated(state_bytes(2)), mutated(state_bytes(4)), st.binary(max_size=120),
+                 st.binary(max_size=24).map(lambda chunk: b"\x80\x02" + chunk * 20_000)))
+def fuzz_state_file_reader(data):
     check(checkpoint.load_state, data)
+
+
+def test_state_file_reader_in_memory_in_proportion(tmp_path):
+    """The fuzz of the state-file reader, near-valid files and repeated opcode runs of up to 480 KB among
+    them, in a subprocess under RLIMIT_AS: a case that allocated far beyond its size would fail it."""
+    from hostile import run_limited
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_fuzz; "
+            "test_fuzz.fuzz_state_file_reader(); print('fuzzed')")
+    outcome = run_limited(["-c", code], limit_mb=1536, timeout=300, env={"HOME": str(tmp_path)})
+    assert outcome.returncode == 0 and "fuzzed" in outcome.stdout, outcome.stderr[-3000:]
+    assert outcome.peak_rss_mb < 900, outcome.peak_rss_mb
 
 
 VALID_METADATA = {
@@ -151,3 +165,58 @@ def test_the_valid_examples_are_accepted():
     assert idx.read_labels(in_temp_file(IDX_LABELS)).tolist() == [1, 2, 9]
     assert checkpoint.load_state(in_temp_file(state_bytes(2)))["fc.weight"].shape == (2, 3)
     assert rundir.RunInfo.from_json(VALID_METADATA, Path("mnist.json")).model == "mlp"
+
+
+# --- each refusal of the unpickler, by a payload crafted for it ---------------------------------------
+
+RECONSTRUCT = b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R"  # an empty array
+F4 = b"cnumpy\ndtype\nX\x02\x00\x00\x00f4\x89\x88\x87R"                                       # numpy.dtype("f4")
+
+
+def array_with(state: bytes) -> bytes:
+    """``{"w": <the empty array>}`` given ``state`` through BUILD, as numpy pickles an array."""
+    return b"\x80\x02}X\x01\x00\x00\x00w" + RECONSTRUCT + state + b"bs."
+
+
+class Reduces:
+    """Pickles as ``function(*args)``."""
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+@pytest.mark.parametrize("payload, message", [
+    (pickle.dumps({"w": np.zeros(2, object)}, protocol=2), "it holds an array of dtype object, which no tensor has"),
+    (pickle.dumps({"w": Reduces(np.core.multiarray._reconstruct, np.ndarray, (5,), b"b")}, protocol=2),
+     "it builds an array in a way paddle.save never does"),
+    (pickle.dumps({"w": Reduces(np.core.multiarray.scalar, np.dtype("f4"), b"\0\0")}, protocol=2),
+     "it holds a float32 scalar of 2 bytes"),
+    (pickle.dumps({"w": Reduces(__import__("codecs").encode, "abc", "utf-8")}, protocol=2),
+     "it calls _codecs.encode other than for protocol-2 bytes"),
+    (pickle.dumps({"w": Reduces(os.getcwd)}, protocol=2), "it refers to posix.getcwd, which no state dict contains"),
+    (b"\x80\x02cnumpy\ndtype\n)\x81.", "it constructs objects through an opcode paddle.save never writes"),
+    (b"\x80\x02}}b.", "it sets the state of a dict"),
+    (b"\x80\x02" + F4 + b"(K\x03X\x01\x00\x00\x00<}NNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb.",
+     "it gives a dtype a structure paddle.save never writes"),
+    (array_with(b"(K\x01t"), "it gives an array a state paddle.save never writes"),
+    (array_with(b"(K\x01J\xff\xff\xff\xff\x85" + F4 + b"\x89C\x00t"), "it gives an array the shape (-1,)"),
+    (array_with(b"(K\x01K\x03\x85" + F4 + b"\x89C\x08" + bytes(8) + b"t"), "an array's data does not match its shape"),
+    (b"\x80\x02})" + b"\x85" * 40 + b"K\x01s.", "it nests tuples more than 32 deep"),
+    (b"\x80\x02" + b"]" * 5_000 + b".", "more containers and memo entries than a state dict of its size holds"),
+    (pickle.dumps({"w": 1 << 70}, protocol=2), "it holds an integer of 71 bits"),
+], ids=["object dtype", "reconstruct", "scalar bytes", "codecs", "global", "NEWOBJ", "BUILD a dict", "dtype state",
+        "array state", "negative shape", "data and shape", "deep tuple", "containers", "big integer"])
+def test_each_refusal_of_the_unpickler(payload, message):
+    """Every check of ``safe_pickle`` has a payload that only it stops: removing one fails its case here."""
+    with pytest.raises(safe_pickle.Refused) as refused:
+        safe_pickle.loads(payload)
+    assert str(refused.value) == message or message in str(refused.value), str(refused.value)
+
+
+def test_the_right_array_payload_loads():
+    """The payloads above are one change away from what loads: the same array with its 12 bytes."""
+    state = safe_pickle.loads(array_with(b"(K\x01K\x03\x85" + F4 + b"\x89C\x0c" + bytes(12) + b"t"))
+    np.testing.assert_array_equal(state["w"], np.zeros(3, np.float32))

@@ -58,7 +58,9 @@ def test_whitespace_bombs_are_refused_in_bounded_memory(tmp_path, repeat, fragme
 ])
 def test_pathological_json_is_one_line(tmp_path, make, fragment):
     path = make(tmp_path / "bad.json.gz")
-    assert_one_line(data_show(path, tmp_path), str(path), fragment)
+    outcome = data_show(path, tmp_path, limit_mb=1024)
+    assert_one_line(outcome, str(path), fragment)
+    assert outcome.peak_rss_mb < 600, outcome.peak_rss_mb
 
 
 def test_idx_header_is_checked_before_reading(tmp_path):
@@ -87,13 +89,17 @@ def cached(tmp_path):
     return source, cache.path_for(cache.content_key([source]))
 
 
-def test_fifo_at_the_cache_path_does_not_hang(cached, capsys):
+def test_fifo_at_the_cache_path_does_not_hang(cached):
+    """In a subprocess with a deadline: a regression would hang that process, not the suite."""
     source, path = cached
     path.unlink()
     os.mkfifo(path)
-    data = splits.load(source)
-    assert len(data.splits["train"].pixels) == 12 and path.is_file()
-    assert "not a regular file" in capsys.readouterr().err
+    outcome = run_limited(["-c", f"from paddle_mnist.data import splits; print(len(splits.load({str(source)!r})"
+                                 ".splits['train'].pixels))"], limit_mb=1024, timeout=60,
+                          env={"PADDLE_MNIST_CACHE": str(path.parent)})
+    assert outcome.returncode == 0 and outcome.stdout.strip() == "12", (outcome.returncode, outcome.stderr[-2000:])
+    assert "a FIFO (named pipe), not a regular file" in outcome.stderr and path.is_file()
+    assert outcome.peak_rss_mb < 600
 
 
 def test_compressed_npz_bomb_and_poisoned_labels_are_rebuilt(cached, tmp_path, capsys):
@@ -167,11 +173,13 @@ def test_weights_must_be_regular_files_of_the_run(tiny_model_dir, tmp_path, kind
     else:
         os.symlink("/dev/zero", path)
     fragment = "not a regular file" if kind == "fifo" else "a symbolic link"
-    assert_one_line(predict(model_dir, tmp_path, "--weights", "last"), str(path), fragment)
+    outcome = predict(model_dir, tmp_path, "--weights", "last")
+    assert_one_line(outcome, str(path), fragment)
     resume = run_limited(["-m", "paddle_mnist", "train", "--model", "mlp", "--epochs", "2", "--batch-size", "50",
                           "--lr", "0.05", "--data", str(tmp_path / "learnable.json.gz"), "--out", str(model_dir),
                           "--resume"], timeout=60)
     assert_one_line(resume, str(path), fragment)
+    assert max(outcome.peak_rss_mb, resume.peak_rss_mb) < 900 and resume.seconds < 60
 
 
 @pytest.mark.parametrize("field, value, fragment", [
@@ -195,15 +203,16 @@ def test_metadata_is_validated_before_anything_is_built(tiny_model_dir, tmp_path
 def test_non_finite_and_mistyped_weights_are_refused(tiny_model_dir, tmp_path):
     model_dir = tiny_model_dir()
     state = checkpoint.load_state(model_dir / "mnist.pdparams")
-    poisoned = dict(state, **{"body.0.weight": np.full_like(state["body.0.weight"], np.nan)})
-    path = plant(model_dir, "best", checkpoint.save_state_bytes(poisoned))
-    assert_one_line(predict(model_dir, tmp_path), str(path), "'body.0.weight' holds NaN or infinite values")
-    wrong_dtype = dict(state, **{"body.0.weight": state["body.0.weight"].astype(np.float64)})
-    path = plant(model_dir, "best", checkpoint.save_state_bytes(wrong_dtype))
-    assert_one_line(predict(model_dir, tmp_path), str(path), "body.0.weight is float64, the model expects float32")
-    not_array = dict(state, **{"body.0.weight": "hello"})
-    path = plant(model_dir, "best", pickle.dumps(not_array, protocol=2))
-    assert_one_line(predict(model_dir, tmp_path), str(path), "body.0.weight is a str, expected an array")
+    cases = [({"body.0.weight": np.full_like(state["body.0.weight"], np.nan)}, "'body.0.weight' holds NaN or infinite"),
+             ({"body.0.weight": np.full_like(state["body.0.weight"], -np.inf)}, "'body.0.weight' holds NaN or infinite"),
+             ({"body.0.weight": state["body.0.weight"].astype(np.float64)},
+              "body.0.weight is float64, the model expects float32"),
+             ({"body.0.weight": "hello"}, "body.0.weight is a str, expected an array")]
+    for change, fragment in cases:
+        path = plant(model_dir, "best", pickle.dumps(dict(state, **change), protocol=2))
+        outcome = predict(model_dir, tmp_path)
+        assert_one_line(outcome, str(path), fragment)
+        assert outcome.peak_rss_mb < 900
 
 
 @pytest.mark.parametrize("protocol", [2, 3, 4])

@@ -16,7 +16,6 @@ from fixtures import plant
 from PIL import Image, ImageDraw
 
 from paddle_mnist import checkpoint, export, photos, rundir
-from paddle_mnist.data import MnistDataset
 from paddle_mnist.errors import UserError
 from paddle_mnist.predict import Predictor
 
@@ -29,10 +28,8 @@ def run_predict(*args):
 # --- with a model trained on real MNIST ---------------------------------------
 
 @pytest.fixture(scope="module")
-def photo_set(tmp_path_factory, trained_dir):
-    from conftest import SHARED
-    evaluation = MnistDataset("eval", SHARED / "mnist.json.gz")
-    digits, labels = evaluation.pixels[:90], evaluation.class_ids[:90]
+def photo_set(tmp_path_factory, trained_dir, shared_eval):
+    digits, labels = shared_eval.pixels[:90], shared_eval.class_ids[:90]
     return photos.write_set(digits, labels, tmp_path_factory.mktemp("photos"), seed=1)
 
 
@@ -205,13 +202,12 @@ def test_long_lists_go_through_in_chunks(trained_dir, photo_set):
     assert calls == [64, 64, 22] and len(results) == 150 and all(r.digit is not None for r in results)
 
 
-def test_large_jpegs_are_decoded_at_a_reduced_scale_with_the_same_answer(trained_dir):
+def test_large_jpegs_are_decoded_at_a_reduced_scale_with_the_same_answer(trained_dir, shared_eval):
     """A 4000x3000 phone-like JPEG decoded through Image.draft reads the same digit as a full decode,
     with a model input within a few grey levels of it."""
-    from conftest import SHARED
     from paddle_mnist import preprocess
     predictor = Predictor.from_dir(trained_dir)
-    evaluation = MnistDataset("eval", SHARED / "mnist.json.gz")
+    evaluation = shared_eval
     rng = np.random.default_rng(0)
     for pixels in evaluation.pixels[:4]:
         ink = np.zeros((3000, 4000), np.float32)
@@ -228,11 +224,12 @@ def test_large_jpegs_are_decoded_at_a_reduced_scale_with_the_same_answer(trained
         assert predictor.predict(fast).digit == predictor.predict(slow).digit
 
 
-def test_onnx_export_matches_on_real_images_and_predicts_without_paddle_calls(trained_dir, photo_set, tmp_path):
-    from conftest import SHARED, require_module
+def test_onnx_export_matches_on_real_images_and_predicts_without_paddle_calls(trained_dir, photo_set, tmp_path,
+                                                                              shared_eval):
+    from conftest import require_module
     require_module("paddle2onnx")
     require_module("onnxruntime")
-    real = MnistDataset("eval", SHARED / "mnist.json.gz").images[:64]
+    real = shared_eval.images[:64]
     prefix = tmp_path / "onnx" / "mnist"
     difference = export.export(trained_dir, prefix, fmt="onnx", batch=real)
     assert difference <= 1e-5 and sorted(p.name for p in prefix.parent.iterdir()) == ["mnist.onnx"]

@@ -344,9 +344,6 @@ def shown_info(driver, timeout=20) -> str:
 
 
 @pytest.fixture(scope="module")
-def photo_set(tmp_path_factory, trained_dir):
-    from conftest import SHARED
+def photo_set(tmp_path_factory, trained_dir, shared_eval):
     from paddle_mnist import photos
-    from paddle_mnist.data import MnistDataset
-    evaluation = MnistDataset("eval", SHARED / "mnist.json.gz")
-    return photos.write_set(evaluation.pixels[:6], evaluation.class_ids[:6], tmp_path_factory.mktemp("photos"), seed=2)
+    return photos.write_set(shared_eval.pixels[:6], shared_eval.class_ids[:6], tmp_path_factory.mktemp("photos"), seed=2)

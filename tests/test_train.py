@@ -19,6 +19,7 @@ def run(data_file, out, *flags):
     return train_cli("--data", data_file, "--out", out, "--model", "mlp", "--batch-size", "50", *flags)
 
 
+@pytest.mark.curves
 def test_tiny_run_learns_and_writes_every_file(data_file, tmp_path):
     meta = run(data_file, tmp_path / "out", "--epochs", "3", "--lr", "0.05")
     out = tmp_path / "out"
@@ -59,7 +60,10 @@ def weights(out):
     ["--model", "cnn", "--optimizer", "sgd"],
     ["--optimizer", "momentum", "--schedule", "cosine", "--augment", "--weight-decay", "1e-4"],
     ["--optimizer", "adam", "--distort"],
-])
+    # BatchNorm (its running statistics are part of the weights), Adam's moments, a per-step schedule, both
+    # augmentations: what every preset uses
+    ["--model", "convnet", "--optimizer", "adam", "--schedule", "onecycle", "--augment", "--distort", "--lr", "0.003"],
+], ids=["cnn sgd", "mlp momentum cosine augment", "mlp adam distort", "convnet adam onecycle augment distort"])
 def test_resume_after_interruption_matches_an_uninterrupted_run(data_file, tmp_path, monkeypatch, recipe):
     flags = ["--epochs", "3", "--lr", "0.02", "--seed", "7", *recipe]
     run(data_file, tmp_path / "straight", *flags)
@@ -77,10 +81,15 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(data_file, tmp_p
     monkeypatch.setattr(train, "train_epoch", real_epoch)
     meta = run(data_file, tmp_path / "resumed", *flags, "--resume")
 
-    straight, resumed = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
-    for name in straight:
-        np.testing.assert_array_equal(straight[name], resumed[name], err_msg=name)
+    for kind in ("mnist.pdparams", "mnist.pdopt"):  # weights with BatchNorm statistics, the optimizer's whole state
+        straight, resumed = (checkpoint.load_state(tmp_path / run_dir / kind) for run_dir in ("straight", "resumed"))
+        assert straight.keys() == resumed.keys()
+        for name in straight:
+            np.testing.assert_array_equal(straight[name], resumed[name], err_msg=f"{kind}: {name}")
+    straight_history = json.loads((tmp_path / "straight" / "mnist.json").read_text())["history"]
     assert [row["epoch"] for row in meta.history] == [1, 2, 3]
+    assert [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in meta.history] == \
+        [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in straight_history]
 
 
 def test_resume_refuses_a_different_run(data_file, tmp_path):
@@ -112,7 +121,8 @@ def test_best_epoch_is_the_last_when_valid_was_trained_on():
     assert (by_valid.best_epoch, last.best_epoch) == (2, 3)
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_file, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_file, tmp_path, monkeypatch, capsys, poison):
     out = tmp_path / "out"
     run(data_file, out, "--epochs", "1")
     before = (out / "mnist.pdparams").read_bytes(), (out / "mnist.json").read_bytes()
@@ -120,7 +130,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_file, tmp_path, 
 
     def poisoned(trainee, *rest):
         loss = trainee.loss
-        trainee.loss = lambda o, y: loss(o, y) * float("nan")
+        trainee.loss = lambda o, y: loss(o, y) * poison
         trainee.loss.digits = loss.digits
         return real_epoch(trainee, *rest)
     monkeypatch.setattr(train, "train_epoch", poisoned)
@@ -128,9 +138,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_file, tmp_path, 
     code = train.main(["--data", str(data_file), "--out", str(out), "--model", "mlp", "--batch-size", "50",
                        "--epochs", "2", "--resume"])
     assert code == 1
-    message = capsys.readouterr().err.strip().splitlines()[-1]
-    assert message.startswith("paddle-mnist train: error: loss became nan at epoch 2, batch 1")
-    assert "last good checkpoint is untouched (epoch 1" in message
+    assert capsys.readouterr().err == (
+        f"paddle-mnist train: error: loss became {poison} at epoch 2, batch 1; stopped, the last good checkpoint is "
+        f"untouched (epoch 1 in {out / 'mnist.pdparams'}); try a lower --lr\n")
     assert ((out / "mnist.pdparams").read_bytes(), (out / "mnist.json").read_bytes()) == before
 
 
@@ -205,14 +215,15 @@ def test_distortion_is_reproducible_and_keeps_the_background_blank():
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
-def test_the_accumulator_table_is_what_paddle_saves(optimizer):
+@pytest.mark.parametrize("network", ["mlp", "convnet"])  # convnet: BatchNorm's statistics get no accumulators
+def test_the_accumulator_table_is_what_paddle_saves(optimizer, network):
     """``checkpoint.ACCUMULATORS`` says what each optimizer keeps per parameter; after one step of each, paddle's
     own state has exactly those keys, shapes and dtypes (a paddle upgrade that renames them fails here)."""
     import paddle
 
     from paddle_mnist import checkpoint, models, train
-    config = Config(model="mlp", optimizer=optimizer, schedule="onecycle", lr=0.01, epochs=2)
-    model = models.build("mlp", 10)
+    config = Config(model=network, optimizer=optimizer, schedule="onecycle", lr=0.01, epochs=2)
+    model = models.build(network, 10)
     opt, scheduler = train.make_optimizer(config, model, 5)
     model(paddle.randn([2, 1, 28, 28])).mean().backward()
     opt.step()
@@ -221,4 +232,5 @@ def test_the_accumulator_table_is_what_paddle_saves(optimizer):
     saved = {k: v.numpy() for k, v in state.items() if k != checkpoint.SCHEDULER_KEY}
     checkpoint.check_optimizer_state({**saved, "LR_Scheduler": state["LR_Scheduler"]}, model, opt, "x",
                                      scheduler=scheduler, steps_done=1)
-    assert len(saved) == len(list(model.parameters())) * len(checkpoint.ACCUMULATORS[type(opt).__name__])
+    trainable = [p for p in model.parameters() if p.trainable]
+    assert len(saved) == len(trainable) * len(checkpoint.ACCUMULATORS[type(opt).__name__])
