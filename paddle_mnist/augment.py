@@ -1,10 +1,12 @@
 """Small random shifts, rotations and scalings of a whole batch at once (one affine grid sample)."""
+
 from __future__ import annotations
 
 import numpy as np
-import paddle
-import paddle.nn.functional as F
 
+from paddle_mnist._paddle import paddle
+
+F = paddle.nn.functional
 MAX_SHIFT_PX, MAX_ROTATE_DEG, MAX_SCALE = 2.0, 10.0, 0.1
 SIZE = 28
 
@@ -31,7 +33,7 @@ def apply_affine(images: paddle.Tensor, theta: np.ndarray, background: float = 0
 
 
 # Handwriting-like distortions (``--distort``): what varies between writers and pens, beyond position.
-ELASTIC_ALPHA, ELASTIC_SIGMA = 34.0, 4.0      # Simard et al. 2003: displacement scale and smoothness, in pixels
+ELASTIC_ALPHA, ELASTIC_SIGMA = 34.0, 4.0  # Simard et al. 2003: displacement scale and smoothness, in pixels
 MAX_SHEAR, MAX_ASPECT = 0.2, 0.15
 
 
@@ -50,15 +52,16 @@ def draw_distortion(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.nd
 def _gaussian_kernel(sigma: float) -> np.ndarray:
     radius = int(2 * sigma)
     x = np.arange(-radius, radius + 1, dtype=np.float32)
-    k = np.exp(-x ** 2 / (2 * sigma ** 2))
+    k = np.exp(-(x**2) / (2 * sigma**2))
     return k / k.sum()
 
 
 _KERNEL = _gaussian_kernel(ELASTIC_SIGMA)
 
 
-def apply_distortion(images: paddle.Tensor, theta: np.ndarray, noise: np.ndarray, pen: np.ndarray,
-                     background: float = 0.0) -> paddle.Tensor:
+def apply_distortion(
+    images: paddle.Tensor, theta: np.ndarray, noise: np.ndarray, pen: np.ndarray, background: float = 0.0
+) -> paddle.Tensor:
     """Elastic distortion (smoothed random displacements) on top of the affine map, in one grid
     sample, then the pen: half a 3x3 dilation thicker, or the stroke's soft edges faded thinner."""
     k, r = paddle.to_tensor(_KERNEL), len(_KERNEL) // 2
@@ -69,9 +72,9 @@ def apply_distortion(images: paddle.Tensor, theta: np.ndarray, noise: np.ndarray
     grid = F.affine_grid(paddle.to_tensor(theta), list(images.shape), align_corners=False)
     grid = grid + field.transpose([0, 2, 3, 1])
     ink = F.grid_sample(images - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    thicker = (ink + F.max_pool2d(ink, 3, 1, 1)) / 2             # half a dilation: a broader pen
+    thicker = (ink + F.max_pool2d(ink, 3, 1, 1)) / 2  # half a dilation: a broader pen
     peak = ink.max(axis=[1, 2, 3], keepdim=True) + 1e-6
-    thinner = ink * ink / peak                                    # soft edges fade, the core stays: a finer pen
+    thinner = ink * ink / peak  # soft edges fade, the core stays: a finer pen
     pen = paddle.to_tensor(pen.reshape(-1, 1, 1, 1).astype(np.float32))
     ink = paddle.where(pen > 0, thicker, paddle.where(pen < 0, thinner, ink))
     return ink + background

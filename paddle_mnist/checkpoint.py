@@ -5,6 +5,7 @@ code.  ``load_state`` reads through ``safe_pickle``, which admits only what a
 state dict holds (dicts, numbers, strings and numpy arrays), in memory
 proportional to the file, and refuses anything else.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,15 +15,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import paddle
 
 from paddle_mnist import errors, safe_pickle
+from paddle_mnist._paddle import paddle
 from paddle_mnist.errors import UserError
 from paddle_mnist.fileio import read_capped, write_bytes_atomic
 
 _NAME_MAP = "StructuredToParameterName@@"
-MAX_STATE_BYTES = 1 << 30   # the largest network here saves ~5 MB; a gigabyte is no state file of ours
-MAX_NESTING = 4             # {"LR_Scheduler": {"last_epoch": ...}} is as deep as a state dict goes
+MAX_STATE_BYTES = 1 << 30  # the largest network here saves ~5 MB; a gigabyte is no state file of ours
+MAX_NESTING = 4  # {"LR_Scheduler": {"last_epoch": ...}} is as deep as a state dict goes
 
 
 class CheckpointError(UserError):
@@ -41,8 +42,9 @@ def load_state(path: Path, hashes: dict[str, str] | None = None) -> dict:
     if hashes is not None:
         expected = hashes.get(Path(path).name)
         if expected is None or hashlib.sha256(data).hexdigest() != expected:
-            raise CheckpointError(f"{path}: does not match the hash its run's metadata records "
-                                  f"(an interrupted write, or a swapped file?)")
+            raise CheckpointError(
+                f"{path}: does not match the hash its run's metadata records (an interrupted write, or a swapped file?)"
+            )
     try:
         state = safe_pickle.loads(data)
     except safe_pickle.Refused as e:
@@ -105,13 +107,17 @@ def fit_state(model: paddle.nn.Layer, state: dict, path: Path) -> None:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not fit the model: missing {missing or 'none'}, unexpected {unexpected or 'none'}")
+        raise CheckpointError(
+            f"{path}: weights do not fit the model: missing {missing or 'none'}, unexpected {unexpected or 'none'}"
+        )
     for name, tensor in expected.items():
         value = state[name]
         if not isinstance(value, np.ndarray):
             raise CheckpointError(f"{path}: {name} is a {type(value).__name__}, expected an array")
         if tuple(value.shape) != tuple(tensor.shape):
-            raise CheckpointError(f"{path}: {name} has shape {list(value.shape)}, the model expects {list(tensor.shape)}")
+            raise CheckpointError(
+                f"{path}: {name} has shape {list(value.shape)}, the model expects {list(tensor.shape)}"
+            )
         if value.dtype != _numpy_dtype(tensor):
             raise CheckpointError(f"{path}: {name} is {value.dtype}, the model expects {_numpy_dtype(tensor)}")
     model.set_state_dict(state)
@@ -128,7 +134,7 @@ def _rename_prefixes(state: dict, pairs: list[tuple[str, str]]) -> dict:
     for key, value in state.items():
         for old, new in pairs:
             if key.startswith(old + "_"):
-                key = new + key[len(old):]
+                key = new + key[len(old) :]
                 break
         renamed[key] = value
     return renamed
@@ -144,8 +150,15 @@ def optimizer_state(model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimize
     return _rename_prefixes(optimizer.state_dict(), _param_names(model))
 
 
-def load_optimizer_state(model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer, path: Path,
-                         hashes: dict[str, str] | None = None, *, scheduler=None, steps_done: int | None = None) -> None:
+def load_optimizer_state(
+    model: paddle.nn.Layer,
+    optimizer: paddle.optimizer.Optimizer,
+    path: Path,
+    hashes: dict[str, str] | None = None,
+    *,
+    scheduler=None,
+    steps_done: int | None = None,
+) -> None:
     """Set ``optimizer``'s state from ``path`` once it is checked to be this optimizer's whole state
     (``check_optimizer_state``): paddle would take a partial one and restart what is missing from zero."""
     state = load_state(path, hashes)
@@ -166,24 +179,38 @@ ACCUMULATORS = {
 SCHEDULER_KEY = "LR_Scheduler"
 
 
-def check_optimizer_state(state: dict, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer, path: Path, *,
-                          scheduler=None, steps_done: int | None = None) -> None:
+def check_optimizer_state(
+    state: dict,
+    model: paddle.nn.Layer,
+    optimizer: paddle.optimizer.Optimizer,
+    path: Path,
+    *,
+    scheduler=None,
+    steps_done: int | None = None,
+) -> None:
     """Refuse an optimizer state that is not exactly ``optimizer``'s: every accumulator of every parameter,
     with its shape and dtype, the scheduler's fields (``last_epoch`` = ``steps_done``), and nothing else."""
     kind = type(optimizer).__name__
-    expected = {f"{name}_{suffix}": (tuple(param.shape) if shape is None else shape, _numpy_dtype(param))
-                for name, param in model.named_parameters() if param.trainable  # not BatchNorm's statistics
-                for suffix, shape in ACCUMULATORS[kind].items()}
+    expected = {
+        f"{name}_{suffix}": (tuple(param.shape) if shape is None else shape, _numpy_dtype(param))
+        for name, param in model.named_parameters()
+        if param.trainable  # not BatchNorm's statistics
+        for suffix, shape in ACCUMULATORS[kind].items()
+    }
     allowed = set(expected) | ({SCHEDULER_KEY} if scheduler is not None else set())
     unexpected = sorted(set(state) - allowed)
     if unexpected:
-        raise CheckpointError(f"{path}: holds {errors.brief(unexpected[0])}, which this run's {kind} optimizer"
-                              f"{'' if scheduler is not None else ' (constant learning rate)'} does not keep")
+        raise CheckpointError(
+            f"{path}: holds {errors.brief(unexpected[0])}, which this run's {kind} optimizer"
+            f"{'' if scheduler is not None else ' (constant learning rate)'} does not keep"
+        )
     for key, (shape, dtype) in expected.items():
         value = state.get(key)
         if value is None:
-            raise CheckpointError(f"{path}: lacks {key!r}: the {kind} optimizer keeps it for every parameter, and "
-                                  "resuming without it would restart it from zero")
+            raise CheckpointError(
+                f"{path}: lacks {key!r}: the {kind} optimizer keeps it for every parameter, and "
+                "resuming without it would restart it from zero"
+            )
         if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
             got = f"{value.dtype} {list(value.shape)}" if isinstance(value, np.ndarray) else type(value).__name__
             raise CheckpointError(f"{path}: {key!r} is {got}, expected {dtype} {list(shape)}")
@@ -201,13 +228,18 @@ def _check_scheduler_state(saved, scheduler, path: Path, steps_done: int | None)
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if key == "last_epoch":
             if type(value) is not int or (steps_done is not None and value != steps_done):
-                raise CheckpointError(f"{path}: {SCHEDULER_KEY}.last_epoch is {errors.brief(value)}, expected "
-                                      f"{steps_done} (the steps of the epochs saved)")
+                raise CheckpointError(
+                    f"{path}: {SCHEDULER_KEY}.last_epoch is {errors.brief(value)}, expected "
+                    f"{steps_done} (the steps of the epochs saved)"
+                )
         elif isinstance(fresh[key], (int, float)) and not (number and 0 <= value < 1e6):
-            raise CheckpointError(f"{path}: {SCHEDULER_KEY}.{key} is {errors.brief(value)}, expected a number in 0..1e6")
+            raise CheckpointError(
+                f"{path}: {SCHEDULER_KEY}.{key} is {errors.brief(value)}, expected a number in 0..1e6"
+            )
         elif not isinstance(fresh[key], (int, float)) and type(value) is not type(fresh[key]):
-            raise CheckpointError(f"{path}: {SCHEDULER_KEY}.{key} is a {type(value).__name__}, expected a "
-                                  f"{type(fresh[key]).__name__}")
+            raise CheckpointError(
+                f"{path}: {SCHEDULER_KEY}.{key} is a {type(value).__name__}, expected a {type(fresh[key]).__name__}"
+            )
 
 
 def _numpy_dtype(param) -> np.dtype:

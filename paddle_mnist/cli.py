@@ -1,5 +1,6 @@
 """The ``paddle-mnist`` console script (``paddle-mnist CMD ...`` runs ``python -m paddle_mnist.CMD ...``)
 and the argparse types the commands share."""
+
 from __future__ import annotations
 
 import argparse
@@ -58,8 +59,11 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
         lines = [f"  {name:<8} {text}" for name, text in COMMANDS.items()]
-        print("usage: paddle-mnist COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(lines)
-              + "\n\n'paddle-mnist COMMAND --help' explains each command's flags.")
+        print(
+            "usage: paddle-mnist COMMAND [ARGS...]\n\ncommands:\n"
+            + "\n".join(lines)
+            + "\n\n'paddle-mnist COMMAND --help' explains each command's flags."
+        )
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:

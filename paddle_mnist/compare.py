@@ -6,6 +6,7 @@ same model family, seed (so the same initial weights for every layer but the
 head, and the same data order), optimizer, batch size and epochs.  Only the
 loss, and the head it implies, changes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,8 @@ import numpy as np
 
 from paddle_mnist import config as recipe
 from paddle_mnist import losses, plots, rundir, train
-from paddle_mnist.config import Config
 from paddle_mnist.cli import non_negative_int
+from paddle_mnist.config import Config
 from paddle_mnist.errors import UserError, cli_entry
 from paddle_mnist.fileio import write_bytes_atomic
 
@@ -33,9 +34,20 @@ DEFAULT_LOSSES = ("mse", "mse_onehot", "cross_entropy")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paddle-mnist compare", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--losses", nargs="+", choices=tuple(losses.LOSSES), default=list(DEFAULT_LOSSES),
-        help=f"losses to compare (default: {' '.join(DEFAULT_LOSSES)})")
-    add("--seeds", type=non_negative_int, nargs="+", default=[0, 1, 2], help="one run per loss and seed (default: 0 1 2)")
+    add(
+        "--losses",
+        nargs="+",
+        choices=tuple(losses.LOSSES),
+        default=list(DEFAULT_LOSSES),
+        help=f"losses to compare (default: {' '.join(DEFAULT_LOSSES)})",
+    )
+    add(
+        "--seeds",
+        type=non_negative_int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="one run per loss and seed (default: 0 1 2)",
+    )
     add("--out", type=Path, default=Path("compare"), help="output directory (default: compare)")
     add("--force", action="store_true", help="retrain runs that are already finished (default: reuse them)")
     recipe.add_recipe_flags(parser)
@@ -61,27 +73,27 @@ def finished(config: Config) -> rundir.RunInfo | None:
 
 
 def train_or_reuse(config: Config, force: bool) -> tuple[rundir.RunInfo, bool]:
-    """(metadata, reused): a finished identical run is reused; an interrupted one resumes."""
+    """(metadata, reused): a finished identical run is reused, an interrupted one resumes, and only a run
+    of other settings (or ``force``) is trained afresh over.  Any other failure (no data, a NaN, a locked
+    or unreadable run) is the user's to see: the saved run stays as it is."""
     info = None if force else finished(config)
     if info is not None:
         return info, True
-    resumable = not force and (Path(config.out) / rundir.METADATA).exists()
-    try:
-        return train.fit(replace(config, resume=resumable, overwrite=force)), False
-    except UserError:
-        if not resumable:
-            raise
-        return train.fit(replace(config, overwrite=True)), False  # a stale run of other settings: start afresh
+    saved = not force and (Path(config.out) / rundir.METADATA).exists()
+    other = saved and bool(rundir.recipe_changes(rundir.read(Path(config.out)), config))
+    return train.fit(replace(config, resume=saved and not other, overwrite=force or other)), False
 
 
 def result_row(loss: str, seed: int, info: rundir.RunInfo) -> dict:
     history = info.history
     return {
-        "loss": loss, "seed": seed,
+        "loss": loss,
+        "seed": seed,
         "valid_acc": [row["valid_acc"] for row in history],
         "eval_acc": [row["eval_acc"] for row in history],
         "train_loss": [row["train_loss"] for row in history],
-        "final_eval_acc": info.metrics["eval_acc"], "best_epoch": info.best_epoch,
+        "final_eval_acc": info.metrics["eval_acc"],
+        "best_epoch": info.best_epoch,
         "train_seconds": sum(row["seconds"] for row in history),
         "final_loss": history[-1]["train_loss"],
         "confusion": info.metrics["confusion"],
@@ -93,10 +105,16 @@ def summarise(results: list[dict], loss_names: list[str]) -> list[dict]:
     for loss in loss_names:
         runs = [r for r in results if r["loss"] == loss]
         accs = [100 * r["final_eval_acc"] for r in runs]
-        table.append({"loss": loss, "runs": len(runs), "mean": statistics.mean(accs),
-                      "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                      "best_epoch": statistics.mean(r["best_epoch"] for r in runs),
-                      "seconds": statistics.mean(r["train_seconds"] for r in runs)})
+        table.append(
+            {
+                "loss": loss,
+                "runs": len(runs),
+                "mean": statistics.mean(accs),
+                "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                "best_epoch": statistics.mean(r["best_epoch"] for r in runs),
+                "seconds": statistics.mean(r["train_seconds"] for r in runs),
+            }
+        )
     return table
 
 
@@ -104,38 +122,58 @@ def verdict(table: list[dict]) -> str:
     ranked = sorted(table, key=lambda row: -row["mean"])
     winner, others = ranked[0], ranked[1:]
     gaps = ", ".join(f"{winner['mean'] - row['mean']:.2f} points above {row['loss']}" for row in others)
-    return (f"{winner['loss']} reaches the highest eval accuracy ({winner['mean']:.2f} ± {winner['std']:.2f} %)"
-            + (f", {gaps}." if gaps else "."))
+    return f"{winner['loss']} reaches the highest eval accuracy ({winner['mean']:.2f} ± {winner['std']:.2f} %)" + (
+        f", {gaps}." if gaps else "."
+    )
 
 
 def markdown(table: list[dict], base: Config, seeds: list[int]) -> str:
-    lines = [f"Model `{base.model}`, {base.optimizer} lr {base.lr}, batch {base.batch_size}, {base.epochs} epochs, "
-             f"seeds {' '.join(map(str, seeds))}; eval accuracy of the best-validation epoch.", "",
-             "| loss | eval accuracy (%) mean ± std | best epoch (mean) | train time per run (s) |",
-             "| --- | --- | --- | --- |"]
-    lines += [f"| {r['loss']} | {r['mean']:.2f} ± {r['std']:.2f} | {r['best_epoch']:.1f} | {r['seconds']:.0f} |" for r in table]
+    lines = [
+        f"Model `{base.model}`, {base.optimizer} lr {base.lr}, batch {base.batch_size}, {base.epochs} epochs, "
+        f"seeds {' '.join(map(str, seeds))}; eval accuracy of the best-validation epoch.",
+        "",
+        "| loss | eval accuracy (%) mean ± std | best epoch (mean) | train time per run (s) |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {r['loss']} | {r['mean']:.2f} ± {r['std']:.2f} | {r['best_epoch']:.1f} | {r['seconds']:.0f} |"
+        for r in table
+    ]
     return "\n".join(lines + ["", verdict(table)]) + "\n"
 
 
 def write_results(out: Path, results: list[dict], table: list[dict], summary: str) -> None:
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["loss", "seed", "epoch", "train_loss", "valid_acc", "eval_acc",
-                     "final_eval_acc", "best_epoch", "train_seconds"])
+    writer.writerow(
+        [
+            "loss",
+            "seed",
+            "epoch",
+            "train_loss",
+            "valid_acc",
+            "eval_acc",
+            "final_eval_acc",
+            "best_epoch",
+            "train_seconds",
+        ]
+    )
     for r in results:
         for epoch, (tl, va, ea) in enumerate(zip(r["train_loss"], r["valid_acc"], r["eval_acc"]), 1):
-            writer.writerow([r["loss"], r["seed"], epoch, tl, va, ea, r["final_eval_acc"], r["best_epoch"], r["train_seconds"]])
+            writer.writerow(
+                [r["loss"], r["seed"], epoch, tl, va, ea, r["final_eval_acc"], r["best_epoch"], r["train_seconds"]]
+            )
     write_bytes_atomic(out / "results.csv", text.getvalue().encode())
     write_bytes_atomic(out / "results.json", json.dumps({"runs": results, "summary": table}, indent=1).encode())
     write_bytes_atomic(out / "summary.md", summary.encode())
 
 
 def plot_accuracy(out: Path, results: list[dict], loss_names: list[str]) -> None:
-    fig, ax = plots.plt.subplots(figsize=(7, 4.5))
+    fig, ax = plots.subplots(figsize=(7, 4.5))
     for loss in loss_names:
         curves = 100 * np.array([r["eval_acc"] for r in results if r["loss"] == loss])
         epochs = np.arange(1, curves.shape[1] + 1)
-        line, = ax.plot(epochs, curves.mean(axis=0), marker="o", label=loss)
+        (line,) = ax.plot(epochs, curves.mean(axis=0), marker="o", label=loss)
         ax.fill_between(epochs, curves.min(axis=0), curves.max(axis=0), color=line.get_color(), alpha=0.2)
     ax.set(ylabel="eval accuracy (%)", title="eval accuracy per epoch (band: min-max over seeds)")
     plots.epoch_axis(ax)
@@ -144,7 +182,7 @@ def plot_accuracy(out: Path, results: list[dict], loss_names: list[str]) -> None
 
 
 def plot_losses(out: Path, results: list[dict], loss_names: list[str]) -> None:
-    fig, axes = plots.plt.subplots(1, len(loss_names), figsize=(4 * len(loss_names), 3.5), squeeze=False)
+    fig, axes = plots.subplots(1, len(loss_names), figsize=(4 * len(loss_names), 3.5), squeeze=False)
     for ax, loss in zip(axes[0], loss_names):
         for r in (r for r in results if r["loss"] == loss):
             ax.plot(range(1, len(r["train_loss"]) + 1), r["train_loss"], marker=".", label=f"seed {r['seed']}")
@@ -159,13 +197,25 @@ def plot_losses(out: Path, results: list[dict], loss_names: list[str]) -> None:
 def plot_confusion(out: Path, results: list[dict], loss: str) -> None:
     counts = np.sum([r["confusion"] for r in results if r["loss"] == loss], axis=0)
     rates = 100 * counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plots.plt.subplots(figsize=(5.5, 5))
+    fig, ax = plots.subplots(figsize=(5.5, 5))
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=100)
     for (i, j), value in np.ndenumerate(rates):
-        ax.text(j, i, f"{value:.0f}" if value >= 0.5 else "", ha="center", va="center", fontsize=7,
-                color="white" if value > 50 else "black")
-    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
-           title=f"{loss}: eval confusion (% of each true digit)")
+        ax.text(
+            j,
+            i,
+            f"{value:.0f}" if value >= 0.5 else "",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if value > 50 else "black",
+        )
+    ax.set(
+        xticks=range(10),
+        yticks=range(10),
+        xlabel="predicted",
+        ylabel="true",
+        title=f"{loss}: eval confusion (% of each true digit)",
+    )
     plots.save_figure(fig, out / f"confusion_{loss}.png")
 
 
@@ -177,8 +227,10 @@ def compare(base: Config, loss_names: list[str], seeds: list[int], out: Path, fo
     for seed in seeds:
         for loss in loss_names:
             info, reused = train_or_reuse(run_config(base, out, loss, seed), force)
-            print(f"{loss} seed {seed}: eval {100 * info.metrics['eval_acc']:.2f}%" + (" (reused)" if reused else ""),
-                  flush=True)
+            print(
+                f"{loss} seed {seed}: eval {100 * info.metrics['eval_acc']:.2f}%" + (" (reused)" if reused else ""),
+                flush=True,
+            )
             results.append(result_row(loss, seed, info))
     table = summarise(results, loss_names)
     summary = markdown(table, base, seeds)

@@ -6,6 +6,7 @@ them and explicit flags override the preset.  ``Config`` validates itself, so
 the Python API is checked as strictly as the command line.  ``train`` and
 ``compare`` take their recipe flags from ``add_recipe_flags``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ MAX_SEED = 2**32 - 1
 
 @dataclass
 class Config:
-    data: str | None = None       # data file or IDX directory; None = the README's search
+    data: str | None = None  # data file or IDX directory; None = the README's search
     dataset: str = "mnist"
     preset: str = "tutorial"
     model: str = "cnn"
@@ -33,29 +34,36 @@ class Config:
     label_smoothing: float = 0.0  # cross_entropy's target: 1 - ε + ε/10 for the label, ε/10 for the rest
     optimizer: str = "sgd"
     lr: float = 0.01
-    beta1: float = 0.9            # Adam's moment decay rates (the other optimizers ignore them)
+    beta1: float = 0.9  # Adam's moment decay rates (the other optimizers ignore them)
     beta2: float = 0.999
     batch_size: int = 100
     epochs: int = 10
     schedule: str = "constant"
     weight_decay: float = 0.0
-    augment: bool = False         # random shifts, rotations and scalings
-    distort: bool = False         # instead, handwriting-like: elastic, aspect, shear and pen thickness too
+    augment: bool = False  # random shifts, rotations and scalings
+    distort: bool = False  # instead, handwriting-like: elastic, aspect, shear and pen thickness too
     seed: int = 0
     out: str = "output"
     resume: bool = False
-    overwrite: bool = False       # discard a run already saved in ``out`` instead of refusing
+    overwrite: bool = False  # discard a run already saved in ``out`` instead of refusing
     device: str = "auto"
     limit_train: int | None = None
     train_on_valid: bool = False  # train on the valid split too (60,000 MNIST images); the best epoch is the last
-    track_eval: bool = False      # also score the eval split every epoch (the loss comparison plots it)
+    track_eval: bool = False  # also score the eval split every epoch (the loss comparison plots it)
     amp: bool = False
-    nproc: int = 1                # data-parallel processes: with BatchNorm part of the recipe, as each
-                                  # process normalises over its own share of a batch
+    nproc: int = 1  # data-parallel processes: with BatchNorm part of the recipe, as each
+    # process normalises over its own share of a batch
 
     def __post_init__(self):
-        choices = {"dataset": DATASETS, "preset": tuple(PRESETS), "model": tuple(models.MODELS),
-                   "loss": tuple(losses.LOSSES), "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES}
+        choices = {
+            "dataset": DATASETS,
+            "preset": tuple(PRESETS),
+            "model": tuple(models.MODELS),
+            "loss": tuple(losses.LOSSES),
+            "optimizer": OPTIMIZERS,
+            "schedule": SCHEDULES,
+            "device": DEVICES,
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"unknown {name} {getattr(self, name)!r}: choose {', '.join(allowed)}")
@@ -71,7 +79,7 @@ class Config:
             _check(name, getattr(self, name), lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
 
     @classmethod
-    def from_preset(cls, preset: str = "tutorial", **overrides) -> "Config":
+    def from_preset(cls, preset: str = "tutorial", **overrides) -> Config:
         """The preset's recipe with ``overrides`` on top."""
         if preset not in PRESETS:
             raise UserError(f"unknown preset {preset!r}: choose {', '.join(PRESETS)}")
@@ -95,18 +103,31 @@ def _check(name: str, value, ok, expected: str) -> None:
 # and what each choice of `quick` bought.
 PRESETS = {
     "tutorial": {},
-    "quick": dict(model="convnet", optimizer="adam", lr=0.01, beta1=0.7, beta2=0.9, batch_size=64, epochs=1,
-                  schedule="onecycle"),
+    "quick": dict(
+        model="convnet", optimizer="adam", lr=0.01, beta1=0.7, beta2=0.9, batch_size=64, epochs=1, schedule="onecycle"
+    ),
     "fast": dict(model="convnet", optimizer="adam", lr=0.003, batch_size=128, epochs=5, schedule="onecycle"),
-    "best": dict(model="vgg_wide", optimizer="momentum", lr=0.05, batch_size=128, epochs=18, schedule="onecycle",
-                 weight_decay=5e-4, augment=True, train_on_valid=True),
+    "best": dict(
+        model="vgg_wide",
+        optimizer="momentum",
+        lr=0.05,
+        batch_size=128,
+        epochs=18,
+        schedule="onecycle",
+        weight_decay=5e-4,
+        augment=True,
+        train_on_valid=True,
+    ),
 }
 DEFAULTS = Config()
 
 
 def preset_lines() -> list[str]:
-    return [f"  {name:<9} " + (", ".join(f"{k}={v}" for k, v in values.items()) or "the tutorial's recipe: every flag's default")
-            for name, values in PRESETS.items()]
+    return [
+        f"  {name:<9} "
+        + (", ".join(f"{k}={v}" for k, v in values.items()) or "the tutorial's recipe: every flag's default")
+        for name, values in PRESETS.items()
+    ]
 
 
 def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
@@ -118,25 +139,48 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
     add("--model", choices=tuple(models.MODELS), help=f"network, see below (default: {d.model}, the tutorial's)")
     add("--optimizer", choices=OPTIMIZERS, help=f"optimizer; momentum is 0.9, Nesterov (default: {d.optimizer})")
     add("--lr", type=positive_float, help=f"learning rate, the peak rate for onecycle (default: {d.lr})")
-    add("--batch-size", type=positive_int,
-        help=f"images per optimizer step: the global batch, split evenly over data-parallel processes (default: {d.batch_size})")
+    add(
+        "--batch-size",
+        type=positive_int,
+        help=f"images per optimizer step: the global batch, split evenly over data-parallel processes (default: {d.batch_size})",
+    )
     add("--epochs", type=positive_int, help=f"passes over the training split (default: {d.epochs})")
     add("--schedule", choices=SCHEDULES, help=f"learning-rate schedule over all steps (default: {d.schedule})")
     add("--weight-decay", type=non_negative_float, help=f"L2 weight decay (default: {d.weight_decay:g})")
     add("--beta1", type=non_negative_float, help=f"Adam's first-moment decay rate (default: {d.beta1})")
     add("--beta2", type=non_negative_float, help=f"Adam's second-moment decay rate (default: {d.beta2})")
-    add("--augment", action=argparse.BooleanOptionalAction, default=None,
-        help="random shifts (2 px), rotations (10 deg) and scalings (10%%) of training images (default: off)")
-    add("--distort", action=argparse.BooleanOptionalAction, default=None,
+    add(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random shifts (2 px), rotations (10 deg) and scalings (10%%) of training images (default: off)",
+    )
+    add(
+        "--distort",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="handwriting-like augmentation, replacing --augment's: elastic distortion (Simard 2003), aspect, "
-             "shear, thinner and thicker pens, with the same shifts, rotations and scalings (default: off)")
-    add("--device", choices=DEVICES, help=f"where to train; auto = gpu when paddle has CUDA and a GPU (default: {d.device})")
-    add("--train-on-valid", action=argparse.BooleanOptionalAction, default=None,
+        "shear, thinner and thicker pens, with the same shifts, rotations and scalings (default: off)",
+    )
+    add(
+        "--device",
+        choices=DEVICES,
+        help=f"where to train; auto = gpu when paddle has CUDA and a GPU (default: {d.device})",
+    )
+    add(
+        "--train-on-valid",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="train on the validation split too (all 60,000 MNIST training images, as published results do); "
-             "valid accuracy then measures fit, not generalisation, so the kept best weights are the last "
-             "epoch's (default: off)")
-    add("--limit-train", type=positive_int, metavar="N",
-        help="train on the first N training images only, for quick runs (default: all)")
+        "valid accuracy then measures fit, not generalisation, so the kept best weights are the last "
+        "epoch's (default: off)",
+    )
+    add(
+        "--limit-train",
+        type=positive_int,
+        metavar="N",
+        help="train on the first N training images only, for quick runs (default: all)",
+    )
 
 
 CONFIG_FIELDS = {f.name for f in fields(Config)}

@@ -1,4 +1,5 @@
 """User-facing errors: a bad file or flag is reported in one line, never a traceback."""
+
 from __future__ import annotations
 
 import functools
@@ -15,6 +16,7 @@ class DataError(UserError):
 
 def cli_entry(prog: str):
     """Decorate a command's ``main(argv)`` so a ``UserError`` prints one line and exits 1."""
+
     def decorate(main):
         @functools.wraps(main)
         def wrapper(argv=None):
@@ -29,7 +31,9 @@ def cli_entry(prog: str):
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr)
                 return 130
+
         return wrapper
+
     return decorate
 
 
@@ -39,7 +43,7 @@ def brief(value, limit: int = 60) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         return f"an integer of {value.bit_length() * 0.30103:,.0f} digits"
     text = repr(value) if not isinstance(value, (list, dict, tuple)) else f"a {type(value).__name__} of {len(value)}"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def json_reason(error: Exception) -> str:

@@ -7,6 +7,7 @@ float32, checked against the dynamic model through Paddle Inference.
 (``pip install 'paddle-mnist[onnx]'``), checked through onnxruntime, which is
 all ``predict --engine onnx`` needs.  Either check must agree to 1e-5.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,20 +18,22 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import paddle
-from paddle.static import InputSpec
 
 from paddle_mnist import rundir
+from paddle_mnist._paddle import paddle
 from paddle_mnist.errors import UserError, cli_entry
 from paddle_mnist.predict import DynamicEngine, InferenceEngine, OnnxEngine, load_trained
+
+InputSpec = paddle.static.InputSpec
 
 SUFFIXES = {"paddle": (".pdiparams", ".json"), "onnx": (".onnx",)}  # parameters first: the program completes the pair
 TOLERANCE = 1e-5
 ONNX_OPSET = 13
 
 
-def export(model_dir: Path, prefix: Path, weights: str = "best", fmt: str = "paddle",
-           batch: np.ndarray | None = None) -> float:
+def export(
+    model_dir: Path, prefix: Path, weights: str = "best", fmt: str = "paddle", batch: np.ndarray | None = None
+) -> float:
     """Write the model under ``prefix`` in ``fmt``; return the largest output difference from the
     dynamic model on ``batch`` (default: 16 random images) through the exported model's runtime."""
     model = load_trained(model_dir, weights).model
@@ -59,19 +62,34 @@ def to_onnx(prefix: Path) -> None:
         import paddle2onnx
     except ImportError:
         raise UserError("--format onnx needs paddle2onnx and onnxruntime: pip install 'paddle-mnist[onnx]'") from None
-    paddle2onnx.export(f"{prefix}.json", f"{prefix}.pdiparams", save_file=f"{prefix}.onnx",
-                       opset_version=ONNX_OPSET, enable_onnx_checker=True, optimize_tool="None", verbose=False)
+    paddle2onnx.export(
+        f"{prefix}.json",
+        f"{prefix}.pdiparams",
+        save_file=f"{prefix}.onnx",
+        opset_version=ONNX_OPSET,
+        enable_onnx_checker=True,
+        optimize_tool="None",
+        verbose=False,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paddle-mnist export", description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--model-dir", type=Path, default=Path("output"), help="training output dir (default: output)")
-    add("--format", choices=tuple(SUFFIXES), default="paddle",
-        help="paddle = Paddle Inference (PREFIX.json, .pdiparams); onnx = PREFIX.onnx via paddle2onnx (default: paddle)")
+    add(
+        "--format",
+        choices=tuple(SUFFIXES),
+        default="paddle",
+        help="paddle = Paddle Inference (PREFIX.json, .pdiparams); onnx = PREFIX.onnx via paddle2onnx (default: paddle)",
+    )
     add("--out", type=Path, default=None, help="path prefix to write (default: MODEL_DIR/inference/mnist)")
-    add("--weights", default="best", metavar="best|last|FILE",
-        help="the run's best or last weights, or a bare .pdparams state dict whose network is inferred (default: best)")
+    add(
+        "--weights",
+        default="best",
+        metavar="best|last|FILE",
+        help="the run's best or last weights, or a bare .pdparams state dict whose network is inferred (default: best)",
+    )
     return parser
 
 

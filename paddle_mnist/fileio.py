@@ -4,6 +4,7 @@ Atomic writes: a crash mid-write never leaves a corrupt file under the final
 name.  Regular-file reads: a FIFO or device planted where a file should be is
 refused instead of hanging or streaming forever.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -87,8 +88,13 @@ def open_regular(path: str | os.PathLike, error: type[UserError] = UserError) ->
         raise
 
 
-KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-         (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 def _refuse_unless_regular(mode: int, path, error: type[UserError]) -> None:

@@ -8,6 +8,7 @@ head, and with its own "Invalid HTTP request" answer in JSON.  uvicorn's own
 ``limit_concurrency`` is not used: it is checked only once a request's head has
 arrived, so connections that never finish their head would still pile up.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,8 +26,10 @@ def json_message(status: int, body: dict, headers: dict | None = None) -> tuple[
     data = json.dumps(body).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     raw += [(k.encode(), str(v).encode()) for k, v in (headers or {}).items()]
-    return ({"type": "http.response.start", "status": status, "headers": raw},
-            {"type": "http.response.body", "body": data})
+    return (
+        {"type": "http.response.start", "status": status, "headers": raw},
+        {"type": "http.response.body", "body": data},
+    )
 
 
 def one_line(error: BaseException) -> str:
@@ -52,8 +55,9 @@ class Guard:
             if is_disconnect(error) or exchange.dropped:
                 log.debug("%s %s: the client left (%s)", scope["method"], scope["path"], one_line(error))
                 return
-            log.error("%s %s: %s", scope["method"], scope["path"], one_line(error),
-                      exc_info=log.isEnabledFor(logging.DEBUG))
+            log.error(
+                "%s %s: %s", scope["method"], scope["path"], one_line(error), exc_info=log.isEnabledFor(logging.DEBUG)
+            )
             if not exchange.started:
                 await exchange.error(500, "internal error: " + type(error).__name__)
 
@@ -67,8 +71,8 @@ class Exchange:
 
     def __init__(self, guard: Guard, scope, send):
         self.guard, self.scope, self._send = guard, scope, send
-        self.started = False     # an answer has begun
-        self.dropped = False     # the guard answered for the body (413, 408): the application's answer is dropped
+        self.started = False  # an answer has begun
+        self.dropped = False  # the guard answered for the body (413, 408): the application's answer is dropped
         self.received = 0
 
     async def run(self, receive) -> None:
@@ -84,8 +88,11 @@ class Exchange:
         try:
             await gate.enter(charge, self.guard.limits.request_timeout)
         except asyncio.TimeoutError:
-            return await self.error(503, f"busy: request bodies fill the {gate.budget >> 20} MB body budget; "
-                                         "retry later", {"retry-after": 1})
+            return await self.error(
+                503,
+                f"busy: request bodies fill the {gate.budget >> 20} MB body budget; retry later",
+                {"retry-after": 1},
+            )
         try:
             await self.guard.app(scope, self.receive(receive), self.send)
         finally:
@@ -109,8 +116,13 @@ class Exchange:
         if not methods:
             return await self.error(404, "Not Found")
         self.started = True
-        await self._send({"type": "http.response.start", "status": 204,
-                          "headers": [(b"allow", ", ".join(methods).encode()), (b"content-length", b"0")]})
+        await self._send(
+            {
+                "type": "http.response.start",
+                "status": 204,
+                "headers": [(b"allow", ", ".join(methods).encode()), (b"content-length", b"0")],
+            }
+        )
         await self._send({"type": "http.response.body", "body": b""})
 
     async def body_charge(self) -> int | None:
@@ -132,8 +144,11 @@ class Exchange:
         """413 now, before the rest of the body is read; the connection closes after it."""
         self.dropped = True
         if not self.started:
-            await self.error(413, f"request body over the {self.guard.limits.max_upload:,}-byte upload limit",
-                             {"connection": "close"})
+            await self.error(
+                413,
+                f"request body over the {self.guard.limits.max_upload:,}-byte upload limit",
+                {"connection": "close"},
+            )
 
     def receive(self, receive):
         """``receive``, counting the body against the upload limit and its arrival against the client deadline."""
@@ -147,8 +162,11 @@ class Exchange:
                 message = await within(max(0.0, deadline - time.monotonic()), receive())
             except asyncio.TimeoutError:
                 if not self.started:
-                    await self.error(408, f"the request body did not arrive within {limits.client_timeout:g} s",
-                                     {"connection": "close"})
+                    await self.error(
+                        408,
+                        f"the request body did not arrive within {limits.client_timeout:g} s",
+                        {"connection": "close"},
+                    )
                 self.dropped = True
                 return {"type": "http.disconnect"}
             if message["type"] == "http.request":
@@ -157,6 +175,7 @@ class Exchange:
                     await self.refuse_size()
                     return {"type": "http.disconnect"}
             return message
+
         return counted
 
 
@@ -213,8 +232,11 @@ def guarded_protocol(limits: Limits, error_body):
                 self.transport.close()
 
         def _evict_one(self) -> bool:
-            idle = [c for c in self.connections if c is not self and not c.in_request()
-                    and c.waiting_since is not None and not c.transport.is_closing()]
+            idle = [
+                c
+                for c in self.connections
+                if c is not self and not c.in_request() and c.waiting_since is not None and not c.transport.is_closing()
+            ]
             if not idle:
                 return False
             min(idle, key=lambda c: c.waiting_since).transport.close()
@@ -227,15 +249,18 @@ def guarded_protocol(limits: Limits, error_body):
             if self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete:
                 self.transport.close()  # garbage after a request whose answer is under way: no second answer
                 return
-            self._raw_json(400, error_body("", 400, "invalid HTTP request (malformed, or a head over "
-                                                    f"{H11_HEAD_LIMIT >> 10} KB)"))
+            self._raw_json(
+                400, error_body("", 400, f"invalid HTTP request (malformed, or a head over {H11_HEAD_LIMIT >> 10} KB)")
+            )
 
         def _raw_json(self, status: int, body: dict, extra: bytes = b"") -> None:
             """An answer written straight to the socket, then closed: h11 has no request to answer here."""
             data = json.dumps(body).encode()
             reason = {400: b"Bad Request", 503: b"Service Unavailable"}[status]
-            self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                                 b"connection: close\r\n%s\r\n" % (status, reason, len(data), extra) + data)
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                b"connection: close\r\n%s\r\n" % (status, reason, len(data), extra) + data
+            )
             self.transport.close()
 
     return GuardedH11Protocol
@@ -255,7 +280,7 @@ class Lingering:
     def __init__(self, transport, limits: Limits, client_sending):
         self._transport, self._limits, self._client_sending = transport, limits, client_sending
         self._closing = False
-        self._drain_left: int | None = None     # bytes still to drop while lingering; None: not lingering
+        self._drain_left: int | None = None  # bytes still to drop while lingering; None: not lingering
 
     def __getattr__(self, name):
         return getattr(self._transport, name)
@@ -271,7 +296,7 @@ class Lingering:
         if not self._client_sending() or not self._transport.can_write_eof() or self._transport.is_closing():
             return self._transport.close()
         self._drain_left = self._limits.max_upload
-        self._transport.write_eof()      # the answer is complete: the client can read it now
+        self._transport.write_eof()  # the answer is complete: the client can read it now
         self._transport.resume_reading()
         asyncio.get_running_loop().call_later(LINGER, self._transport.close)
 
@@ -285,8 +310,8 @@ class Lingering:
         return True
 
 
-LINGER = 2.0                # seconds a closed connection keeps reading what its client still sends
-H11_HEAD_LIMIT = 16 << 10   # h11's bound on a request's head (its max_incomplete_event_size default)
+LINGER = 2.0  # seconds a closed connection keeps reading what its client still sends
+H11_HEAD_LIMIT = 16 << 10  # h11's bound on a request's head (its max_incomplete_event_size default)
 
 
 class QuietInvalidRequests(logging.Filter):

@@ -8,6 +8,7 @@ waiting charge first while the charges fit its budget; small charges (a drawing,
 a few-KB body) always fit, and a gate with worker slots keeps one slot for them,
 so a bystander's drawing never waits behind an attacker's big pictures.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,16 +23,17 @@ MB = 1 << 20
 @dataclass(frozen=True)
 class Limits:
     """Every bound of the server; ``serve --help`` lists them as flags (sizes there in MB)."""
-    max_upload: int = 20 * MB       # largest request body; a phone photo is 3-8 MB
-    max_images: int = 16            # images in one multipart request
-    image_budget: int = 160 * MB    # what one image may cost to decode (a 40-megapixel RGB picture)
+
+    max_upload: int = 20 * MB  # largest request body; a phone photo is 3-8 MB
+    max_images: int = 16  # images in one multipart request
+    image_budget: int = 160 * MB  # what one image may cost to decode (a 40-megapixel RGB picture)
     request_budget: int = 256 * MB  # what all images of one request may cost together
-    decode_budget: int = 384 * MB   # what all decodes in flight may cost together
-    body_budget: int = 256 * MB     # what all request bodies being received may cost together
-    decode_workers: int = 2         # decoding threads (this project's machines have 2 cores)
-    max_connections: int = 512      # open connections; lowered to fit the open-file limit
-    client_timeout: float = 10.0    # seconds a client has to send a request's head, and then its body
-    request_timeout: float = 10.0   # seconds from a request's body to its answer; then 503
+    decode_budget: int = 384 * MB  # what all decodes in flight may cost together
+    body_budget: int = 256 * MB  # what all request bodies being received may cost together
+    decode_workers: int = 2  # decoding threads (this project's machines have 2 cores)
+    max_connections: int = 512  # open connections; lowered to fit the open-file limit
+    client_timeout: float = 10.0  # seconds a client has to send a request's head, and then its body
+    request_timeout: float = 10.0  # seconds from a request's body to its answer; then 503
 
     def check(self) -> Limits:
         """``self``, or a ValueError saying which bounds contradict each other."""
@@ -42,8 +44,8 @@ class Limits:
         return self
 
 
-SMALL_IMAGE = 8 * MB     # a decode at most this costly is small: a drawing is ~0.3 MB, a phone JPEG ~0.2 MB
-SMALL_BODY = 64 << 10    # a body at most this big is small: a drawn digit's PNG is 3-10 KB
+SMALL_IMAGE = 8 * MB  # a decode at most this costly is small: a drawing is ~0.3 MB, a phone JPEG ~0.2 MB
+SMALL_BODY = 64 << 10  # a body at most this big is small: a drawn digit's PNG is 3-10 KB
 
 
 class Gate:
@@ -57,8 +59,8 @@ class Gate:
     def __init__(self, budget: int, small: int, slots: int | None = None):
         self.budget, self.small, self.slots = budget, small, slots
         self.in_flight = self.running = self.big_running = 0
-        self.peak = 0                    # the most bytes ever admitted at once
-        self._waiting: list = []         # a heap of (cost, arrival, future)
+        self.peak = 0  # the most bytes ever admitted at once
+        self._waiting: list = []  # a heap of (cost, arrival, future)
         self._arrival = itertools.count()
 
     async def enter(self, cost: int, timeout: float | None = None) -> None:

@@ -8,13 +8,16 @@
 - ``mse_onehot``: 10 outputs through softmax, squared error against the one-hot label:
   the same head as cross-entropy, so only the loss differs (the fair comparison).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-import paddle
-import paddle.nn.functional as F
+
+from paddle_mnist._paddle import paddle
+
+F = paddle.nn.functional
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class Loss:
     outputs: int
     label_dtype: str
     summary: str
-    smoothing: float = 0.0        # label smoothing, cross_entropy only (Config.label_smoothing)
+    smoothing: float = 0.0  # label smoothing, cross_entropy only (Config.label_smoothing)
 
     def __call__(self, outputs: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
         """Mean loss of a batch; ``labels`` is [N,1] in ``label_dtype``."""
@@ -45,7 +48,7 @@ class Loss:
         """
         if self.outputs == 1:
             distance = outputs.reshape(-1, 1) - np.arange(10)
-            logits = -2.0 * distance ** 2
+            logits = -2.0 * distance**2
         else:
             logits = outputs
         logits = logits - logits.max(axis=1, keepdims=True)
@@ -59,8 +62,11 @@ class Loss:
         return outputs.argmax(axis=1)
 
 
-LOSSES = {loss.name: loss for loss in (
-    Loss("cross_entropy", 10, "int64", "10 logits, softmax cross-entropy (the default)"),
-    Loss("mse", 1, "float32", "the tutorial's regression: 1 output, squared error to the digit's value"),
-    Loss("mse_onehot", 10, "int64", "10 outputs, softmax, squared error to the one-hot label"),
-)}
+LOSSES = {
+    loss.name: loss
+    for loss in (
+        Loss("cross_entropy", 10, "int64", "10 logits, softmax cross-entropy (the default)"),
+        Loss("mse", 1, "float32", "the tutorial's regression: 1 output, squared error to the digit's value"),
+        Loss("mse_onehot", 10, "int64", "10 outputs, softmax, squared error to the one-hot label"),
+    )
+}

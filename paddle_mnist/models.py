@@ -4,11 +4,13 @@
 ``TutorialCNN`` (registered as ``cnn``) is the tutorial's ``MNIST`` network exactly; the others are the course's
 related chapters (softmax regression, MLP, LeNet, residual and Inception blocks).
 """
+
 from __future__ import annotations
 
-import paddle
-import paddle.nn as nn
-import paddle.nn.functional as F
+from paddle_mnist._paddle import paddle
+
+nn = paddle.nn
+F = paddle.nn.functional
 
 
 class ReshapedBiasConv2D(nn.Conv2D):
@@ -19,8 +21,15 @@ class ReshapedBiasConv2D(nn.Conv2D):
     Parameter names, shapes, initial values and results are those of ``nn.Conv2D``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                 bias: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+    ):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias_attr=None if bias else False)
         self.stride, self.padding = stride, padding
 
@@ -92,10 +101,14 @@ class LeNet(ConvClassifier):
     def __init__(self, outputs: int = 10):
         super().__init__()
         self.features = nn.Sequential(
-            ReshapedBiasConv2D(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2D(2, 2),
-            ReshapedBiasConv2D(6, 16, 5), nn.ReLU(), nn.MaxPool2D(2, 2))
-        self.head = nn.Sequential(
-            nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, outputs))
+            ReshapedBiasConv2D(1, 6, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2D(2, 2),
+            ReshapedBiasConv2D(6, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2D(2, 2),
+        )
+        self.head = nn.Sequential(nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, outputs))
 
 
 class ConvNet(ConvClassifier):
@@ -105,7 +118,8 @@ class ConvNet(ConvClassifier):
         super().__init__()
         a, b = widths
         self.features = nn.Sequential(
-            conv_bn(1, a, 5), nn.ReLU(), nn.MaxPool2D(2, 2), conv_bn(a, b, 5), nn.ReLU(), nn.MaxPool2D(2, 2))
+            conv_bn(1, a, 5), nn.ReLU(), nn.MaxPool2D(2, 2), conv_bn(a, b, 5), nn.ReLU(), nn.MaxPool2D(2, 2)
+        )
         self.head = dropout_head(b * 49, hidden, outputs)
 
 
@@ -116,8 +130,17 @@ class VGG(ConvClassifier):
         super().__init__()
         a, b = widths
         self.features = nn.Sequential(
-            conv_bn(1, a, 3), nn.ReLU(), conv_bn(a, a, 3), nn.ReLU(), nn.MaxPool2D(2, 2),
-            conv_bn(a, b, 3), nn.ReLU(), conv_bn(b, b, 3), nn.ReLU(), nn.MaxPool2D(2, 2))
+            conv_bn(1, a, 3),
+            nn.ReLU(),
+            conv_bn(a, a, 3),
+            nn.ReLU(),
+            nn.MaxPool2D(2, 2),
+            conv_bn(a, b, 3),
+            nn.ReLU(),
+            conv_bn(b, b, 3),
+            nn.ReLU(),
+            nn.MaxPool2D(2, 2),
+        )
         self.head = dropout_head(b * 49, hidden, outputs)
 
 
@@ -129,8 +152,9 @@ class WideVGG(VGG):
 
 
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(ReshapedBiasConv2D(cin, cout, kernel, stride, padding=kernel // 2, bias=False),
-                         nn.BatchNorm2D(cout))
+    return nn.Sequential(
+        ReshapedBiasConv2D(cin, cout, kernel, stride, padding=kernel // 2, bias=False), nn.BatchNorm2D(cout)
+    )
 
 
 class ResidualBlock(nn.Layer):
@@ -169,8 +193,9 @@ class InceptionBlock(nn.Layer):
         relu = nn.ReLU
         self.b1 = nn.Sequential(conv_bn(cin, branch, 1), relu())
         self.b2 = nn.Sequential(conv_bn(cin, branch, 1), relu(), conv_bn(branch, branch, 5), relu())
-        self.b3 = nn.Sequential(conv_bn(cin, branch, 1), relu(), conv_bn(branch, branch, 3), relu(),
-                                conv_bn(branch, branch, 3), relu())
+        self.b3 = nn.Sequential(
+            conv_bn(cin, branch, 1), relu(), conv_bn(branch, branch, 3), relu(), conv_bn(branch, branch, 3), relu()
+        )
         self.b4 = nn.Sequential(nn.AvgPool2D(3, 1, padding=1, exclusive=False), conv_bn(cin, branch, 1), relu())
 
     def forward(self, x):
@@ -193,8 +218,17 @@ class Inception(nn.Layer):
         return self.fc(paddle.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-MODELS = {"linear": Linear, "mlp": MLP, "cnn": TutorialCNN, "lenet": LeNet, "convnet": ConvNet, "vgg": VGG,
-          "vgg_wide": WideVGG, "resnet": ResNet, "inception": Inception}
+MODELS = {
+    "linear": Linear,
+    "mlp": MLP,
+    "cnn": TutorialCNN,
+    "lenet": LeNet,
+    "convnet": ConvNet,
+    "vgg": VGG,
+    "vgg_wide": WideVGG,
+    "resnet": ResNet,
+    "inception": Inception,
+}
 
 
 def build(name: str, outputs: int) -> nn.Layer:
@@ -205,7 +239,7 @@ def parameter_count(model: nn.Layer) -> int:
     return sum(int(p.size) for p in model.parameters())
 
 
-HEADS = (10, 1)   # the losses' head sizes: 10 classes, or the tutorial's 1-output regression
+HEADS = (10, 1)  # the losses' head sizes: 10 classes, or the tutorial's 1-output regression
 
 
 def layout(model: nn.Layer) -> dict[str, tuple[int, ...]]:

@@ -7,6 +7,7 @@ global batch a single process would use, and ``paddle.DataParallel`` averages
 the gradients, so N processes follow the single-process run (exactly, up to
 float summation order, for models without dropout or batch norm).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -15,10 +16,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import paddle
-import paddle.distributed as dist
 
+from paddle_mnist._paddle import paddle
 from paddle_mnist.errors import UserError
+
+dist = paddle.distributed
 
 
 def world_size() -> int:
@@ -43,7 +45,7 @@ def wrap(model: paddle.nn.Layer) -> paddle.nn.Layer:
 
 def shard(index: np.ndarray) -> np.ndarray:
     """This rank's rows of a global batch."""
-    return index[rank()::world_size()]
+    return index[rank() :: world_size()]
 
 
 def all_sum(values: list[float]) -> list[float]:
@@ -57,7 +59,9 @@ def all_sum(values: list[float]) -> list[float]:
 
 def check_batch(batch_size: int) -> None:
     if batch_size % world_size():
-        raise UserError(f"--batch-size {batch_size} is the global batch and must divide evenly over {world_size()} processes")
+        raise UserError(
+            f"--batch-size {batch_size} is the global batch and must divide evenly over {world_size()} processes"
+        )
 
 
 def console_script() -> Path:
@@ -71,6 +75,16 @@ def console_script() -> Path:
 
 def launch(nproc: int, train_args: list[str], log_dir: Path) -> int:
     """``paddle-mnist train --nproc N ...``: run Paddle's launcher over this same command."""
-    command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
-               "--log_dir", str(log_dir), str(console_script()), "train", *train_args]
+    command = [
+        sys.executable,
+        "-m",
+        "paddle.distributed.launch",
+        "--nproc_per_node",
+        str(nproc),
+        "--log_dir",
+        str(log_dir),
+        str(console_script()),
+        "train",
+        *train_args,
+    ]
     return subprocess.call(command)

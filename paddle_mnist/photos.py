@@ -15,6 +15,7 @@ fonts; in both font sets half of the 7s are crossed, as in much of Europe),
 command prints the accuracy of the default preprocessing against the
 tutorial's ``--naive`` one per style and set.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,13 @@ STYLES = ("paper", "colour", "noisy_jpeg", "exif_rotated", "transparent_png", "c
 SETS = ("printed", "handwriting_font", "thick_marker", "thin_pen", "low_res_scan", "touching_frame")
 FONT_DIRS = (Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts/opentype"))
 # Per font set: the file name prefixes to use and the Debian packages that hold them.
-FONTS = {"printed": (("DejaVu", "Liberation"), "fonts-dejavu-core fonts-liberation"),
-         "handwriting_font": (("Humor-Sans", "ComicNeue", "DancingScript"),
-                              "fonts-humor-sans fonts-comic-neue fonts-dancingscript")}
+FONTS = {
+    "printed": (("DejaVu", "Liberation"), "fonts-dejavu-core fonts-liberation"),
+    "handwriting_font": (
+        ("Humor-Sans", "ComicNeue", "DancingScript"),
+        "fonts-humor-sans fonts-comic-neue fonts-dancingscript",
+    ),
+}
 EXIF_ORIENTATION = 0x0112
 JPEG_MAGIC = b"\xff\xd8"
 
@@ -48,7 +53,7 @@ def _placed(digit: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tu
     big = Image.fromarray(digit).resize((size, size), Image.BICUBIC)
     canvas = np.zeros((canvas_h, canvas_w), dtype=np.float32)
     top, left = int(rng.integers(0, canvas_h - size)), int(rng.integers(0, canvas_w - size))
-    canvas[top:top + size, left:left + size] = np.asarray(big, dtype=np.float32) / 255
+    canvas[top : top + size, left : left + size] = np.asarray(big, dtype=np.float32) / 255
     return canvas, (canvas_h, canvas_w)
 
 
@@ -92,7 +97,7 @@ def render(digit: np.ndarray, style: str, rng: np.random.Generator) -> bytes:
     return out.getvalue()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def font_files(kind: str) -> tuple[Path, ...]:
     """The machine's font files for a font set (``FONTS`` names their Debian packages); the font
     directories are walked once per set, not once per picture."""
@@ -108,8 +113,13 @@ def font_ink(label: int, kind: str, rng: np.random.Generator) -> np.ndarray:
         raise UserError(f"the {kind} set needs fonts: apt-get install {FONTS[kind][1]}")
     canvas = Image.new("L", (220, 200), 0)
     font = ImageFont.truetype(str(fonts[int(rng.integers(len(fonts)))]), int(rng.integers(90, 140)))
-    ImageDraw.Draw(canvas).text((110 + int(rng.integers(-25, 25)), 100 + int(rng.integers(-20, 20))), str(label),
-                                fill=255, font=font, anchor="mm")
+    ImageDraw.Draw(canvas).text(
+        (110 + int(rng.integers(-25, 25)), 100 + int(rng.integers(-20, 20))),
+        str(label),
+        fill=255,
+        font=font,
+        anchor="mm",
+    )
     if label == 7 and rng.random() < 0.5:
         _cross(canvas)
     return np.asarray(canvas, np.float32) / 255
@@ -123,7 +133,7 @@ def _cross(canvas: Image.Image) -> None:
     stem = np.flatnonzero(ink[middle])
     if not len(stem):
         return
-    top = ink[rows[0]:, (cols[0] + cols[-1]) // 2]   # down the middle column: the top bar's run of ink
+    top = ink[rows[0] :, (cols[0] + cols[-1]) // 2]  # down the middle column: the top bar's run of ink
     thickness = int(np.argmin(top)) if top[0] else 0
     centre, half = stem.mean(), (cols[-1] - cols[0]) / 4
     ImageDraw.Draw(canvas).line([(centre - half, middle), (centre + half, middle)], fill=255, width=max(2, thickness))
@@ -144,7 +154,7 @@ def set_ink(digit: np.ndarray, label: int, kind: str, rng: np.random.Generator) 
     if kind == "touching_frame":
         ink = np.asarray(big, np.float32) / 255
         rows, cols = np.flatnonzero(ink.max(axis=1) > 0.3), np.flatnonzero(ink.max(axis=0) > 0.3)
-        return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     raise ValueError(f"unknown set {kind!r}")
 
 
@@ -156,8 +166,9 @@ def render_set(digit: np.ndarray, label: int, kind: str, rng: np.random.Generato
     return out.getvalue()
 
 
-def write_set(digits: np.ndarray, labels: np.ndarray, out: Path, seed: int = 0,
-              kinds: tuple[str, ...] = STYLES) -> list[tuple[Path, int, str]]:
+def write_set(
+    digits: np.ndarray, labels: np.ndarray, out: Path, seed: int = 0, kinds: tuple[str, ...] = STYLES
+) -> list[tuple[Path, int, str]]:
     """Render ``digits`` cycling through ``kinds`` (photo styles and sets); returns (file, label, kind) rows."""
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -187,11 +198,11 @@ def accuracy_by_style(predictor, rows, naive: bool, misread: list | None = None)
 
 def error_grid(misread: list, out: Path, columns: int = 8) -> None:
     """The misread pictures, each titled 'true -> read' (at most 64)."""
-    from paddle_mnist.plots import plt, save_figure
+    from paddle_mnist.plots import save_figure, subplots
 
     shown = misread[:64]
     rows = max(1, -(-len(shown) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.7), squeeze=False)
+    fig, axes = subplots(rows, columns, figsize=(columns * 1.5, rows * 1.7), squeeze=False)
     for ax, item in zip(axes.flat, shown + [None] * (rows * columns - len(shown))):
         ax.axis("off")
         if item is not None:
@@ -210,11 +221,22 @@ def main(argv=None) -> int:
     from paddle_mnist.predict import Predictor
 
     parser = argparse.ArgumentParser(prog="paddle-mnist photos", description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", action="append", default=None,
-                        help="trained model to measure; several make a committee (default: output)")
-    parser.add_argument("--sets", nargs="+", choices=("styles",) + SETS, default=["styles"],
-                        help=f"which pictures: styles (the six photo styles) and/or {', '.join(SETS)} (default: styles)")
-    parser.add_argument("--errors", type=Path, default=None, help="draw the misread pictures into this PNG (default: none)")
+    parser.add_argument(
+        "--model-dir",
+        action="append",
+        default=None,
+        help="trained model to measure; several make a committee (default: output)",
+    )
+    parser.add_argument(
+        "--sets",
+        nargs="+",
+        choices=("styles",) + SETS,
+        default=["styles"],
+        help=f"which pictures: styles (the six photo styles) and/or {', '.join(SETS)} (default: styles)",
+    )
+    parser.add_argument(
+        "--errors", type=Path, default=None, help="draw the misread pictures into this PNG (default: none)"
+    )
     parser.add_argument("--data", default=None, help="data file or IDX directory (default: the README's search)")
     parser.add_argument("--n", type=int, default=600, help="pictures, from the first N eval digits (default: 600)")
     parser.add_argument("--seed", type=int, default=0, help="seed for sizes, places and noise (default: 0)")
@@ -227,10 +249,14 @@ def main(argv=None) -> int:
     kinds = tuple(dict.fromkeys(k for s in args.sets for k in (STYLES if s == "styles" else (s,))))
     misread = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows = write_set(evaluation.pixels[:args.n], evaluation.class_ids[:args.n], args.out or Path(tmp), args.seed,
-                         kinds)
-        report = {"images": len(rows), "default": accuracy_by_style(predictor, rows, naive=False, misread=misread),
-                  "naive": accuracy_by_style(predictor, rows, naive=True)}
+        rows = write_set(
+            evaluation.pixels[: args.n], evaluation.class_ids[: args.n], args.out or Path(tmp), args.seed, kinds
+        )
+        report = {
+            "images": len(rows),
+            "default": accuracy_by_style(predictor, rows, naive=False, misread=misread),
+            "naive": accuracy_by_style(predictor, rows, naive=True),
+        }
         if args.errors:
             error_grid(misread, args.errors)
     print(json.dumps(report, indent=1))

@@ -1,15 +1,24 @@
-"""Matplotlib figures written atomically with the Agg backend (no display needed)."""
+"""Figures written atomically as PNG, drawn on ``matplotlib.figure.Figure`` objects of their own.
+
+No pyplot: its global state (the current figure, the backend) belongs to the caller, so a notebook
+that trains keeps its inline backend and its figures.  A ``Figure`` renders to PNG with Agg by itself.
+"""
+
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from paddle_mnist.fileio import atomic_path
 
-from paddle_mnist.fileio import atomic_path  # noqa: E402
+
+def subplots(rows: int = 1, columns: int = 1, **figure_args):
+    """(figure, axes) as ``pyplot.subplots`` gives them, without pyplot."""
+    squeeze = figure_args.pop("squeeze", True)
+    fig = Figure(**figure_args)
+    return fig, fig.subplots(rows, columns, squeeze=squeeze)
 
 
 def epoch_axis(ax) -> None:
@@ -21,13 +30,12 @@ def epoch_axis(ax) -> None:
 def save_figure(fig, out: Path) -> None:
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
 
 
 def training_curves(history: list[dict], out: Path, title: str) -> None:
     """Loss and accuracy per epoch, train against valid."""
     epochs = [row["epoch"] for row in history]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (loss_ax, acc_ax) = subplots(1, 2, figsize=(10, 4))
     for split, style in (("train", "o-"), ("valid", "s--")):
         loss_ax.plot(epochs, [row[f"{split}_loss"] for row in history], style, label=split)
         acc_ax.plot(epochs, [100 * row[f"{split}_acc"] for row in history], style, label=split)

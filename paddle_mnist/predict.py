@@ -5,6 +5,7 @@
 arrays, or a list of them, run through the preprocessing in
 ``paddle_mnist.preprocess`` and then one batched forward pass.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,17 +15,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import paddle
 from PIL import Image
 
 from paddle_mnist import checkpoint, losses, models, preprocess, rundir, views
+from paddle_mnist._paddle import paddle
 from paddle_mnist.cli import positive_int
 from paddle_mnist.data.classes import MNIST_CLASSES
 from paddle_mnist.data.encoding import TUTORIAL_ENCODING, Encoding
 from paddle_mnist.errors import UserError, cli_entry
 
 ENGINES = ("dynamic", "inference", "onnx")
-CHUNK = 64   # images per forward pass: a batch that runs fast without holding a long list in memory
+CHUNK = 64  # images per forward pass: a batch that runs fast without holding a long list in memory
 
 
 @dataclass
@@ -33,8 +34,8 @@ class Prediction:
     digit: int | None = None
     probability: float | None = None
     topk: list[tuple[int, float]] = field(default_factory=list)
-    raw: float | None = None      # the regression output, for the mse loss
-    error: str | None = None      # why there is no prediction (unreadable, no digit found)
+    raw: float | None = None  # the regression output, for the mse loss
+    error: str | None = None  # why there is no prediction (unreadable, no digit found)
 
 
 class DynamicEngine:
@@ -98,11 +99,12 @@ class OnnxEngine:
 @dataclass
 class Trained:
     """A trained network ready to predict, from a run directory or a bare state-dict file."""
+
     model: paddle.nn.Layer
     loss: losses.Loss
     encoding: Encoding
     classes: list[str]
-    info: dict                # what GET /api/model shows: model, loss, data set, eval accuracy
+    info: dict  # what GET /api/model shows: model, loss, data set, eval accuracy
     inferred: str | None = None  # for a bare file: one line saying what was inferred from it
 
 
@@ -119,8 +121,15 @@ def load_trained(model_dir: str | Path = "output", weights: str = "best") -> Tra
     info, state = rundir.read_with_weights(model_dir, weights)
     model = models.build(info.model, info.outputs)
     checkpoint.fit_state(model, state, rundir.weights_path(model_dir, info, weights))
-    summary = {"model": info.model, "loss": info.loss, "dataset": info.dataset, "classes": list(info.classes),
-               "eval_acc": info.metrics.get("eval_acc"), "epochs": info.epochs_done, "source": str(model_dir)}
+    summary = {
+        "model": info.model,
+        "loss": info.loss,
+        "dataset": info.dataset,
+        "classes": list(info.classes),
+        "eval_acc": info.metrics.get("eval_acc"),
+        "epochs": info.epochs_done,
+        "source": str(model_dir),
+    }
     return Trained(model, losses.LOSSES[info.loss], info.encoding, list(info.classes), summary)
 
 
@@ -136,27 +145,50 @@ def from_state_file(path: Path) -> Trained:
         held = ", ".join(f"{k} {list(v)}" for k, v in list(shapes.items())[:4]) or "no arrays"
         raise checkpoint.CheckpointError(
             f"{path}: matches no known network: it holds {held}{', ...' if len(shapes) > 4 else ''}; compared with "
-            f"{', '.join(models.MODELS)}, each with a {' or '.join(map(str, models.HEADS))}-output head")
+            f"{', '.join(models.MODELS)}, each with a {' or '.join(map(str, models.HEADS))}-output head"
+        )
     name, outputs = matches[0]
     loss = losses.LOSSES["cross_entropy" if outputs == 10 else "mse"]
     model = models.build(name, outputs)
     checkpoint.fit_state(model, state, path)
-    inferred = (f"{path}: a bare state dict; inferred the {name} network with a {outputs}-output head "
-                f"({loss.name}) and the tutorial's pixel scaling ({TUTORIAL_ENCODING.name})")
-    summary = {"model": name, "loss": loss.name, "dataset": "mnist", "classes": list(MNIST_CLASSES),
-               "eval_acc": None, "epochs": None, "source": str(path)}
+    inferred = (
+        f"{path}: a bare state dict; inferred the {name} network with a {outputs}-output head "
+        f"({loss.name}) and the tutorial's pixel scaling ({TUTORIAL_ENCODING.name})"
+    )
+    summary = {
+        "model": name,
+        "loss": loss.name,
+        "dataset": "mnist",
+        "classes": list(MNIST_CLASSES),
+        "eval_acc": None,
+        "epochs": None,
+        "source": str(path),
+    }
     return Trained(model, loss, TUTORIAL_ENCODING, list(MNIST_CLASSES), summary, inferred)
 
 
 class Predictor:
-    def __init__(self, engine, loss: losses.Loss, encoding: Encoding, classes: list[str], info: dict | None = None,
-                 inferred: str | None = None):
+    def __init__(
+        self,
+        engine,
+        loss: losses.Loss,
+        encoding: Encoding,
+        classes: list[str],
+        info: dict | None = None,
+        inferred: str | None = None,
+    ):
         self.engine, self.loss, self.encoding, self.classes = engine, loss, encoding, classes
         self.info, self.inferred = info or {}, inferred
 
     @classmethod
-    def from_dir(cls, model_dir: str | Path = "output", *, weights: str = "best", engine: str = "dynamic",
-                 inference_prefix: str | Path | None = None) -> "Predictor":
+    def from_dir(
+        cls,
+        model_dir: str | Path = "output",
+        *,
+        weights: str = "best",
+        engine: str = "dynamic",
+        inference_prefix: str | Path | None = None,
+    ) -> Predictor:
         """Rebuild from a training output dir (``mnist.json`` says which model, loss and scaling),
         a directory holding one bare ``.pdparams``, or ``weights`` naming such a file."""
         trained = load_trained(model_dir, weights)
@@ -170,7 +202,7 @@ class Predictor:
         return cls(runner, trained.loss, trained.encoding, trained.classes, trained.info, trained.inferred)
 
     @classmethod
-    def committee(cls, model_dirs: list, *, weights: str = "best", engine: str = "dynamic") -> "Predictor":
+    def committee(cls, model_dirs: list, *, weights: str = "best", engine: str = "dynamic") -> Predictor:
         """Several trained models voting: their class probabilities averaged, as the best MNIST results do.
 
         The members must share the input scaling and the classes, and have class-probability heads.
@@ -188,11 +220,16 @@ class Predictor:
         def vote(batch: np.ndarray) -> np.ndarray:
             """log of the mean probability: the cross-entropy loss turns it back into that probability."""
             return views.log_mean([m.loss.scores(m.engine(batch)) for m in members])
-        info = {**first.info, "model": " + ".join(str(m.info.get("model")) for m in members), "eval_acc": None,
-                "committee": [str(d) for d in model_dirs]}
+
+        info = {
+            **first.info,
+            "model": " + ".join(str(m.info.get("model")) for m in members),
+            "eval_acc": None,
+            "committee": [str(d) for d in model_dirs],
+        }
         return cls(vote, losses.LOSSES["cross_entropy"], first.encoding, first.classes, info)
 
-    def with_views(self, name: str, source: str = "the model") -> "Predictor":
+    def with_views(self, name: str, source: str = "the model") -> Predictor:
         """This predictor reading every digit in the test-time views ``name`` (``views.VIEW_SETS``)
         and averaging their class probabilities; itself for "none"."""
         if name == "none":
@@ -200,8 +237,14 @@ class Predictor:
         if self.loss.outputs != len(self.classes):
             raise UserError(f"{source}: a {self.loss.name} model has no class probabilities to average over views")
         engine = views.averaged(self.engine, self.loss.scores, self.encoding.background, name)
-        return Predictor(engine, losses.LOSSES["cross_entropy"], self.encoding, self.classes,
-                         {**self.info, "tta": name}, self.inferred)
+        return Predictor(
+            engine,
+            losses.LOSSES["cross_entropy"],
+            self.encoding,
+            self.classes,
+            {**self.info, "tta": name},
+            self.inferred,
+        )
 
     def model_input(self, item, naive: bool = False) -> np.ndarray:
         """float32 [1,28,28] as the model saw its training data (or the tutorial's naive input)."""
@@ -300,36 +343,57 @@ def describe(item) -> str:
 def format_line(result: Prediction, classes: list[str]) -> str:
     top = ", ".join(f"{classes[k]} {p:.3f}" for k, p in result.topk)
     raw = f", raw {result.raw:.2f}" if result.raw is not None else ""
-    return f"{printable(result.source)}: {classes[result.digit]} (p={result.probability:.3f}{raw}) " \
-           f"top-{len(result.topk)}: {top}"
+    return (
+        f"{printable(result.source)}: {classes[result.digit]} (p={result.probability:.3f}{raw}) "
+        f"top-{len(result.topk)}: {top}"
+    )
 
 
 def printable(text: str) -> str:
     """``text`` with control characters escaped (``\\n``, ``\\x1b``...): a file name holding a newline must not
     start a line of its own, which could pass for another image's prediction."""
-    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape", "backslashreplace").decode()
-                   for c in text)
+    return "".join(
+        c if c.isprintable() or c == " " else c.encode("unicode_escape", "backslashreplace").decode() for c in text
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paddle-mnist predict", description="Predict the digit in local images.")
     parser.add_argument("images", nargs="+", metavar="IMG", help="image files (any format Pillow reads)")
-    parser.add_argument("--model-dir", action="append", default=None,
-                        help="a training output dir with mnist.json; give it several times for a committee that "
-                             "averages the models' probabilities (default: output)")
-    parser.add_argument("--weights", default="best", metavar="best|last|FILE",
-                        help="the run's best-validation or last epoch's weights, or a bare .pdparams state dict "
-                             "(the tutorial's paddle.save, hapi's Model.save): its network is inferred (default: best)")
+    parser.add_argument(
+        "--model-dir",
+        action="append",
+        default=None,
+        help="a training output dir with mnist.json; give it several times for a committee that "
+        "averages the models' probabilities (default: output)",
+    )
+    parser.add_argument(
+        "--weights",
+        default="best",
+        metavar="best|last|FILE",
+        help="the run's best-validation or last epoch's weights, or a bare .pdparams state dict "
+        "(the tutorial's paddle.save, hapi's Model.save): its network is inferred (default: best)",
+    )
     parser.add_argument("--topk", type=positive_int, default=3, help="how many ranked guesses to show (default: 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text (default: text)")
-    parser.add_argument("--naive", action="store_true",
-                        help="the tutorial's preprocessing (grey, squash to 28x28, invert), for comparison (default: off)")
-    parser.add_argument("--engine", choices=ENGINES, default="dynamic",
-                        help="dynamic = the paddle.nn model; inference = the exported model in Paddle Inference; "
-                             "onnx = the ONNX export in onnxruntime (default: dynamic)")
-    parser.add_argument("--inference-prefix", default=None,
-                        help="path prefix of the exported model, PREFIX.json/.pdiparams or PREFIX.onnx "
-                             "(default: MODEL_DIR/inference/mnist)")
+    parser.add_argument(
+        "--naive",
+        action="store_true",
+        help="the tutorial's preprocessing (grey, squash to 28x28, invert), for comparison (default: off)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="dynamic",
+        help="dynamic = the paddle.nn model; inference = the exported model in Paddle Inference; "
+        "onnx = the ONNX export in onnxruntime (default: dynamic)",
+    )
+    parser.add_argument(
+        "--inference-prefix",
+        default=None,
+        help="path prefix of the exported model, PREFIX.json/.pdiparams or PREFIX.onnx "
+        "(default: MODEL_DIR/inference/mnist)",
+    )
     views.add_argument(parser)
     return parser
 
@@ -341,8 +405,9 @@ def main(argv=None) -> int:
     if len(model_dirs) > 1:
         predictor = Predictor.committee(model_dirs, weights=args.weights, engine=args.engine)
     else:
-        predictor = Predictor.from_dir(model_dirs[0], weights=args.weights, engine=args.engine,
-                                       inference_prefix=args.inference_prefix)
+        predictor = Predictor.from_dir(
+            model_dirs[0], weights=args.weights, engine=args.engine, inference_prefix=args.inference_prefix
+        )
     predictor = predictor.with_views(args.tta, source=" + ".join(model_dirs))
     if predictor.inferred:
         print(f"paddle-mnist predict: {predictor.inferred}", file=sys.stderr)

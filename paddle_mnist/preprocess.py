@@ -6,6 +6,7 @@ are dark ink on light paper, off-centre, with margins, colour and EXIF
 rotation; each step below undoes one of those differences.  Intermediate
 images are float32 "ink maps": 0 = background, 1 = full ink.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,11 +20,11 @@ from PIL import ExifTags, Image, ImageFilter, ImageOps, UnidentifiedImageError
 from paddle_mnist.errors import UserError
 from paddle_mnist.fileio import open_regular
 
-MAX_PIXELS = 40_000_000        # decompression-bomb guard: 40 MP is far above any phone photo of a digit
-WORK_SIZE = 512                # long side the analysis runs at; more only costs time
+MAX_PIXELS = 40_000_000  # decompression-bomb guard: 40 MP is far above any phone photo of a digit
+WORK_SIZE = 512  # long side the analysis runs at; more only costs time
 BOX, CANVAS = 20, 28
-MIN_CONTRAST = 0.15            # ink darker than paper by less than this is "no digit"
-FAINT_STROKE = 0.55            # median stroke pixel of MNIST's faintest digits (1st percentile, 2,000 eval digits: 0.54)
+MIN_CONTRAST = 0.15  # ink darker than paper by less than this is "no digit"
+FAINT_STROKE = 0.55  # median stroke pixel of MNIST's faintest digits (1st percentile, 2,000 eval digits: 0.54)
 
 
 class ImageError(UserError):
@@ -115,10 +116,10 @@ def decode_cost(image: Image.Image) -> int:
     return image.width * image.height * per_pixel + WORK_BYTES
 
 
-CONVERTED_BYTES = {"1": 1, "P": 4, "PA": 4}     # what ``reduced`` converts these to before reducing
+CONVERTED_BYTES = {"1": 1, "P": 4, "PA": 4}  # what ``reduced`` converts these to before reducing
 ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
-BUFFERED = {"WEBP": 4}                          # libwebp's own whole-picture buffers
-WORK_BYTES = 2 << 20                            # the analysis at WORK_SIZE: a few 512x512 float32 maps
+BUFFERED = {"WEBP": 4}  # libwebp's own whole-picture buffers
+WORK_BYTES = 2 << 20  # the analysis at WORK_SIZE: a few 512x512 float32 maps
 
 
 def _opened(file, source: str, formats: tuple[str, ...] | None = None) -> Image.Image:
@@ -167,9 +168,15 @@ def reduced(image: Image.Image, size: int = WORK_SIZE) -> Image.Image:
 
 
 # EXIF orientation -> the transpose that shows the picture upright (the EXIF 2.3 table, as ImageOps uses).
-ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-                6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def upright(image: Image.Image, orientation: int) -> Image.Image:
@@ -177,7 +184,7 @@ def upright(image: Image.Image, orientation: int) -> Image.Image:
     if orientation in ORIENTATIONS:
         image = image.transpose(ORIENTATIONS[orientation])
     elif image.info.keys() & ORIENTATION_INFO:
-        image = image.copy()   # the decoded file's own info is left alone
+        image = image.copy()  # the decoded file's own info is left alone
     image.info = {k: v for k, v in image.info.items() if k not in ORIENTATION_INFO}
     return image
 
@@ -264,9 +271,11 @@ def ink_bounds(ink: np.ndarray, trim: float = 0.002) -> tuple[int, int, int, int
     Working on ink mass rather than any-pixel-above-zero keeps a few stray
     specks from stretching the box across the whole picture.
     """
+
     def span(profile: np.ndarray) -> tuple[int, int]:
         cumulative = np.cumsum(profile) / profile.sum()
         return int(np.searchsorted(cumulative, trim)), int(np.searchsorted(cumulative, 1 - trim)) + 1
+
     top, bottom = span(ink.sum(axis=1))
     left, right = span(ink.sum(axis=0))
     return top, bottom, left, right
@@ -309,7 +318,7 @@ def center_of_mass_canvas(ink: np.ndarray, canvas: int = CANVAS) -> np.ndarray:
     top = int(np.clip(round(canvas / 2 - 0.5 - com_r), 0, canvas - h))
     left = int(np.clip(round(canvas / 2 - 0.5 - com_c), 0, canvas - w))
     out = np.zeros((canvas, canvas), dtype=np.float32)
-    out[top:top + h, left:left + w] = ink
+    out[top : top + h, left : left + w] = ink
     return out
 
 

@@ -1,5 +1,6 @@
 """A progress line for long loops (training batches, downloads): one updating line on a terminal,
 a plain line every 10 % elsewhere, so logs stay readable."""
+
 from __future__ import annotations
 
 import sys
@@ -8,7 +9,11 @@ import time
 
 def format_seconds(seconds: float) -> str:
     seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
+    return (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
+        else f"{seconds // 60}:{seconds % 60:02d}"
+    )
 
 
 class Progress:
@@ -42,7 +47,11 @@ class Progress:
         if not self.tty and (fraction is None or (fraction < self.next_line and not finished)):
             return
         self.last_draw = now
-        eta = f" ETA {format_seconds(self.elapsed * (1 - fraction) / max(fraction, 1e-9))}" if fraction and not finished else ""
+        eta = (
+            f" ETA {format_seconds(self.elapsed * (1 - fraction) / max(fraction, 1e-9))}"
+            if fraction and not finished
+            else ""
+        )
         self.line = f"{self.label} {text}{eta}"
         if fraction is not None:
             self.next_line = fraction + 0.1
@@ -59,4 +68,6 @@ class Progress:
             if self.tty:
                 print("\r" + " " * (len(self.line) + 4) + "\r", end="", file=self.stream, flush=True)
         elif self.tty or self.line != f"{self.label} {text}":
-            print(("\r" if self.tty else "") + f"{self.label} {text}" + " " * 4 * self.tty, file=self.stream, flush=True)
+            print(
+                ("\r" if self.tty else "") + f"{self.label} {text}" + " " * 4 * self.tty, file=self.stream, flush=True
+            )

@@ -17,6 +17,7 @@ the predictor, the exporter and the loss comparison read through ``read`` and
 is built from it.  Schema 1 (fixed file names, before crash-consistent saves)
 still reads.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,9 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import paddle
-
 from paddle_mnist import checkpoint, errors, losses, models
+from paddle_mnist._paddle import paddle
 from paddle_mnist.config import DATASETS, DEFAULTS, Config
 from paddle_mnist.data.encoding import ENCODINGS, Encoding
 from paddle_mnist.errors import UserError
@@ -46,14 +46,40 @@ if TYPE_CHECKING:  # the data stack (locate, download) is not needed to read a r
 METADATA = "mnist.json"
 LAST_WEIGHTS, BEST_WEIGHTS, OPTIMIZER = "mnist.pdparams", "best.pdparams", "mnist.pdopt"
 HISTORY, CURVES = "history.csv", "curves.png"
-INFERENCE_PREFIX = Path("inference") / "mnist"   # export's default, inside the run directory
+INFERENCE_PREFIX = Path("inference") / "mnist"  # export's default, inside the run directory
 SCHEMA_VERSION = 2
 WEIGHTS = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS, "optimizer": OPTIMIZER}
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "valid_loss", "valid_acc", "seconds", "images_per_s",
-                   "eval_loss", "eval_acc")
+HISTORY_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "valid_loss",
+    "valid_acc",
+    "seconds",
+    "images_per_s",
+    "eval_loss",
+    "eval_acc",
+)
 # Settings that must not change when a run is resumed (epochs may grow with a constant schedule).
-RESUME_FIELDS = ("dataset", "model", "loss", "label_smoothing", "optimizer", "lr", "beta1", "beta2", "batch_size",
-                 "seed", "schedule", "weight_decay", "augment", "distort", "limit_train", "train_on_valid", "nproc")
+RESUME_FIELDS = (
+    "dataset",
+    "model",
+    "loss",
+    "label_smoothing",
+    "optimizer",
+    "lr",
+    "beta1",
+    "beta2",
+    "batch_size",
+    "seed",
+    "schedule",
+    "weight_decay",
+    "augment",
+    "distort",
+    "limit_train",
+    "train_on_valid",
+    "nproc",
+)
 
 
 class RunDirError(UserError):
@@ -63,13 +89,14 @@ class RunDirError(UserError):
 @dataclass
 class RunState:
     """Where a run stands: what the trainer updates each epoch and ``resume`` restores."""
+
     epoch: int = 0
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     metrics: dict = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)   # file name -> SHA-256, of the committed set
+    files: dict[str, str] = field(default_factory=dict)  # file name -> SHA-256, of the committed set
     weights: dict[str, str] = field(default_factory=dict)  # "last" / "best" / "optimizer" -> file name
-    best_weights: dict | None = None                      # in memory only: every rank keeps its own
+    best_weights: dict | None = None  # in memory only: every rank keeps its own
 
     def record(self, row: dict, by_valid: bool = True) -> bool:
         """Add an epoch's row; True when it is the best by valid accuracy so far, or, when
@@ -87,6 +114,7 @@ class RunState:
 @dataclass(frozen=True)
 class RunInfo:
     """``mnist.json``: everything a predictor needs to rebuild the model with no flags, and a resume to continue."""
+
     model: str
     loss: str
     outputs: int
@@ -106,30 +134,53 @@ class RunInfo:
     weights: dict[str, str] = field(default_factory=lambda: dict(WEIGHTS))
 
     @classmethod
-    def describe(cls, config: Config, data: MnistData, state: RunState) -> "RunInfo":
+    def describe(cls, config: Config, data: MnistData, state: RunState) -> RunInfo:
         """The metadata of a run of ``config`` on ``data`` that has reached ``state``."""
         loss = losses.LOSSES[config.loss]
-        return cls(model=config.model, loss=loss.name, outputs=loss.outputs, label_dtype=loss.label_dtype,
-                   encoding=data.encoding, dataset=data.dataset, classes=data.classes, epochs_done=state.epoch,
-                   seed=config.seed, config=dataclasses.asdict(config), metrics=dict(state.metrics),
-                   best_epoch=state.best_epoch, files=dict(state.files), history=list(state.history),
-                   paddle_version=paddle.__version__, data_source=str(data.source),
-                   weights=dict(state.weights or WEIGHTS))
+        return cls(
+            model=config.model,
+            loss=loss.name,
+            outputs=loss.outputs,
+            label_dtype=loss.label_dtype,
+            encoding=data.encoding,
+            dataset=data.dataset,
+            classes=data.classes,
+            epochs_done=state.epoch,
+            seed=config.seed,
+            config=dataclasses.asdict(config),
+            metrics=dict(state.metrics),
+            best_epoch=state.best_epoch,
+            files=dict(state.files),
+            history=list(state.history),
+            paddle_version=paddle.__version__,
+            data_source=str(data.source),
+            weights=dict(state.weights or WEIGHTS),
+        )
 
     def to_json(self) -> dict:
         return {
             "format": SCHEMA_VERSION,
-            "model": self.model, "loss": self.loss, "outputs": self.outputs, "label_dtype": self.label_dtype,
+            "model": self.model,
+            "loss": self.loss,
+            "outputs": self.outputs,
+            "label_dtype": self.label_dtype,
             "normalization": dataclasses.asdict(self.encoding),
-            "dataset": self.dataset, "classes": list(self.classes), "data_source": self.data_source,
-            "epochs_done": self.epochs_done, "seed": self.seed, "config": self.config,
-            "metrics": self.metrics, "best_epoch": self.best_epoch,
-            "weights": self.weights, "files": self.files,
-            "paddle_version": self.paddle_version, "history": self.history,
+            "dataset": self.dataset,
+            "classes": list(self.classes),
+            "data_source": self.data_source,
+            "epochs_done": self.epochs_done,
+            "seed": self.seed,
+            "config": self.config,
+            "metrics": self.metrics,
+            "best_epoch": self.best_epoch,
+            "weights": self.weights,
+            "files": self.files,
+            "paddle_version": self.paddle_version,
+            "history": self.history,
         }
 
     @classmethod
-    def from_json(cls, obj, path: Path) -> "RunInfo":
+    def from_json(cls, obj, path: Path) -> RunInfo:
         """Validate a parsed ``mnist.json``; every problem is one line naming ``path`` and the field."""
         return _Schema(obj, path).run_info()
 
@@ -163,7 +214,9 @@ class _Schema:
         return self.get(name, dict, expected, lambda d: all(isinstance(k, str) and ok(v) for k, v in d.items()))
 
     def run_info(self) -> RunInfo:
-        version = self.get("format", int, f"a schema version up to {SCHEMA_VERSION}", lambda v: 1 <= v <= SCHEMA_VERSION)
+        version = self.get(
+            "format", int, f"a schema version up to {SCHEMA_VERSION}", lambda v: 1 <= v <= SCHEMA_VERSION
+        )
         del version  # every version so far reads the same way
         loss = losses.LOSSES[self.choice("loss", tuple(losses.LOSSES))]
         self.get("outputs", int, f"{loss.outputs} for the {loss.name} loss", lambda v: v == loss.outputs)
@@ -172,35 +225,71 @@ class _Schema:
         if set(weights) != set(WEIGHTS):
             self.fail("weights", f"an object with keys {', '.join(WEIGHTS)}")
         return RunInfo(
-            model=self.choice("model", tuple(models.MODELS)), loss=loss.name, outputs=loss.outputs,
-            label_dtype=loss.label_dtype, encoding=self.encoding(),
+            model=self.choice("model", tuple(models.MODELS)),
+            loss=loss.name,
+            outputs=loss.outputs,
+            label_dtype=loss.label_dtype,
+            encoding=self.encoding(),
             dataset=self.choice("dataset", DATASETS),
-            classes=tuple(self.get("classes", list, "a list of 10 class names",
-                                   lambda v: len(v) == 10 and all(isinstance(c, str) for c in v))),
-            epochs_done=self.count("epochs_done"), seed=self.count("seed"),
-            config=self.get("config", dict, "an object"), metrics=self.metrics(),
+            classes=tuple(
+                self.get(
+                    "classes",
+                    list,
+                    "a list of 10 class names",
+                    lambda v: len(v) == 10 and all(isinstance(c, str) for c in v),
+                )
+            ),
+            epochs_done=self.count("epochs_done"),
+            seed=self.count("seed"),
+            config=self.get("config", dict, "an object"),
+            metrics=self.metrics(),
             best_epoch=self.count("best_epoch"),
             files=self.names("files", lambda v: isinstance(v, str) and len(v) == 64, "an object of SHA-256 digests"),
-            history=self.get("history", list, f"a list of epoch rows of {', '.join(HISTORY_COLUMNS)} (numbers)",
-                             lambda v: all(isinstance(r, dict) and set(r) <= set(HISTORY_COLUMNS)
-                                           and all(_number(x) for x in r.values()) for r in v)),
+            history=self.get(
+                "history",
+                list,
+                f"a list of epoch rows of {', '.join(HISTORY_COLUMNS)} (numbers)",
+                lambda v: all(
+                    isinstance(r, dict) and set(r) <= set(HISTORY_COLUMNS) and all(_number(x) for x in r.values())
+                    for r in v
+                ),
+            ),
             paddle_version=self.get("paddle_version", str, "a string", optional=True) or "",
-            data_source=self.get("data_source", str, "a path", optional=True), weights=weights)
+            data_source=self.get("data_source", str, "a path", optional=True),
+            weights=weights,
+        )
 
     def metrics(self) -> dict:
         """Accuracies and losses (numbers), and the eval split's 10x10 confusion matrix of counts."""
+
         def ok(key, value):
             if key == "confusion":
-                return isinstance(value, list) and len(value) == 10 and all(
-                    isinstance(row, list) and len(row) == 10 and all(type(n) is int and 0 <= n < 1 << 31 for n in row)
-                    for row in value)
+                return (
+                    isinstance(value, list)
+                    and len(value) == 10
+                    and all(
+                        isinstance(row, list)
+                        and len(row) == 10
+                        and all(type(n) is int and 0 <= n < 1 << 31 for n in row)
+                        for row in value
+                    )
+                )
             return _number(value)
-        return self.get("metrics", dict, "an object of numbers (and a 10x10 confusion matrix)",
-                        lambda d: all(isinstance(k, str) and ok(k, v) for k, v in d.items()))
+
+        return self.get(
+            "metrics",
+            dict,
+            "an object of numbers (and a 10x10 confusion matrix)",
+            lambda d: all(isinstance(k, str) and ok(k, v) for k, v in d.items()),
+        )
 
     def encoding(self) -> Encoding:
-        norm = self.get("normalization", dict, f"an object naming one of {', '.join(ENCODINGS)}",
-                        lambda v: v.get("name") in ENCODINGS)
+        norm = self.get(
+            "normalization",
+            dict,
+            f"an object naming one of {', '.join(ENCODINGS)}",
+            lambda v: v.get("name") in ENCODINGS,
+        )
         known = ENCODINGS[norm["name"]]
         if (norm.get("scale"), norm.get("offset")) != (known.scale, known.offset):
             self.fail("normalization", f"{known.name}'s scale {known.scale} and offset {known.offset}")
@@ -224,14 +313,19 @@ def _short(value) -> str:
 
 # --- reading -------------------------------------------------------------------
 
-MAX_METADATA_BYTES = 64 << 20   # a 1,000-epoch history is well under 1 MB
+MAX_METADATA_BYTES = 64 << 20  # a 1,000-epoch history is well under 1 MB
 
 
 def read(run_dir: str | Path) -> RunInfo:
     """The validated metadata of the run in ``run_dir``."""
     path = Path(run_dir) / METADATA
-    text = read_capped(path, MAX_METADATA_BYTES, RunDirError, what="run's metadata",
-                       missing=f"no such file (train a model into {run_dir} first)")
+    text = read_capped(
+        path,
+        MAX_METADATA_BYTES,
+        RunDirError,
+        what="run's metadata",
+        missing=f"no such file (train a model into {run_dir} first)",
+    )
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError) as e:
@@ -272,8 +366,11 @@ _VERSIONED = re.compile(r"(epoch|best)-\d+\.(pdparams|pdopt)|\..+\.tmp")
 
 def versioned_names(epoch: int, best_epoch: int) -> dict[str, str]:
     """The files of the set saved after ``epoch``: new names, so the committed set is never overwritten."""
-    return {"last": f"epoch-{epoch:04d}.pdparams", "optimizer": f"epoch-{epoch:04d}.pdopt",
-            "best": f"best-{best_epoch:04d}.pdparams"}
+    return {
+        "last": f"epoch-{epoch:04d}.pdparams",
+        "optimizer": f"epoch-{epoch:04d}.pdopt",
+        "best": f"best-{best_epoch:04d}.pdparams",
+    }
 
 
 def write_history(path: Path, history: list[dict]) -> None:
@@ -304,7 +401,7 @@ class RunWriter:
     def __init__(self, out: Path, *, enabled: bool = True):
         self.out, self.enabled, self._lock = Path(out), enabled, None
 
-    def __enter__(self) -> "RunWriter":
+    def __enter__(self) -> RunWriter:
         if self.enabled:
             self._lock = _take_lock(self.out)
             self._remove_unreferenced()  # what an interrupted save left behind
@@ -324,8 +421,9 @@ class RunWriter:
                 done = f" (epoch {read(self.out).epochs_done} saved)"
             except UserError:
                 done = ""
-            raise RunDirError(f"{self.out}: already holds a run{done}; continue it with --resume, "
-                              f"or start afresh with --overwrite")
+            raise RunDirError(
+                f"{self.out}: already holds a run{done}; continue it with --resume, or start afresh with --overwrite"
+            )
         (self.out / METADATA).unlink()  # the old set stops being a run at once; its files go at the first save
         _fsync_dir(self.out)
 
@@ -346,14 +444,18 @@ class RunWriter:
             yield
         except OSError as e:
             self._remove_unreferenced()
-            raise RunDirError(f"{self.out}: {what} failed ({e.strerror or e}); "
-                              f"the directory holds {self._committed()}") from None
+            raise RunDirError(
+                f"{self.out}: {what} failed ({e.strerror or e}); the directory holds {self._committed()}"
+            ) from None
 
     def _write_set(self, model, optimizer, state: RunState, improved: bool) -> tuple[dict, dict]:
         names = versioned_names(state.epoch, state.best_epoch)
-        files = {names["last"]: checkpoint.save_state(self.out / names["last"], model.state_dict()),
-                 names["optimizer"]: checkpoint.save_state(self.out / names["optimizer"],
-                                                           checkpoint.optimizer_state(model, optimizer))}
+        files = {
+            names["last"]: checkpoint.save_state(self.out / names["last"], model.state_dict()),
+            names["optimizer"]: checkpoint.save_state(
+                self.out / names["optimizer"], checkpoint.optimizer_state(model, optimizer)
+            ),
+        }
         if improved:
             _link_or_copy(self.out / names["last"], self.out / names["best"])
             files[names["best"]] = files[names["last"]]
@@ -444,19 +546,40 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def recipe_changes(info: RunInfo, config: Config) -> list[str]:
+    """What ``config`` changes of the saved run's recipe, so that it cannot resume it (empty: it can)."""
+    saved = info.config
+    changed = [
+        f for f in RESUME_FIELDS if saved.get(f, getattr(DEFAULTS, f)) != getattr(config, f)
+    ]  # older runs lack some
+    if config.schedule != "constant" and saved.get("epochs") != config.epochs:
+        changed.append("epochs (the LR schedule spans all epochs)")
+    return changed
+
+
 def resume(out: Path, config: Config, trainee) -> RunState:
     """Load the run in ``out`` into ``trainee`` (``train.Trainee``) after checking it is the same run, its
     files are intact and the optimizer state is all of this optimizer's."""
     info = read(out)
-    saved = info.config
-    changed = [f for f in RESUME_FIELDS if saved.get(f, getattr(DEFAULTS, f)) != getattr(config, f)]  # older runs lack some
-    if config.schedule != "constant" and saved.get("epochs") != config.epochs:
-        changed.append("epochs (the LR schedule spans all epochs)")
+    changed = recipe_changes(info, config)
     if changed:
         raise RunDirError(f"{out}: cannot resume: the saved run differs in {', '.join(changed)}")
     checkpoint.load_weights(trainee.model, weights_path(out, info, "last"), info.files)
-    checkpoint.load_optimizer_state(trainee.model, trainee.optimizer, weights_path(out, info, "optimizer"), info.files,
-                                    scheduler=trainee.scheduler, steps_done=info.epochs_done * trainee.steps_per_epoch)
+    checkpoint.load_optimizer_state(
+        trainee.model,
+        trainee.optimizer,
+        weights_path(out, info, "optimizer"),
+        info.files,
+        scheduler=trainee.scheduler,
+        steps_done=info.epochs_done * trainee.steps_per_epoch,
+    )
     best = checkpoint.load_state(weights_path(out, info, "best"), info.files)
-    return RunState(epoch=info.epochs_done, history=info.history, best_epoch=info.best_epoch,
-                    metrics=info.metrics, files=info.files, weights=info.weights, best_weights=best)
+    return RunState(
+        epoch=info.epochs_done,
+        history=info.history,
+        best_epoch=info.best_epoch,
+        metrics=info.metrics,
+        files=info.files,
+        weights=info.weights,
+        best_weights=best,
+    )

@@ -19,6 +19,7 @@ is the pure-Python unpickler (its memo is a dict, its stack a list) with:
 
 Any violation raises ``Refused`` with a sentence naming it.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -33,7 +34,7 @@ MAX_DEPTH = 32
 # entries; each costs the unpickler ~100 bytes, so the cap holds that under 30 MB whatever the file.
 MAX_CONTAINERS = 200_000
 MAX_INT_BITS = 64
-NUMERIC_KINDS = "biuf"   # bool, signed, unsigned, float: all a tensor can hold
+NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float: all a tensor can hold
 
 
 class Refused(pickle.UnpicklingError):
@@ -88,12 +89,22 @@ GLOBALS = {
     ("_codecs", "encode"): _codecs_encode,
     ("collections", "OrderedDict"): dict,
 }
-_CALLS_CONSTRUCTORS = (pickle.NEWOBJ, pickle.NEWOBJ_EX, pickle.INST, pickle.OBJ,
-                       pickle.EXT1, pickle.EXT2, pickle.EXT4)
+_CALLS_CONSTRUCTORS = (pickle.NEWOBJ, pickle.NEWOBJ_EX, pickle.INST, pickle.OBJ, pickle.EXT1, pickle.EXT2, pickle.EXT4)
 _BUILDS_HASHABLE = (pickle.TUPLE, pickle.TUPLE1, pickle.TUPLE2, pickle.TUPLE3, pickle.FROZENSET)
-_MAKES_CONTAINERS = (pickle.MARK, pickle.EMPTY_DICT, pickle.EMPTY_LIST, pickle.EMPTY_TUPLE, pickle.EMPTY_SET,
-                     pickle.DICT, pickle.LIST, pickle.PUT, pickle.BINPUT, pickle.LONG_BINPUT, pickle.MEMOIZE,
-                     *_BUILDS_HASHABLE)
+_MAKES_CONTAINERS = (
+    pickle.MARK,
+    pickle.EMPTY_DICT,
+    pickle.EMPTY_LIST,
+    pickle.EMPTY_TUPLE,
+    pickle.EMPTY_SET,
+    pickle.DICT,
+    pickle.LIST,
+    pickle.PUT,
+    pickle.BINPUT,
+    pickle.LONG_BINPUT,
+    pickle.MEMOIZE,
+    *_BUILDS_HASHABLE,
+)
 
 
 class StateUnpickler(pickle._Unpickler):
@@ -103,7 +114,7 @@ class StateUnpickler(pickle._Unpickler):
 
     def __init__(self, data: bytes):
         super().__init__(io.BytesIO(data))
-        self._depth: dict[int, tuple[object, int]] = {}   # id -> (object kept alive, nesting depth)
+        self._depth: dict[int, tuple[object, int]] = {}  # id -> (object kept alive, nesting depth)
         self._containers_left = min(MAX_CONTAINERS, 1_000 + len(data) // 8)
 
     def find_class(self, module, name):
@@ -132,6 +143,7 @@ class StateUnpickler(pickle._Unpickler):
 def _depth_checked(load):
     """Wrap an opcode that builds a tuple or frozenset: refuse it past ``MAX_DEPTH`` levels of nesting,
     before anything hashes it (CPython hashes nested tuples recursively, and crashes deep enough)."""
+
     def run(unpickler: StateUnpickler):
         load(unpickler)
         made = unpickler.stack[-1]
@@ -139,25 +151,30 @@ def _depth_checked(load):
         if depth > MAX_DEPTH:
             raise Refused(f"it nests tuples more than {MAX_DEPTH} deep")
         unpickler._depth[id(made)] = (made, depth)
+
     return run
 
 
 def _counted(load):
     """Wrap an opcode that makes a container, a mark or a memo entry: refuse past the file's budget."""
+
     def run(unpickler: StateUnpickler):
         unpickler._containers_left -= 1
         if unpickler._containers_left < 0:
             raise Refused("it makes more containers and memo entries than a state dict of its size holds")
         load(unpickler)
+
     return run
 
 
 def _int_checked(load):
     """Wrap LONG1 / LONG4: an integer of at most ``MAX_INT_BITS`` (a state dict's are step counts)."""
+
     def run(unpickler: StateUnpickler):
         load(unpickler)
         if unpickler.stack[-1].bit_length() > MAX_INT_BITS:
             raise Refused(f"it holds an integer of {unpickler.stack[-1].bit_length():,} bits")
+
     return run
 
 

@@ -68,8 +68,8 @@ class Batcher:
     def __init__(self, forward, max_batch: int, max_wait: float):
         self.forward, self.max_batch, self.max_wait = forward, max_batch, max_wait
         self.queue: asyncio.Queue = asyncio.Queue()
-        self.coming = 0                # requests being preprocessed: their inputs will arrive soon
-        self.batches: list[int] = []   # sizes of the batches run, newest last (kept short)
+        self.coming = 0  # requests being preprocessed: their inputs will arrive soon
+        self.batches: list[int] = []  # sizes of the batches run, newest last (kept short)
 
     @contextlib.contextmanager
     def expecting(self):
@@ -134,10 +134,14 @@ class Service:
             headers = await self.pool.run(0, self._headers, images)
         total = sum(preprocess.decode_cost(h) for h in headers if isinstance(h, Image.Image))
         if total > self.limits.request_budget:
-            raise RequestError(413, f"the {len(images)} images of this request would take {total / MB:,.0f} MB to "
-                                    f"decode, over the {self.limits.request_budget // MB} MB per-request budget")
-        return await asyncio.gather(*(self._predict(header, name, topk) for (name, _), header in zip(images, headers)),
-                                    return_exceptions=True)
+            raise RequestError(
+                413,
+                f"the {len(images)} images of this request would take {total / MB:,.0f} MB to "
+                f"decode, over the {self.limits.request_budget // MB} MB per-request budget",
+            )
+        return await asyncio.gather(
+            *(self._predict(header, name, topk) for (name, _), header in zip(images, headers)), return_exceptions=True
+        )
 
     def _headers(self, images) -> list:
         """Each image opened but not decoded (its cost now known), or the RequestError refusing it."""
@@ -151,9 +155,12 @@ class Service:
             return RequestError(400, str(e))
         cost = preprocess.decode_cost(header)
         if cost > self.limits.image_budget:
-            return RequestError(413, f"{source}: {header.width}x{header.height} {header.mode} would take "
-                                     f"{cost / MB:,.0f} MB to decode, over the {self.limits.image_budget // MB} MB "
-                                     "per-image budget")
+            return RequestError(
+                413,
+                f"{source}: {header.width}x{header.height} {header.mode} would take "
+                f"{cost / MB:,.0f} MB to decode, over the {self.limits.image_budget // MB} MB "
+                "per-image budget",
+            )
         return header
 
     async def _predict(self, header, source: str, topk: int) -> dict:
@@ -193,8 +200,10 @@ def png_base64(pixels: np.ndarray) -> str:
 
 # --- the ASGI application -------------------------------------------------------------
 
-def create_app(predictor: Predictor, info: dict, *, max_batch: int = 32, max_wait: float = 0.005,
-               limits: Limits = Limits()):
+
+def create_app(
+    predictor: Predictor, info: dict, *, max_batch: int = 32, max_wait: float = 0.005, limits: Limits | None = None
+):
     """The ASGI application over ``predictor``, inside its ``Guard``; ``info`` is what ``GET /api/model`` returns."""
     from contextlib import asynccontextmanager
 
@@ -205,6 +214,7 @@ def create_app(predictor: Predictor, info: dict, *, max_batch: int = 32, max_wai
     from starlette.exceptions import HTTPException
     from starlette.requests import ClientDisconnect
 
+    limits = limits or Limits()
     service = Service(predictor, info, max_batch, max_wait, limits)
 
     @asynccontextmanager
@@ -214,8 +224,13 @@ def create_app(predictor: Predictor, info: dict, *, max_batch: int = 32, max_wai
         worker.cancel()
         service.pool.close()
 
-    app = FastAPI(title="paddle-mnist", summary="Handwritten-digit recognition with PaddlePaddle",
-                  docs_url=None, redoc_url=None, lifespan=lifespan)  # the interactive docs load from a CDN
+    app = FastAPI(
+        title="paddle-mnist",
+        summary="Handwritten-digit recognition with PaddlePaddle",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )  # the interactive docs load from a CDN
     app.state.service = service
     static = resources.files("paddle_mnist") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
@@ -257,19 +272,35 @@ def create_app(predictor: Predictor, info: dict, *, max_batch: int = 32, max_wai
     async def model():
         return service.info
 
-    @app.post("/api/predict", summary="Predict the digit in one or more images",
-              openapi_extra={"requestBody": {"content": {
-                  "multipart/form-data": {"schema": {"type": "object", "properties": {
-                      "file": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
-                  "image/*": {"schema": {"type": "string", "format": "binary"}}}}})
+    @app.post(
+        "/api/predict",
+        summary="Predict the digit in one or more images",
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                        }
+                    },
+                    "image/*": {"schema": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    )
     async def api_predict(request: Request, topk: int = 3):
         check_topk(topk)
         images = await read_images(request, limits)
         rows = await service.answer(images, topk)
         if len(rows) == 1 and isinstance(rows[0], Exception):
             raise rows[0]
-        return {"results": [row if not isinstance(row, Exception) else {"source": name, "error": str(row)}
-                            for (name, _), row in zip(images, rows)]}
+        return {
+            "results": [
+                row if not isinstance(row, Exception) else {"source": name, "error": str(row)}
+                for (name, _), row in zip(images, rows)
+            ]
+        }
 
     @app.post("/image-classification", summary="PaddleX serving's image-classification contract")
     async def image_classification(request: Request):
@@ -302,6 +333,7 @@ def error_body(path: str, status: int, message: str) -> dict:
 def allowed_methods(app, scope) -> list[str]:
     """The methods the routes at ``scope``'s path answer (HEAD with GET, and OPTIONS); none: no route."""
     from starlette.routing import Match
+
     methods = set()
     for route in app.router.routes:
         match, _ = route.matches({**scope, "method": "GET"})
@@ -337,15 +369,17 @@ async def read_form(request, limits: Limits) -> list[tuple[str, bytes]]:
         spool_max_size = limits.max_upload
 
     try:
-        form = await InMemory(request.headers, request.stream(), max_files=limits.max_images,
-                              max_fields=limits.max_images).parse()
+        form = await InMemory(
+            request.headers, request.stream(), max_files=limits.max_images, max_fields=limits.max_images
+        ).parse()
     except MultiPartException as e:
         if e.message.startswith("Too many"):
             raise RequestError(413, f"more than {limits.max_images} images or fields in one form") from None
         raise RequestError(400, f"malformed form ({e.message})") from None
     try:
-        return [(value.filename or key, await value.read()) for key, value in form.multi_items()
-                if hasattr(value, "read")]
+        return [
+            (value.filename or key, await value.read()) for key, value in form.multi_items() if hasattr(value, "read")
+        ]
     finally:
         await form.close()
 
@@ -377,22 +411,44 @@ def decode_base64(value) -> bytes:
 
 # --- the command ----------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paddle-mnist serve", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--model-dir", type=Path, default=Path("output"), help="a training output dir with mnist.json (default: output)")
-    add("--weights", default="best", metavar="best|last|FILE",
-        help="the run's best or last weights, or a bare .pdparams state dict whose network is inferred (default: best)")
-    add("--engine", choices=ENGINES, default="dynamic",
+    add(
+        "--model-dir", type=Path, default=Path("output"), help="a training output dir with mnist.json (default: output)"
+    )
+    add(
+        "--weights",
+        default="best",
+        metavar="best|last|FILE",
+        help="the run's best or last weights, or a bare .pdparams state dict whose network is inferred (default: best)",
+    )
+    add(
+        "--engine",
+        choices=ENGINES,
+        default="dynamic",
         help="dynamic = the paddle.nn model; inference = the exported Paddle Inference model; "
-             "onnx = the ONNX export in onnxruntime (default: dynamic)")
-    add("--host", default="127.0.0.1", help="address to listen on; anything but loopback exposes an API "
-                                           "without authentication (default: 127.0.0.1)")
+        "onnx = the ONNX export in onnxruntime (default: dynamic)",
+    )
+    add(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; anything but loopback exposes an API without authentication (default: 127.0.0.1)",
+    )
     add("--port", type=int, default=8000, help="port to listen on; 0 picks a free one (default: 8000)")
-    add("--max-batch", type=positive_int, default=32,
-        help="most images of concurrent requests run in one forward pass; 1 turns batching off (default: 32)")
-    add("--max-wait-ms", type=non_negative_float, default=5.0,
-        help="how long the first image of a batch waits for others (default: 5)")
+    add(
+        "--max-batch",
+        type=positive_int,
+        default=32,
+        help="most images of concurrent requests run in one forward pass; 1 turns batching off (default: 32)",
+    )
+    add(
+        "--max-wait-ms",
+        type=non_negative_float,
+        default=5.0,
+        help="how long the first image of a batch waits for others (default: 5)",
+    )
     views.add_argument(parser)
     add_limit_flags(parser)
     add("--debug", action="store_true", help="log each dropped client and full tracebacks of internal errors")
@@ -403,23 +459,47 @@ def build_parser() -> argparse.ArgumentParser:
 LIMIT_FLAGS = {
     "max_upload": ("--max-upload-mb", positive_int, "largest request body; larger ones get 413 while they arrive"),
     "max_images": ("--max-images", positive_int, "most images in one multipart request; more get 413"),
-    "image_budget": ("--image-budget-mb", positive_int,
-                     "most memory one image may take to decode (known from its header); more get 413 undecoded"),
-    "request_budget": ("--request-budget-mb", positive_int,
-                       "most memory all images of one request may take to decode; more get 413"),
-    "decode_budget": ("--decode-budget-mb", positive_int,
-                      "most memory all decodes in flight may take; requests over it wait their turn"),
-    "body_budget": ("--body-budget-mb", positive_int,
-                    "most memory all request bodies being received may take; requests over it wait their turn"),
-    "decode_workers": ("--decode-workers", positive_int,
-                       "threads that decode images; with 2 or more, one is kept for small images (drawings)"),
-    "max_connections": ("--max-connections", positive_int,
-                        "most open connections (lowered to fit the open-file limit); past it a new one closes "
-                        "the longest-idle connection, or gets 503 if none is idle"),
-    "client_timeout": ("--client-timeout", positive_float,
-                       "seconds a client has to send a request's head, and then its body (408)"),
-    "request_timeout": ("--request-timeout", positive_float,
-                        "seconds from a request's body to its answer, waits included; then 503 with Retry-After"),
+    "image_budget": (
+        "--image-budget-mb",
+        positive_int,
+        "most memory one image may take to decode (known from its header); more get 413 undecoded",
+    ),
+    "request_budget": (
+        "--request-budget-mb",
+        positive_int,
+        "most memory all images of one request may take to decode; more get 413",
+    ),
+    "decode_budget": (
+        "--decode-budget-mb",
+        positive_int,
+        "most memory all decodes in flight may take; requests over it wait their turn",
+    ),
+    "body_budget": (
+        "--body-budget-mb",
+        positive_int,
+        "most memory all request bodies being received may take; requests over it wait their turn",
+    ),
+    "decode_workers": (
+        "--decode-workers",
+        positive_int,
+        "threads that decode images; with 2 or more, one is kept for small images (drawings)",
+    ),
+    "max_connections": (
+        "--max-connections",
+        positive_int,
+        "most open connections (lowered to fit the open-file limit); past it a new one closes "
+        "the longest-idle connection, or gets 503 if none is idle",
+    ),
+    "client_timeout": (
+        "--client-timeout",
+        positive_float,
+        "seconds a client has to send a request's head, and then its body (408)",
+    ),
+    "request_timeout": (
+        "--request-timeout",
+        positive_float,
+        "seconds from a request's body to its answer, waits included; then 503 with Retry-After",
+    ),
 }
 
 
@@ -429,14 +509,16 @@ def add_limit_flags(parser: argparse.ArgumentParser) -> None:
         default = getattr(Limits(), name)
         shown = default // MB if flag.endswith("-mb") else default
         metavar = "MB" if flag.endswith("-mb") else "SECONDS" if kind is positive_float else "N"
-        group.add_argument(flag, type=kind, default=shown, dest=name, metavar=metavar,
-                           help=f"{text} (default: {shown:g})")
+        group.add_argument(
+            flag, type=kind, default=shown, dest=name, metavar=metavar, help=f"{text} (default: {shown:g})"
+        )
 
 
 def limits_from_args(args) -> Limits:
     """The parsed limit flags as ``Limits`` (sizes in bytes), the connection cap fitted to the open-file limit."""
-    values = {name: getattr(args, name) * (MB if flag.endswith("-mb") else 1)
-              for name, (flag, _, _) in LIMIT_FLAGS.items()}
+    values = {
+        name: getattr(args, name) * (MB if flag.endswith("-mb") else 1) for name, (flag, _, _) in LIMIT_FLAGS.items()
+    }
     values["max_connections"] = fitted_connections(values["max_connections"])
     try:
         return Limits(**values).check()
@@ -454,13 +536,16 @@ def fitted_connections(wanted: int) -> int:
     """``wanted``, or fewer so every connection has a file descriptor: running out of them would make the
     accept loop fail instead of refusing politely."""
     import resource
+
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft - FD_RESERVE >= wanted:
         return wanted
     if soft - FD_RESERVE < 8:
         raise UserError(f"the open-file limit ({soft}) leaves no room for connections: raise it (ulimit -n)")
-    print(f"paddle-mnist serve: --max-connections lowered to {soft - FD_RESERVE} to fit the open-file limit "
-          f"({soft})", file=sys.stderr)
+    print(
+        f"paddle-mnist serve: --max-connections lowered to {soft - FD_RESERVE} to fit the open-file limit ({soft})",
+        file=sys.stderr,
+    )
     return soft - FD_RESERVE
 
 
@@ -477,14 +562,21 @@ def main(argv=None) -> int:
     predictor = predictor.with_views(args.tta, source=str(args.model_dir))
     if predictor.inferred:
         print(f"paddle-mnist serve: {predictor.inferred}", file=sys.stderr)
-    app = create_app(predictor, predictor.info, max_batch=args.max_batch,
-                     max_wait=args.max_wait_ms / 1000, limits=limits)
+    app = create_app(
+        predictor, predictor.info, max_batch=args.max_batch, max_wait=args.max_wait_ms / 1000, limits=limits
+    )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"paddle-mnist serve: warning: listening on {args.host}: the API has no authentication",
-              file=sys.stderr)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="debug" if args.debug else "warning",
-                            http=guarded_protocol(limits, error_body), h11_max_incomplete_event_size=H11_HEAD_LIMIT,
-                            access_log=False, backlog=BACKLOG)
+        print(f"paddle-mnist serve: warning: listening on {args.host}: the API has no authentication", file=sys.stderr)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="debug" if args.debug else "warning",
+        http=guarded_protocol(limits, error_body),
+        h11_max_incomplete_event_size=H11_HEAD_LIMIT,
+        access_log=False,
+        backlog=BACKLOG,
+    )
     configure_logging(args.debug)
     server = uvicorn.Server(config)
     try:
@@ -510,6 +602,7 @@ def return_freed_memory(threshold: int = 4 * MB) -> None:
     """
     import ctypes
     import ctypes.util
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
@@ -547,6 +640,7 @@ def loop_errors(every: float = 10.0):
     in one line, at most once per ``every`` seconds: a failure repeated a thousand times a second must
     not become a thousand tracebacks."""
     import time
+
     last: dict[str, float] = {}
 
     def handle(loop, context) -> None:
@@ -555,8 +649,13 @@ def loop_errors(every: float = 10.0):
         now = time.monotonic()
         if now - last.get(message, -every) >= every:
             last[message] = now
-            log.warning("%s%s", message, f" ({one_line(error)})" if error else "",
-                        exc_info=error if log.isEnabledFor(logging.DEBUG) and error else None)
+            log.warning(
+                "%s%s",
+                message,
+                f" ({one_line(error)})" if error else "",
+                exc_info=error if log.isEnabledFor(logging.DEBUG) and error else None,
+            )
+
     return handle
 
 

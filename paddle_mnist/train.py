@@ -7,19 +7,21 @@ is a function of ``--seed`` and the epoch number, which is what lets
 ``--resume`` continue exactly where an interrupted run stopped.  What is saved,
 and how, belongs to ``rundir``.
 """
+
 from __future__ import annotations
 
 import argparse
 import math
 import sys
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import paddle
 
 from paddle_mnist import config as recipe
 from paddle_mnist import losses, models, parallel, rundir
+from paddle_mnist._paddle import paddle
 from paddle_mnist.augment import apply_affine, apply_distortion, draw_affine, draw_distortion
 from paddle_mnist.cli import non_negative_float, non_negative_int, positive_int
 from paddle_mnist.config import Config
@@ -37,16 +39,18 @@ class TrainingDiverged(UserError):
 @dataclass
 class Trainee:
     """Everything a training step touches."""
-    model: paddle.nn.Layer          # the network: evaluated and saved
-    trainable: paddle.nn.Layer      # the same network, wrapped in DataParallel under the launcher
+
+    model: paddle.nn.Layer  # the network: evaluated and saved
+    trainable: paddle.nn.Layer  # the same network, wrapped in DataParallel under the launcher
     loss: losses.Loss
     optimizer: paddle.optimizer.Optimizer
     scheduler: paddle.optimizer.lr.LRScheduler | None
     scaler: paddle.amp.GradScaler | None
-    steps_per_epoch: int            # optimizer steps in one epoch (global batches)
+    steps_per_epoch: int  # optimizer steps in one epoch (global batches)
 
 
 # --- the command line --------------------------------------------------------
+
 
 class _Parser(argparse.ArgumentParser):
     """Builds the models table only when help is shown: it constructs every network."""
@@ -57,27 +61,57 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="paddle-mnist train", formatter_class=argparse.RawDescriptionHelpFormatter,
-                     description="Train a network on MNIST and save it for paddle-mnist predict.")
+    parser = _Parser(
+        prog="paddle-mnist train",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a network on MNIST and save it for paddle-mnist predict.",
+    )
     recipe.add_recipe_flags(parser)
     add, d = parser.add_argument, recipe.DEFAULTS
-    add("--loss", choices=tuple(losses.LOSSES),
-        help=f"loss, which also sets the head size and label dtype (default: {d.loss})")
-    add("--label-smoothing", type=non_negative_float, metavar="EPS",
+    add(
+        "--loss",
+        choices=tuple(losses.LOSSES),
+        help=f"loss, which also sets the head size and label dtype (default: {d.loss})",
+    )
+    add(
+        "--label-smoothing",
+        type=non_negative_float,
+        metavar="EPS",
         help="cross_entropy's target: 1 - EPS + EPS/10 for the label, EPS/10 for each other digit; every "
-             f"loss reported includes it (default: {d.label_smoothing:g})")
-    add("--seed", type=non_negative_int, help=f"seed for initial weights, data order and augmentation (default: {d.seed})")
+        f"loss reported includes it (default: {d.label_smoothing:g})",
+    )
+    add(
+        "--seed",
+        type=non_negative_int,
+        help=f"seed for initial weights, data order and augmentation (default: {d.seed})",
+    )
     add("--out", help=f"directory for weights, metadata, history and plots (default: {d.out})")
-    add("--resume", action="store_true", default=None,
-        help="continue the run saved in --out exactly where it stopped (default: off)")
-    add("--overwrite", action="store_true", default=None,
-        help="discard a run already saved in --out and start afresh; without it such a --out is refused (default: off)")
-    add("--amp", action="store_true", default=None,
-        help="automatic mixed precision (auto_cast + GradScaler), GPU only (default: off)")
-    add("--nproc", type=positive_int, metavar="N",
+    add(
+        "--resume",
+        action="store_true",
+        default=None,
+        help="continue the run saved in --out exactly where it stopped (default: off)",
+    )
+    add(
+        "--overwrite",
+        action="store_true",
+        default=None,
+        help="discard a run already saved in --out and start afresh; without it such a --out is refused (default: off)",
+    )
+    add(
+        "--amp",
+        action="store_true",
+        default=None,
+        help="automatic mixed precision (auto_cast + GradScaler), GPU only (default: off)",
+    )
+    add(
+        "--nproc",
+        type=positive_int,
+        metavar="N",
         help="run N data-parallel processes through python -m paddle.distributed.launch, with its per-rank logs "
-             "in OUT/launch-logs; part of the recipe, as BatchNorm layers normalise over each process's share "
-             f"of a batch (default: {d.nproc})")
+        "in OUT/launch-logs; part of the recipe, as BatchNorm layers normalise over each process's share "
+        f"of a batch (default: {d.nproc})",
+    )
     return parser
 
 
@@ -91,6 +125,7 @@ def _models_epilog() -> str:
 
 
 # --- setting up ----------------------------------------------------------------
+
 
 def select_device(name: str, amp: bool = False) -> str:
     """cpu or gpu (this rank's GPU under the launcher); a clear error when a GPU is asked for and absent."""
@@ -117,10 +152,13 @@ def make_optimizer(config: Config, model: paddle.nn.Layer, steps_per_epoch: int)
     decay = config.weight_decay or None
     params = model.parameters()
     if config.optimizer == "adam":
-        optimizer = paddle.optimizer.Adam(lr, beta1=config.beta1, beta2=config.beta2, parameters=params,
-                                          weight_decay=decay)
+        optimizer = paddle.optimizer.Adam(
+            lr, beta1=config.beta1, beta2=config.beta2, parameters=params, weight_decay=decay
+        )
     elif config.optimizer == "momentum":
-        optimizer = paddle.optimizer.Momentum(lr, momentum=0.9, use_nesterov=True, parameters=params, weight_decay=decay)
+        optimizer = paddle.optimizer.Momentum(
+            lr, momentum=0.9, use_nesterov=True, parameters=params, weight_decay=decay
+        )
     else:
         optimizer = paddle.optimizer.SGD(lr, parameters=params, weight_decay=decay)
     return optimizer, (lr if isinstance(lr, paddle.optimizer.lr.LRScheduler) else None)
@@ -130,7 +168,6 @@ def build_trainee(config: Config, train_size: int) -> Trainee:
     """The model (seeded by ``config.seed``), its optimizer and schedule, and the AMP scaler."""
     loss = replace(losses.LOSSES[config.loss], smoothing=config.label_smoothing)
     paddle.seed(config.seed)
-    np.random.seed(config.seed)
     model = models.build(config.model, loss.outputs)
     steps = math.ceil(train_size / config.batch_size)
     optimizer, scheduler = make_optimizer(config, model, steps)
@@ -139,6 +176,7 @@ def build_trainee(config: Config, train_size: int) -> Trainee:
 
 
 # --- the loops -----------------------------------------------------------------
+
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The shuffled order of epoch ``epoch``: the same for a fresh and a resumed run."""
@@ -162,7 +200,7 @@ def train_epoch(trainee: Trainee, dataset: MnistDataset, config: Config, epoch: 
     background = dataset.encoding.background
     total_loss, correct = 0.0, 0
     for step, first in enumerate(batches, 1):
-        batch = order[first:first + config.batch_size]
+        batch = order[first : first + config.batch_size]
         rows = parallel.shard(np.arange(len(batch)))
         index = batch[rows]
         x = paddle.to_tensor(images[index])
@@ -191,7 +229,11 @@ def train_step(trainee: Trainee, x: paddle.Tensor, y: paddle.Tensor, global_batc
 
     A non-finite loss is returned before any update, so the weights stay those of the last good step.
     """
-    with paddle.amp.auto_cast(enable=trainee.scaler is not None):
+    with paddle.amp.auto_cast(enable=trainee.scaler is not None), warnings.catch_warnings():
+        # BatchNorm says on every training forward that it tracks global statistics: news to no one here
+        warnings.filterwarnings(
+            "ignore", message="When training, we now always track global mean", category=UserWarning
+        )
         outputs = trainee.trainable(x)
     loss = trainee.loss(outputs.astype("float32"), y)
     value = parallel.all_sum([float(loss) * len(x)])[0] / global_batch
@@ -214,13 +256,16 @@ def train_step(trainee: Trainee, x: paddle.Tensor, y: paddle.Tensor, global_batc
 def predict_outputs(model, images: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """Raw model outputs for float32 images [N,1,28,28], in eval mode."""
     model.eval()
-    return np.concatenate([model(paddle.to_tensor(images[i:i + batch_size])).numpy()
-                           for i in range(0, len(images), batch_size)])
+    return np.concatenate(
+        [model(paddle.to_tensor(images[i : i + batch_size])).numpy() for i in range(0, len(images), batch_size)]
+    )
 
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, classes: int = 10) -> np.ndarray:
     """counts[true, predicted]."""
-    return np.bincount(truth.astype(np.int64) * classes + predicted, minlength=classes * classes).reshape(classes, classes)
+    return np.bincount(truth.astype(np.int64) * classes + predicted, minlength=classes * classes).reshape(
+        classes, classes
+    )
 
 
 def evaluate(model, loss_fn, dataset: MnistDataset) -> dict:
@@ -237,7 +282,9 @@ def run_epoch(trainee: Trainee, datasets: dict[str, MnistDataset], config: Confi
         row = {"epoch": epoch, **train_epoch(trainee, datasets["train"], config, epoch)}
     except TrainingDiverged as e:
         kept = f"epoch {epoch - 1} in {Path(config.out) / rundir.LAST_WEIGHTS}" if epoch > 1 else "none was written"
-        raise TrainingDiverged(f"{e}; stopped, the last good checkpoint is untouched ({kept}); try a lower --lr") from None
+        raise TrainingDiverged(
+            f"{e}; stopped, the last good checkpoint is untouched ({kept}); try a lower --lr"
+        ) from None
     scores = evaluate(trainee.model, trainee.loss, datasets["valid"])
     row.update(valid_loss=scores["loss"], valid_acc=scores["acc"])
     if config.track_eval:
@@ -252,6 +299,7 @@ def snapshot(model: paddle.nn.Layer) -> dict:
 
 
 # --- the whole run ---------------------------------------------------------------
+
 
 def fit(config: Config) -> rundir.RunInfo:
     """Train as ``config`` says, saving after every epoch; returns the final metadata."""
@@ -270,11 +318,15 @@ def fit(config: Config) -> rundir.RunInfo:
             improved = state.record(row, by_valid=not config.train_on_valid)
             if improved:
                 state.best_weights = snapshot(trainee.model)
-            writer.save_epoch(trainee.model, trainee.optimizer, rundir.RunInfo.describe(config, data, state),
-                              state, improved)
-            print(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
-                  f"valid loss {row['valid_loss']:.4f} acc {100 * row['valid_acc']:.2f}% | "
-                  f"{format_seconds(row['seconds'])} at {row['images_per_s']:,.0f} img/s", flush=True)
+            writer.save_epoch(
+                trainee.model, trainee.optimizer, rundir.RunInfo.describe(config, data, state), state, improved
+            )
+            print(
+                f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
+                f"valid loss {row['valid_loss']:.4f} acc {100 * row['valid_acc']:.2f}% | "
+                f"{format_seconds(row['seconds'])} at {row['images_per_s']:,.0f} img/s",
+                flush=True,
+            )
         finish(trainee, datasets["eval"], state)
         info = rundir.RunInfo.describe(config, data, state)
         writer.save_final(info)
@@ -292,8 +344,13 @@ def accuracy_summary(config: Config, state: rundir.RunState) -> str:
 
 def load_training_data(config: Config):
     """(the data, its three datasets) with the loss's label dtype; every split must hold images."""
-    data, datasets = load_datasets(config.data, dataset=config.dataset, label_dtype=losses.LOSSES[config.loss].label_dtype,
-                                   limit_train=config.limit_train, train_on_valid=config.train_on_valid)
+    data, datasets = load_datasets(
+        config.data,
+        dataset=config.dataset,
+        label_dtype=losses.LOSSES[config.loss].label_dtype,
+        limit_train=config.limit_train,
+        train_on_valid=config.train_on_valid,
+    )
     for name, dataset in datasets.items():
         if not len(dataset):
             raise UserError(f"{data.source}: the {name} split holds no images; training needs all three")
@@ -309,18 +366,22 @@ def with_running_processes(config: Config) -> Config:
         return config
     if config.nproc == 1:
         return replace(config, nproc=running)
-    raise UserError(f"the recipe trains on {config.nproc} data-parallel processes but {running} run here: "
-                    f"start it with paddle-mnist train --nproc {config.nproc}, or ask for --nproc {running}")
+    raise UserError(
+        f"the recipe trains on {config.nproc} data-parallel processes but {running} run here: "
+        f"start it with paddle-mnist train --nproc {config.nproc}, or ask for --nproc {running}"
+    )
 
 
 def announce(config: Config, data, train: MnistDataset, trainee: Trainee, device: str, state: rundir.RunState) -> None:
     print(f"trained on {data.source} (found via {data.origin})")
     smoothing = f" (label smoothing {config.label_smoothing:g})" if config.label_smoothing else ""
-    print(f"training {config.model} ({models.parameter_count(trainee.model):,} parameters) with {trainee.loss.name}{smoothing} on "
-          f"{len(train):,} {config.dataset} images ({train.mode}), {config.optimizer} lr {config.lr}, "
-          f"batch {config.batch_size}, {config.epochs} epochs on {device}"
-          + (f" x{config.nproc} processes" if config.nproc > 1 else "")
-          + (f", resuming after epoch {state.epoch}" if state.epoch else ""))
+    print(
+        f"training {config.model} ({models.parameter_count(trainee.model):,} parameters) with {trainee.loss.name}{smoothing} on "
+        f"{len(train):,} {config.dataset} images ({train.mode}), {config.optimizer} lr {config.lr}, "
+        f"batch {config.batch_size}, {config.epochs} epochs on {device}"
+        + (f" x{config.nproc} processes" if config.nproc > 1 else "")
+        + (f", resuming after epoch {state.epoch}" if state.epoch else "")
+    )
 
 
 def finish(trainee: Trainee, evaluation: MnistDataset, state: rundir.RunState) -> None:
@@ -330,8 +391,12 @@ def finish(trainee: Trainee, evaluation: MnistDataset, state: rundir.RunState) -
     if state.best_epoch != state.epoch:
         trainee.model.set_state_dict(state.best_weights)
         best = evaluate(trainee.model, trainee.loss, evaluation)
-    state.metrics.update(eval_acc_last=last["acc"], eval_acc=best["acc"], eval_loss=best["loss"],
-                         confusion=confusion_matrix(evaluation.class_ids, best["digits"]).tolist())
+    state.metrics.update(
+        eval_acc_last=last["acc"],
+        eval_acc=best["acc"],
+        eval_loss=best["loss"],
+        confusion=confusion_matrix(evaluation.class_ids, best["digits"]).tolist(),
+    )
 
 
 @cli_entry("paddle-mnist train")

@@ -5,15 +5,16 @@ MNIST's test digits come from other writers than its training digits. Read at 0.
 times its size, each `best` model misreads fewer of them (README, "`best`"): one model, one
 forward pass per view. The views warp the model's 28x28 input, so they work with every engine.
 """
+
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
-import paddle
 
 from paddle_mnist import augment
+from paddle_mnist._paddle import paddle
 
 
 def affine(dy: int = 0, dx: int = 0, degrees: float = 0.0, scale: float = 1.0) -> np.ndarray:
@@ -50,9 +51,14 @@ DESCRIPTIONS = {
 
 def add_argument(parser: argparse.ArgumentParser) -> None:
     """The ``--tta`` flag, the same for every command that predicts."""
-    parser.add_argument("--tta", choices=tuple(VIEW_SETS), default="none",
-                        help="test-time views whose probabilities are averaged: "
-                             + "; ".join(f"{name} = {text}" for name, text in DESCRIPTIONS.items()) + " (default: none)")
+    parser.add_argument(
+        "--tta",
+        choices=tuple(VIEW_SETS),
+        default="none",
+        help="test-time views whose probabilities are averaged: "
+        + "; ".join(f"{name} = {text}" for name, text in DESCRIPTIONS.items())
+        + " (default: none)",
+    )
 
 
 @paddle.no_grad()
@@ -74,4 +80,5 @@ def averaged(engine: Callable, scores: Callable, background: float, name: str) -
 
     def run(batch: np.ndarray) -> np.ndarray:
         return log_mean([scores(engine(batch))] + [scores(engine(warp(batch, theta, background))) for theta in views])
+
     return run

@@ -4,6 +4,7 @@
 
 Prints one JSON object.  The cold and warm loads use a fresh temporary cache dir.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,15 @@ def timed(fn):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/mnist.json.gz",
-                        help="the tutorial's mnist.json.gz (default: ../shared/data/mnist.json.gz)")
-    parser.add_argument("--warm-repeats", type=int, default=5, help="warm loads to time; the median is reported (default: 5)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(__file__).resolve().parents[2] / "shared/data/mnist.json.gz",
+        help="the tutorial's mnist.json.gz (default: ../shared/data/mnist.json.gz)",
+    )
+    parser.add_argument(
+        "--warm-repeats", type=int, default=5, help="warm loads to time; the median is reported (default: 5)"
+    )
     parser.add_argument("--skip-stdlib", action="store_true", help="skip the slow stdlib json.load baseline")
     args = parser.parse_args()
 

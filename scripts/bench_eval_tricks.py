@@ -16,6 +16,7 @@ valid`` with runs that kept the valid split out of training (but valid digits ar
 set's writers, eval digits by others), and ``halves``, each figure on the split's first and second
 halves, so a choice made on one half can be checked on the other. One JSON object per run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,10 +24,8 @@ import json
 
 import numpy as np
 
-import paddle_mnist  # noqa: F401  # isort: skip  (before paddle: MKL's CPU type and the warning filters)
-import paddle  # isort: skip
-
 from paddle_mnist import losses, models, rundir, train, views
+from paddle_mnist._paddle import paddle  # the package first, as everywhere: MKL's CPU type is set before paddle loads
 from paddle_mnist.data import load_datasets
 
 
@@ -36,11 +35,11 @@ def precise_batchnorm(model: paddle.nn.Layer, images: np.ndarray, batch: int = 5
     layers = [layer for layer in model.sublayers() if isinstance(layer, (paddle.nn.BatchNorm1D, paddle.nn.BatchNorm2D))]
     sums = {id(layer): [0.0, 0.0] for layer in layers}
     for layer in layers:
-        layer._momentum = 0.0     # each forward leaves exactly this batch's statistics
+        layer._momentum = 0.0  # each forward leaves exactly this batch's statistics
     model.train()
     batches = range(0, len(images), batch)
     for first in batches:
-        model(paddle.to_tensor(images[first:first + batch]))
+        model(paddle.to_tensor(images[first : first + batch]))
         for layer in layers:
             sums[id(layer)][0] += layer._mean.numpy()
             sums[id(layer)][1] += layer._variance.numpy()
@@ -65,12 +64,20 @@ def view_accuracies(model: paddle.nn.Layer, split, loss: losses.Loss) -> dict:
         return scores[key]
 
     plain = probabilities(None)
-    mean = {"plain": plain, **{name: np.mean([plain] + [probabilities(t) for t in thetas], axis=0)
-                               for name, thetas in views.VIEW_SETS.items() if thetas}}
+    mean = {
+        "plain": plain,
+        **{
+            name: np.mean([plain] + [probabilities(t) for t in thetas], axis=0)
+            for name, thetas in views.VIEW_SETS.items()
+            if thetas
+        },
+    }
     correct = {name: p.argmax(axis=1) == split.class_ids for name, p in mean.items()}
     half = len(split.class_ids) // 2
-    return {**{name: percent(right) for name, right in correct.items()},
-            "halves": {name: [percent(right[:half]), percent(right[half:])] for name, right in correct.items()}}
+    return {
+        **{name: percent(right) for name, right in correct.items()},
+        "halves": {name: [percent(right[:half]), percent(right[half:])] for name, right in correct.items()},
+    }
 
 
 def percent(correct: np.ndarray) -> float:
@@ -81,17 +88,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories of paddle-mnist train (cross_entropy models)")
     parser.add_argument("--data", help="data file or IDX directory (default: the README's search)")
-    parser.add_argument("--split", choices=("eval", "valid"), default="eval",
-                        help="where to score: the official test images, or the valid split (default: eval)")
-    parser.add_argument("--bn-images", type=int, default=10_000,
-                        help="un-augmented training images for precise BN (default: 10000)")
+    parser.add_argument(
+        "--split",
+        choices=("eval", "valid"),
+        default="eval",
+        help="where to score: the official test images, or the valid split (default: eval)",
+    )
+    parser.add_argument(
+        "--bn-images", type=int, default=10_000, help="un-augmented training images for precise BN (default: 10000)"
+    )
     args = parser.parse_args()
     if args.split == "valid":
         for run in args.runs:
             if rundir.read(run).config.get("train_on_valid"):
                 parser.error(f"{run}: trained on the valid split, so --split valid would score training images")
     _, splits = load_datasets(args.data, train_on_valid=args.split == "eval")
-    split, clean = splits[args.split], splits["train"].images[:args.bn_images]
+    split, clean = splits[args.split], splits["train"].images[: args.bn_images]
     loss = losses.LOSSES["cross_entropy"]
     for run in args.runs:
         info, state = rundir.read_with_weights(run, "best")

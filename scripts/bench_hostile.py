@@ -7,6 +7,7 @@ Each case runs in its own process under an address-space limit (``--limit-mb``, 
 time limit (``--timeout``, default 60 s): exit code, the last line of stderr, peak RSS and seconds.
 Prints a Markdown table.  The tests (tests/test_hostile.py, test_crash.py) check the same cases.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,18 +33,37 @@ class Bench:
         self.work, self.env, self.limit_mb, self.timeout = work, env, limit_mb, timeout
         self.data = write_json(work / "learnable.json.gz", json_payload(learnable_splits()))
         self.model = work / "model"
-        self.cli("train", "--data", self.data, "--model", "mlp", "--epochs", "1", "--batch-size", "50",
-                 "--lr", "0.05", "--out", self.model, check=True)
+        self.cli(
+            "train",
+            "--data",
+            self.data,
+            "--model",
+            "mlp",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "50",
+            "--lr",
+            "0.05",
+            "--out",
+            self.model,
+            check=True,
+        )
         self.picture = work / "digit.png"
-        from PIL import Image
         import numpy as np
+        from PIL import Image
+
         pixels = np.zeros((28, 28), np.uint8)
         pixels[6:22, 12:16] = 255
         Image.fromarray(pixels).save(self.picture)
 
     def cli(self, *args, check=False, env=None, timeout=None):
-        outcome = hostile.run_limited(["-m", "paddle_mnist", *map(str, args)], limit_mb=self.limit_mb,
-                                      timeout=timeout or self.timeout, env={**self.env, **(env or {})})
+        outcome = hostile.run_limited(
+            ["-m", "paddle_mnist", *map(str, args)],
+            limit_mb=self.limit_mb,
+            timeout=timeout or self.timeout,
+            env={**self.env, **(env or {})},
+        )
         if check and outcome.returncode != 0:
             raise SystemExit(f"setup failed: {outcome.stderr[-2000:]}")
         return outcome
@@ -84,8 +104,10 @@ def cases(b: Bench):
     yield "raw IDX announcing 2^31 images", lambda: show(hostile.idx_claiming_billions(w / "idx"))
     yield "JSON nested 200,000 deep", lambda: show(hostile.deep_nesting_json(w / "deep.json.gz"))
     yield "JSON with a 5,000-digit number", lambda: show(hostile.huge_number_json(w / "num.json.gz"))
-    yield "JSON with an empty train split (train)", lambda: b.cli(
-        "train", "--data", empty_train(w / "empty.json.gz"), "--out", w / "o-empty", "--epochs", "1")
+    yield (
+        "JSON with an empty train split (train)",
+        lambda: b.cli("train", "--data", empty_train(w / "empty.json.gz"), "--out", w / "o-empty", "--epochs", "1"),
+    )
     yield "FIFO planted at the cache path", lambda: cache_fifo(b)
     yield ".pdparams: 9-byte memo index bomb", lambda: b.predict(b.plant("m1", hostile.MEMO_BOMB))
     yield ".pdparams: numpy.ndarray((1<<30,))", lambda: b.predict(b.plant("m2", hostile.NDARRAY_BOMB))
@@ -96,20 +118,40 @@ def cases(b: Bench):
     yield ".pdparams: paddle.save(protocol=2) (legitimate)", lambda: b.predict(b.plant("m7", protocol2_weights(b)))
     yield "best weights are a FIFO", lambda: b.predict(b.plant("m8", kind="fifo"))
     yield "mnist.json: outputs 1000000", lambda: b.predict(b.plant("m9", meta_change={"outputs": 1_000_000}))
-    yield "mnist.json: weights at /dev/zero", lambda: b.predict(b.plant(
-        "m10", meta_change={"weights": {"last": "/dev/zero", "best": "/dev/zero", "optimizer": "/dev/zero"}}))
+    yield (
+        "mnist.json: weights at /dev/zero",
+        lambda: b.predict(
+            b.plant(
+                "m10", meta_change={"weights": {"last": "/dev/zero", "best": "/dev/zero", "optimizer": "/dev/zero"}}
+            )
+        ),
+    )
     yield "mnist.json: unknown loss", lambda: b.predict(b.plant("m11", meta_change={"loss": "hinge"}))
     yield "--resume, a listed file is /dev/zero", lambda: resume_dev_zero(b)
     yield "--resume after best weights deleted", lambda: resume_without_best(b)
     yield "predict: one LAB TIFF among good images", lambda: lab_batch(b)
     yield "two trainers on one --out (second)", lambda: two_trainers(b)
-    yield "train into a finished run, no --resume", lambda: b.cli(
-        "train", "--data", b.data, "--model", "mlp", "--epochs", "1", "--batch-size", "50", "--seed", "9",
-        "--out", b.model_copy("again"))
+    yield (
+        "train into a finished run, no --resume",
+        lambda: b.cli(
+            "train",
+            "--data",
+            b.data,
+            "--model",
+            "mlp",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "50",
+            "--seed",
+            "9",
+            "--out",
+            b.model_copy("again"),
+        ),
+    )
     yield "--out is a file", lambda: b.cli("train", "--data", b.data, "--epochs", "1", "--out", b.data)
     yield "--seed -1", lambda: b.cli("train", "--data", b.data, "--seed", "-1", "--out", w / "o-seed")
-    yield "export --out under a file", lambda: b.cli("export", "--model-dir", b.model_copy("e1"),
-                                                     "--out", b.data / "x")
+    yield "export --out under a file", lambda: b.cli("export", "--model-dir", b.model_copy("e1"), "--out", b.data / "x")
     yield "corrupt exported model (--engine inference)", lambda: corrupt_export(b)
     yield "file name not UTF-8 (train)", lambda: non_utf8(b)
     yield "mirror sending forever", lambda: mirror(b, "endless")
@@ -120,9 +162,10 @@ def cases(b: Bench):
     huge = {"epochs_done": "9" * 5000}
     yield "mnist.json: 5,000-digit epochs_done (predict)", lambda: b.predict(huge_meta(b, "h1"))
     yield "mnist.json: 5,000-digit epochs_done (export)", lambda: b.cli("export", "--model-dir", huge_meta(b, "h2"))
-    yield "mnist.json: 5,000-digit epochs_done (train --resume)", lambda: b.cli(
-        "train", "--data", b.data, "--model", "mlp", "--epochs", "2", "--batch-size", "50", "--lr", "0.05",
-        "--out", huge_meta(b, "h3"), "--resume")
+    yield (
+        "mnist.json: 5,000-digit epochs_done (train --resume)",
+        lambda: b.cli(*hostile.train_command(b.data, huge_meta(b, "h3"), "--resume")[2:]),
+    )
     del huge
     yield ".pdparams: a 5,000-digit integer key (2 KB)", lambda: b.predict(b.plant("k1", big_int_key()))
     yield ".pdparams: 10 MB of MARK", lambda: b.predict(b.plant("c1", b"\x80\x02" + b"(" * (10 << 20)))
@@ -155,12 +198,15 @@ def cache_fifo(b: Bench):
 
 def state_of(b: Bench) -> dict:
     import pickle
+
     return pickle.loads((b.model / "best.pdparams").read_bytes())
 
 
 def nan_weights(b: Bench) -> bytes:
     import pickle
+
     import numpy as np
+
     state = state_of(b)
     state["body.0.weight"] = np.full_like(state["body.0.weight"], np.nan)
     return pickle.dumps(state, protocol=4)
@@ -169,7 +215,9 @@ def nan_weights(b: Bench) -> bytes:
 def zero_stride_weights(b: Bench) -> bytes:
     """The real state with one weight replaced by an array of its shape and a 0-byte dtype (0 bytes of data)."""
     import pickle
+
     import numpy as np
+
     state = state_of(b)
     state["body.0.weight"] = np.empty(state["body.0.weight"].shape, dtype="V0")
     return pickle.dumps(state, protocol=4)
@@ -177,6 +225,7 @@ def zero_stride_weights(b: Bench) -> bytes:
 
 def float64_weights(b: Bench) -> bytes:
     import pickle
+
     state = state_of(b)
     state["body.0.weight"] = state["body.0.weight"].astype("float64")
     return pickle.dumps(state, protocol=4)
@@ -184,6 +233,7 @@ def float64_weights(b: Bench) -> bytes:
 
 def protocol2_weights(b: Bench) -> bytes:
     import pickle
+
     return pickle.dumps(state_of(b), protocol=2)
 
 
@@ -193,8 +243,7 @@ def resume_dev_zero(b: Bench):
     last = model / meta["weights"]["last"]
     last.unlink()
     os.symlink("/dev/zero", last)
-    return b.cli("train", "--data", b.data, "--model", "mlp", "--epochs", "2", "--batch-size", "50", "--lr", "0.05",
-                 "--out", model, "--resume")
+    return b.cli(*hostile.train_command(b.data, model, "--resume")[2:])
 
 
 def resume_without_best(b: Bench):
@@ -202,12 +251,12 @@ def resume_without_best(b: Bench):
     meta = json.loads((model / "mnist.json").read_text())
     for name in {meta["weights"]["best"], "best.pdparams"}:
         (model / name).unlink(missing_ok=True)
-    return b.cli("train", "--data", b.data, "--model", "mlp", "--epochs", "2", "--batch-size", "50", "--lr", "0.05",
-                 "--out", model, "--resume")
+    return b.cli(*hostile.train_command(b.data, model, "--resume")[2:])
 
 
 def lab_batch(b: Bench):
     from PIL import Image
+
     lab = b.work / "lab.tif"
     Image.new("RGB", (40, 40), (200, 200, 200)).convert("LAB").save(lab)
     return b.cli("predict", b.picture, lab, b.picture, "--model-dir", b.model)
@@ -216,8 +265,12 @@ def lab_batch(b: Bench):
 def two_trainers(b: Bench):
     out = b.work / "two"
     args = ["train", "--data", b.data, "--model", "mlp", "--epochs", "30", "--batch-size", "50", "--out", out]
-    first = subprocess.Popen([sys.executable, "-m", "paddle_mnist", *map(str, args)], env={**os.environ, **b.env},
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "paddle_mnist", *map(str, args)],
+        env={**os.environ, **b.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (out / "mnist.json").exists() and time.monotonic() < deadline:
@@ -242,29 +295,24 @@ def non_utf8(b: Bench):
     return b.cli("train", "--data", odd, "--model", "linear", "--epochs", "1", "--out", b.work / "o-utf8")
 
 
-def _without(key):
-    return lambda state: {k: v for k, v in state.items() if k != key}
-
-
-def _scheduler(**fields):
-    return lambda state: {**state, "LR_Scheduler": {**state["LR_Scheduler"], **fields}}
-
-
 OPTIMIZER_STATES = {
     "{} (hash matching)": lambda state: {},
     "9-byte memo-index pickle": None,
-    "LR_Scheduler.last_epoch 'x'": _scheduler(last_epoch="x"),
-    "LR_Scheduler.last_epoch 10**9": _scheduler(last_epoch=10**9),
-    "a moment of the wrong shape": lambda state: {**state, "body.0.weight_moment1_0": __import__("numpy").zeros(3, "f4")},
-    "a moment missing": _without("body.0.weight_moment1_0"),
+    "LR_Scheduler.last_epoch 'x'": hostile.scheduler(last_epoch="x"),
+    "LR_Scheduler.last_epoch 10**9": hostile.scheduler(last_epoch=10**9),
+    "a moment of the wrong shape": lambda state: {
+        **state,
+        "body.0.weight_moment1_0": __import__("numpy").zeros(3, "f4"),
+    },
+    "a moment missing": hostile.without("body.0.weight_moment1_0"),
 }
-ADAM = ["--model", "mlp", "--optimizer", "adam", "--schedule", "onecycle", "--lr", "0.003", "--batch-size", "50",
-        "--epochs", "2"]
+ADAM = hostile.ADAM
 
 
 def resume_adam(b: Bench, change):
     """A finished Adam run whose optimizer state is replaced (its hash recorded), resumed."""
     from paddle_mnist import checkpoint  # this checkout's, which writes the same files as any
+
     out = b.work / f"adam-{len(list(b.work.glob('adam-*')))}"
     b.cli("train", "--data", b.data, "--out", out, *ADAM, check=True)
     meta = json.loads((out / "mnist.json").read_text())
@@ -288,8 +336,10 @@ def huge_meta(b: Bench, name: str) -> Path:
 
 def big_int_key() -> bytes:
     import pickle
+
     import numpy as np
-    return pickle.dumps({10 ** 5000: np.zeros(1, np.float32)}, protocol=2)
+
+    return pickle.dumps({10**5000: np.zeros(1, np.float32)}, protocol=2)
 
 
 def cache_alias(b: Bench):
@@ -302,16 +352,24 @@ def cache_alias(b: Bench):
     alias.symlink_to(source)
     env = {"PADDLE_MNIST_CACHE": str(cache)}
     b.cli("data", "show", "--data", source, "--out", b.work / "g.png", env=env, check=True)
-    code = ("import sys, pathlib; from paddle_mnist.data import splits; splits.load(sys.argv[1]); "
-            "print(len(list(pathlib.Path(sys.argv[2]).glob('splits-*.npz'))), 'cache file(s)', file=sys.stderr)")
-    return hostile.run_limited(["-c", code, str(alias), str(cache)], limit_mb=b.limit_mb, timeout=b.timeout,
-                               env={**b.env, **env})
+    code = (
+        "import sys, pathlib; from paddle_mnist.data import splits; splits.load(sys.argv[1]); "
+        "print(len(list(pathlib.Path(sys.argv[2]).glob('splits-*.npz'))), 'cache file(s)', file=sys.stderr)"
+    )
+    return hostile.run_limited(
+        ["-c", code, str(alias), str(cache)], limit_mb=b.limit_mb, timeout=b.timeout, env={**b.env, **env}
+    )
 
 
 def predict_special(b: Bench, kind: str):
     import socket
-    path = {"a directory": b.work / "a-dir", "a FIFO": b.work / "a-fifo", "/dev/zero": Path("/dev/zero"),
-            "a socket": b.work / "a-socket"}[kind]
+
+    path = {
+        "a directory": b.work / "a-dir",
+        "a FIFO": b.work / "a-fifo",
+        "/dev/zero": Path("/dev/zero"),
+        "a socket": b.work / "a-socket",
+    }[kind]
     listener = None
     if kind == "a directory":
         path.mkdir(exist_ok=True)
@@ -339,6 +397,7 @@ def newline_name(b: Bench):
 def inf_tiff(b: Bench):
     import numpy as np
     from PIL import Image
+
     values = np.full((40, 40), 1.0, np.float32)
     values[10:30, 18:22] = 0.0
     values[0, 0] = np.inf
@@ -371,8 +430,13 @@ def mirror(b: Bench, mode: str):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/{mode}/"
-        env = {"PADDLE_MNIST_MIRRORS": url, "PADDLE_MNIST_CACHE": str(b.work / f"dl-{mode}"),
-               "PADDLE_MNIST_OFFLINE": "", "PADDLE_MNIST_DATA": "", "HOME": str(b.work / "home")}
+        env = {
+            "PADDLE_MNIST_MIRRORS": url,
+            "PADDLE_MNIST_CACHE": str(b.work / f"dl-{mode}"),
+            "PADDLE_MNIST_OFFLINE": "",
+            "PADDLE_MNIST_DATA": "",
+            "HOME": str(b.work / "home"),
+        }
         return b.cli("data", "show", "--out", b.work / "g.png", env=env)
     finally:
         server.shutdown()

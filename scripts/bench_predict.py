@@ -9,6 +9,7 @@ times the photo-to-28x28 pipeline on generated 640x480-class pictures;
 ``phone_jpeg_12mp_ms`` a 4000x3000 JPEG through it, reduced-scale decode against full.
 Prints one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,13 +47,16 @@ def main() -> None:
     report = {"model_dir": str(args.model_dir), "images_per_s": {}}
     for engine in ("dynamic", "inference"):
         run = Predictor.from_dir(args.model_dir, engine=engine).engine
-        report["images_per_s"][engine] = {str(n): round(rate(lambda n=n: run(batch[:n]), n, args.seconds))
-                                          for n in (1, 64, 256)}
+        report["images_per_s"][engine] = {
+            str(n): round(rate(lambda n=n, run=run: run(batch[:n]), n, args.seconds)) for n in (1, 64, 256)
+        }
     digit = np.zeros((28, 28), np.uint8)
     digit[6:22, 12:16] = 255
     pictures = [Image.open(io.BytesIO(photos.render(digit, "noisy_jpeg", rng))) for _ in range(8)]
     predictor = Predictor.from_dir(args.model_dir)
-    report["images_per_s"]["preprocess"] = round(rate(lambda: [predictor.model_input(p) for p in pictures], 8, args.seconds))
+    report["images_per_s"]["preprocess"] = round(
+        rate(lambda: [predictor.model_input(p) for p in pictures], 8, args.seconds)
+    )
     report["images_per_s"]["end_to_end_batch_8"] = round(rate(lambda: predictor.predict(pictures), 8, args.seconds))
     report["phone_jpeg_12mp_ms"] = phone_jpeg_ms(rng)
     print(json.dumps(report))
@@ -62,6 +66,7 @@ def phone_jpeg_ms(rng) -> dict:
     """Decode + preprocess of 4000x3000 JPEGs (a digit on paper, sensor noise of two strengths), median ms:
     through ``preprocess.open_image_bytes`` (reduced-scale DCT decode) and with a full-size decode."""
     from paddle_mnist import preprocess
+
     from timing import median_ms
 
     def full_decode(data):
@@ -75,11 +80,14 @@ def phone_jpeg_ms(rng) -> dict:
         photo[900:2100, 1800:2000] = 30
         buffer = io.BytesIO()
         Image.fromarray(np.clip(photo + rng.normal(0, noise, photo.shape), 0, 255).astype(np.uint8)).save(
-            buffer, "JPEG", quality=90)
+            buffer, "JPEG", quality=90
+        )
         data = buffer.getvalue()
-        report[f"noise_{noise}"] = {"megabytes": round(len(data) / 1e6, 2),
-                                    "reduced_decode": median_ms(lambda: preprocess.mnist_like(preprocess.open_image_bytes(data))),
-                                    "full_decode": median_ms(lambda: full_decode(data))}
+        report[f"noise_{noise}"] = {
+            "megabytes": round(len(data) / 1e6, 2),
+            "reduced_decode": median_ms(lambda data=data: preprocess.mnist_like(preprocess.open_image_bytes(data))),
+            "full_decode": median_ms(lambda data=data: full_decode(data)),
+        }
     return report
 
 

@@ -9,12 +9,12 @@ and 32 client threads (keep-alive connections, the client on the same 2 cores), 
 JSON object: requests/s, p50 and p99 latency in ms per (batching, concurrency), and where the time
 of one request goes (HTTP round trip of /healthz, PNG decode, preprocessing, forward pass).
 """
+
 from __future__ import annotations
 
 import argparse
 import http.client
 import json
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -43,21 +43,30 @@ NOFILE = 1024
 def hostile(model_dir: Path) -> str:
     """One Markdown row per attack: the answers' statuses, the server's peak RSS, the bystander's latency."""
     import tempfile
+
     log = Path(tempfile.mkdtemp()) / "server.log"
     server = attacks.Server(model_dir, log, nofile=NOFILE)
-    rows = ["| attack | answers | server RSS before → peak (MB) | bystander p50 / p99 / max (ms) | bystander "
-            "failures | 5xx | log lines |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| attack | answers | server RSS before → peak (MB) | bystander p50 / p99 / max (ms) | bystander "
+        "failures | 5xx | log lines |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     try:
         for _ in range(3):
             server.request("POST", "/api/predict", drawn_seven(), {"Content-Type": "image/png"})
         for name, run in HOSTILE:
             o = attacks.attack(server, name, run)
-            answers = ", ".join(f"{k}: {v}" for k, v in sorted(o.statuses.items(), key=str)) \
-                if not o.answers or not isinstance(o.answers[0][0], str) else ", ".join(f"{k} {v}" for k, v in o.answers)
+            answers = (
+                ", ".join(f"{k}: {v}" for k, v in sorted(o.statuses.items(), key=str))
+                if not o.answers or not isinstance(o.answers[0][0], str)
+                else ", ".join(f"{k} {v}" for k, v in o.answers)
+            )
             fivexx = sum(v for k, v in o.statuses.items() if isinstance(k, int) and k >= 500)
-            rows.append(f"| {name} | {answers or '-'} | {o.rss_before_mb:.0f} → {o.peak_rss_mb:.0f} | "
-                        f"{o.percentile(0.5):.0f} / {o.percentile(0.99):.0f} / {max(o.bystander_ms):.0f} | "
-                        f"{len(o.bystander_failures)} of {len(o.bystander_ms)} | {fivexx} | {len(o.log)} |")
+            rows.append(
+                f"| {name} | {answers or '-'} | {o.rss_before_mb:.0f} → {o.peak_rss_mb:.0f} | "
+                f"{o.percentile(0.5):.0f} / {o.percentile(0.99):.0f} / {max(o.bystander_ms):.0f} | "
+                f"{len(o.bystander_failures)} of {len(o.bystander_ms)} | {fivexx} | {len(o.log)} |"
+            )
             print(rows[-1], file=sys.stderr, flush=True)
     finally:
         server.stop()
@@ -65,13 +74,11 @@ def hostile(model_dir: Path) -> str:
 
 
 def start(model_dir: Path, max_batch: int):
-    proc = subprocess.Popen([sys.executable, "-m", "paddle_mnist", "serve", "--model-dir", str(model_dir), "--port", "0",
-                             "--max-batch", str(max_batch)], stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if not line.startswith("serving on"):
-        raise SystemExit(f"the server did not start: {line}")
-    host, port = line.split()[2].removeprefix("http://").rstrip("/").split(":")
-    return proc, host, int(port)
+    """The real server (its log in a temporary file), its host and port."""
+    import tempfile
+
+    server = attacks.Server(model_dir, Path(tempfile.mkdtemp()) / "server.log", "--max-batch", max_batch)
+    return server, "127.0.0.1", server.port
 
 
 def load(host: str, port: int, body: bytes, concurrency: int, requests: int) -> dict:
@@ -94,9 +101,11 @@ def load(host: str, port: int, body: bytes, concurrency: int, requests: int) -> 
     with ThreadPoolExecutor(concurrency) as pool:
         latencies = sorted(sum(pool.map(worker, range(concurrency)), []))
     seconds = time.perf_counter() - start
-    return {"requests_per_s": round(len(latencies) / seconds, 1),
-            "p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
-            "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2)}
+    return {
+        "requests_per_s": round(len(latencies) / seconds, 1),
+        "p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
+        "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
+    }
 
 
 def breakdown(model_dir: Path, body: bytes, host: str, port: int) -> dict:
@@ -112,12 +121,15 @@ def breakdown(model_dir: Path, body: bytes, host: str, port: int) -> dict:
     def healthz():
         connection.request("GET", "/healthz")
         connection.getresponse().read()
+
     image = preprocess.open_image_bytes(body)
     batch = predictor.encoding.decode(preprocess.mnist_like(image))[None, None]
-    return {"http_round_trip_healthz": median_ms(healthz, 200),
-            "png_decode": median_ms(lambda: preprocess.open_image_bytes(body), 200),
-            "preprocess": median_ms(lambda: preprocess.mnist_like(image), 200),
-            "forward_batch_1": median_ms(lambda: predictor.engine(batch), 200)}
+    return {
+        "http_round_trip_healthz": median_ms(healthz, 200),
+        "png_decode": median_ms(lambda: preprocess.open_image_bytes(body), 200),
+        "preprocess": median_ms(lambda: preprocess.mnist_like(image), 200),
+        "forward_batch_1": median_ms(lambda: predictor.engine(batch), 200),
+    }
 
 
 def main() -> None:
@@ -132,15 +144,14 @@ def main() -> None:
     body = drawn_seven()
     report = {"image": "280x280 drawn 7, PNG", "bytes": len(body), "settings": {}}
     for label, max_batch in (("batching on (max-batch 32)", 32), ("batching off (max-batch 1)", 1)):
-        proc, host, port = start(args.model_dir, max_batch)
+        server, host, port = start(args.model_dir, max_batch)
         try:
             load(host, port, body, 4, 40)  # warm-up
             report["settings"][label] = {c: load(host, port, body, c, max(args.requests, c)) for c in (1, 8, 32)}
             if max_batch == 32:
                 report["one_request_ms"] = breakdown(args.model_dir, body, host, port)
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            server.stop()
     print(json.dumps(report, indent=1))
 
 

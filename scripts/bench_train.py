@@ -25,6 +25,7 @@ Prints one JSON object: images/s per variant (or the error that stopped it).
 instead times the ``quick`` preset's network (``convnet``, Adam) in one process at batch sizes
 32..256 and at wider channel counts, images/s: which shapes suit the GEMM calls paddle makes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,29 @@ import sys
 import time
 from pathlib import Path
 
-VARIANTS = ("tutorial_loop", "trainer", "trainer_stock_mkl", "trainer_stock_conv", "trainer_onednn",
-            "trainer_onednn_all", "trainer_onednn_conv", "trainer_to_static", "torch", "quick", "quick_torch")
-ONEDNN_ENV = {"trainer_onednn_all": {"FLAGS_use_onednn": "1"},
-              "trainer_onednn_conv": {"FLAGS_use_onednn": "1", "FLAGS_tracer_onednn_ops_on": "conv2d,conv2d_grad"}}
+VARIANTS = (
+    "tutorial_loop",
+    "trainer",
+    "trainer_stock_mkl",
+    "trainer_stock_conv",
+    "trainer_onednn",
+    "trainer_onednn_all",
+    "trainer_onednn_conv",
+    "trainer_to_static",
+    "torch",
+    "quick",
+    "quick_torch",
+)
+ONEDNN_ENV = {
+    "trainer_onednn_all": {"FLAGS_use_onednn": "1"},
+    "trainer_onednn_conv": {"FLAGS_use_onednn": "1", "FLAGS_tracer_onednn_ops_on": "conv2d,conv2d_grad"},
+}
 # (report key, variant, the variant it is compared with), printed when both ran
-RATIOS = (("trainer_vs_tutorial", "trainer", "tutorial_loop"), ("trainer_vs_torch", "trainer", "torch"),
-          ("quick_vs_torch", "quick", "quick_torch"))
+RATIOS = (
+    ("trainer_vs_tutorial", "trainer", "tutorial_loop"),
+    ("trainer_vs_torch", "trainer", "torch"),
+    ("quick_vs_torch", "quick", "quick_torch"),
+)
 BATCH, WARMUP_BATCHES = 100, 5
 
 
@@ -59,8 +76,7 @@ def tutorial_loop(data: str, images: int) -> float:
 
     class TutorialDataset(paddle.io.Dataset):
         def __getitem__(self, i):
-            return (np.reshape(imgs[i], [1, 28, 28]).astype("float32"),
-                    np.reshape(labels[i], [1]).astype("int64"))
+            return (np.reshape(imgs[i], [1, 28, 28]).astype("float32"), np.reshape(labels[i], [1]).astype("int64"))
 
         def __len__(self):
             return len(labels)
@@ -84,6 +100,7 @@ def stock_tutorial_net():
     import paddle.nn as nn
 
     from paddle_mnist import models
+
     models.ReshapedBiasConv2D = nn.Conv2D  # only this benchmark process
     return models.TutorialCNN(10)
 
@@ -123,8 +140,17 @@ def quick_trainer(data: str, images: int) -> float:
 
 def torch_tutorial_net():
     import torch.nn as nn
-    return nn.Sequential(nn.Conv2d(1, 20, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Conv2d(20, 20, 5, 1, 2),
-                         nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(), nn.Linear(980, 10))
+
+    return nn.Sequential(
+        nn.Conv2d(1, 20, 5, 1, 2),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Conv2d(20, 20, 5, 1, 2),
+        nn.ReLU(),
+        nn.MaxPool2d(2, 2),
+        nn.Flatten(),
+        nn.Linear(980, 10),
+    )
 
 
 def torch_convnet():
@@ -133,8 +159,16 @@ def torch_convnet():
 
     def stage(cin, cout):
         return [nn.Conv2d(cin, cout, 5, 1, 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2, 2)]
-    return nn.Sequential(*stage(1, 16), *stage(16, 32), nn.Flatten(), nn.Linear(32 * 49, 128), nn.ReLU(),
-                         nn.Dropout(0.3), nn.Linear(128, 10))
+
+    return nn.Sequential(
+        *stage(1, 16),
+        *stage(16, 32),
+        nn.Flatten(),
+        nn.Linear(32 * 49, 128),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        nn.Linear(128, 10),
+    )
 
 
 def torch_loop(data: str, images: int, quick: bool = False) -> float:
@@ -148,15 +182,18 @@ def torch_loop(data: str, images: int, quick: bool = False) -> float:
     x_all = torch.from_numpy(split.pixels[:images].reshape(-1, 1, 28, 28) / 256).float()
     y_all = torch.from_numpy(split.class_ids[:images].astype("int64"))
     model = torch_convnet() if quick else torch_tutorial_net()
-    opt, batch = (torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.7, 0.9)), 64) if quick \
+    opt, batch = (
+        (torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.7, 0.9)), 64)
+        if quick
         else (torch.optim.SGD(model.parameters(), lr=0.01), BATCH)
+    )
     model.train()
     order = torch.randperm(images)
     start, seen = None, 0
     for i, first in enumerate(range(0, images - batch + 1, batch)):
         if i == WARMUP_BATCHES:
             start, seen = time.perf_counter(), 0
-        idx = order[first:first + batch]
+        idx = order[first : first + batch]
         loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
         opt.zero_grad()
         loss.backward()
@@ -178,12 +215,17 @@ def shapes(data: str, images: int) -> dict:
     def speed(widths, batch):
         model = models.ConvNet(10, widths=widths)
         optimizer = paddle.optimizer.Adam(0.001, parameters=model.parameters())
-        trainee = train.Trainee(model, model, losses.LOSSES["cross_entropy"], optimizer, None, None, -(-images // batch))
+        trainee = train.Trainee(
+            model, model, losses.LOSSES["cross_entropy"], optimizer, None, None, -(-images // batch)
+        )
         config = Config(data=data, epochs=1, batch_size=batch, model="convnet")
         train.train_epoch(trainee, MnistDataset("train", data, limit=WARMUP_BATCHES * batch), config, 1)
         return round(train.train_epoch(trainee, dataset, config, 1)["images_per_s"])
-    return {"batch (16/32 channels)": {b: speed((16, 32), b) for b in (32, 64, 128, 256)},
-            "channels (batch 64)": {f"{a}/{b}": speed((a, b), 64) for a, b in ((8, 16), (16, 32), (24, 48), (32, 64))}}
+
+    return {
+        "batch (16/32 channels)": {b: speed((16, 32), b) for b in (32, 64, 128, 256)},
+        "channels (batch 64)": {f"{a}/{b}": speed((a, b), 64) for a, b in ((8, 16), (16, 32), (24, 48), (32, 64))},
+    }
 
 
 def run_variant(variant: str, data: str, images: int) -> float:
@@ -206,10 +248,17 @@ def child_env(variant: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/mnist.json.gz"),
-                        help="the data file (default: ../shared/data/mnist.json.gz)")
-    parser.add_argument("--images", type=int, default=6000, help="images timed per variant, after warm-up (default: 6000)")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="which to run (default: all)")
+    parser.add_argument(
+        "--data",
+        default=str(Path(__file__).resolve().parents[2] / "shared/data/mnist.json.gz"),
+        help="the data file (default: ../shared/data/mnist.json.gz)",
+    )
+    parser.add_argument(
+        "--images", type=int, default=6000, help="images timed per variant, after warm-up (default: 6000)"
+    )
+    parser.add_argument(
+        "--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="which to run (default: all)"
+    )
     parser.add_argument("--shapes", action="store_true", help="time the quick network's batch sizes and widths instead")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,8 +270,12 @@ def main() -> None:
         return
     report = {"images": args.images, "batch": BATCH, "cpus": os.cpu_count(), "images_per_s": {}}
     for variant in args.variants:
-        result = subprocess.run([sys.executable, __file__, "--child", variant, "--data", args.data,
-                                 "--images", str(args.images)], capture_output=True, text=True, env=child_env(variant))
+        result = subprocess.run(
+            [sys.executable, __file__, "--child", variant, "--data", args.data, "--images", str(args.images)],
+            capture_output=True,
+            text=True,
+            env=child_env(variant),
+        )
         if result.returncode == 0:
             report["images_per_s"][variant] = round(json.loads(result.stdout.strip().splitlines()[-1]))
         else:

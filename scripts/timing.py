@@ -1,4 +1,5 @@
 """Timing helpers shared by the benchmark scripts (run as ``python scripts/NAME.py``, which puts this folder on the path)."""
+
 from __future__ import annotations
 
 import statistics

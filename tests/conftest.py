@@ -4,6 +4,7 @@ Integration tests use the real files in ../shared/data, optional modules (the se
 and Debian programs (Chromium); outside CI a test skips when what it needs is absent, under CI
 (CI=true or 1) that absence fails it: one helper, ``missing``, for data, modules and programs.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,6 +49,7 @@ def require(path: Path) -> Path:
 def require_module(name: str):
     """The module ``name``, or a skip (a failure in CI, whose test extra installs it)."""
     import importlib
+
     try:
         return importlib.import_module(name)
     except ImportError as e:
@@ -82,6 +84,7 @@ def shared_idx(shared_cache, monkeypatch) -> Path:
 @pytest.fixture
 def debian_fashion() -> Path:
     from paddle_mnist.data import locate
+
     return require(locate.DEBIAN_FASHION_DIR)
 
 
@@ -90,6 +93,7 @@ def shared_eval(shared_cache):
     """The real eval split, read through the session's cache: a fixture or test of any scope that needs it
     parses the 339 MB of JSON at most once a session (each cold parse costs ~10 s and 600 MB)."""
     from paddle_mnist.data import MnistDataset
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PADDLE_MNIST_CACHE", str(shared_cache))
         return MnistDataset("eval", require(SHARED / "mnist.json.gz"))
@@ -101,6 +105,7 @@ def no_curves(request, monkeypatch):
     drawing: mark a test ``@pytest.mark.curves`` to keep it.  Trainers in subprocesses still draw."""
     if "curves" not in request.keywords:
         from paddle_mnist import plots
+
         monkeypatch.setattr(plots, "training_curves", lambda history, path, title: None)
 
 
@@ -113,8 +118,19 @@ def trained_dir(tmp_path_factory, shared_cache) -> Path:
     out = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PADDLE_MNIST_CACHE", str(shared_cache))
-        train.fit(Config(data=str(data), model="convnet", optimizer="adam", lr=0.003, batch_size=128,
-                         epochs=2, schedule="onecycle", limit_train=10_000, out=str(out)))
+        train.fit(
+            Config(
+                data=str(data),
+                model="convnet",
+                optimizer="adam",
+                lr=0.003,
+                batch_size=128,
+                epochs=2,
+                schedule="onecycle",
+                limit_train=10_000,
+                out=str(out),
+            )
+        )
     return out
 
 
@@ -125,9 +141,19 @@ def tiny_model_dir(tmp_path, data_file):
 
     def make(loss="cross_entropy"):
         out = tmp_path / f"model-{loss}"
-        train.fit(Config(data=str(data_file), model="mlp", loss=loss, lr=0.05 if loss != "mse" else 0.001,
-                         batch_size=50, epochs=1, out=str(out)))
+        train.fit(
+            Config(
+                data=str(data_file),
+                model="mlp",
+                loss=loss,
+                lr=0.05 if loss != "mse" else 0.001,
+                batch_size=50,
+                epochs=1,
+                out=str(out),
+            )
+        )
         return out
+
     return make
 
 
@@ -135,4 +161,5 @@ def tiny_model_dir(tmp_path, data_file):
 def data_file(tmp_path) -> Path:
     """The learnable synthetic set (300 / 100 / 100 images) in the tutorial's format."""
     from fixtures import json_payload, learnable_splits, write_json
+
     return write_json(tmp_path / "learnable.json.gz", json_payload(learnable_splits()))

@@ -1,4 +1,5 @@
 """Tiny data sets written to temp dirs: JSON in the tutorial's format and IDX directories."""
+
 from __future__ import annotations
 
 import gzip
@@ -17,13 +18,17 @@ SIZES = {"train": 12, "valid": 6, "eval": 6}
 def random_splits(seed: int = 0, sizes: dict[str, int] = SIZES):
     """uint8 pixels [N,28,28] and labels [N] per split."""
     rng = np.random.default_rng(seed)
-    return {name: (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n).astype(np.uint8))
-            for name, n in sizes.items()}
+    return {
+        name: (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n).astype(np.uint8))
+        for name, n in sizes.items()
+    }
 
 
 def json_payload(splits, scale: float = 256.0, offset: float = 0.0) -> list:
-    return [[(pixels.reshape(len(pixels), -1) / scale + offset).tolist(), labels.tolist()]
-            for pixels, labels in splits.values()]
+    return [
+        [(pixels.reshape(len(pixels), -1) / scale + offset).tolist(), labels.tolist()]
+        for pixels, labels in splits.values()
+    ]
 
 
 def write_json(path: Path, payload, **dump_args) -> Path:
@@ -64,7 +69,7 @@ def learnable_splits(seed: int = 0, sizes=None):
         pixels = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
         for i, k in enumerate(labels):
             r, c = 2 + 8 * (k // 4), 2 + 8 * (k % 4)
-            pixels[i, r:r + 8, c:c + 8] = 250
+            pixels[i, r : r + 8, c : c + 8] = 250
         out[name] = (pixels, labels)
     return out
 
@@ -78,6 +83,7 @@ def plant(model_dir: Path, which: str, data: bytes) -> Path:
     """Replace the run's ``which`` file with ``data`` and record its hash, as someone owning the directory could."""
     import hashlib
     import json
+
     meta = json.loads((model_dir / "mnist.json").read_text())
     path = model_dir / meta["weights"][which]
     path.unlink()
@@ -85,3 +91,16 @@ def plant(model_dir: Path, which: str, data: bytes) -> Path:
     meta["files"][path.name] = hashlib.sha256(data).hexdigest()
     (model_dir / "mnist.json").write_text(json.dumps(meta))
     return path
+
+
+def interrupt_at(monkeypatch, epoch: int) -> None:
+    """Make training stop with Ctrl-C (KeyboardInterrupt) as epoch ``epoch`` starts, after the earlier
+    epochs' saves; ``monkeypatch.undo()`` or the end of the test lets it run again."""
+    real_epoch = train.train_epoch
+
+    def interrupted(trainee, dataset, config, number):
+        if number == epoch:
+            raise KeyboardInterrupt
+        return real_epoch(trainee, dataset, config, number)
+
+    monkeypatch.setattr(train, "train_epoch", interrupted)

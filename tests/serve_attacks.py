@@ -5,6 +5,7 @@ An attack runs while a bystander posts a drawn digit every 0.1 s on a fresh conn
 holds the attack's answers, the bystander's latencies, the server's peak RSS during the attack (VmHWM,
 reset before it) and the log lines it caused.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -40,11 +41,17 @@ def png(image: Image.Image) -> bytes:
 
 def rgba16_png(width: int, height: int) -> bytes:
     """A blank 16-bit RGBA PNG (Pillow cannot write one): a few hundred KB that decode to 4 bytes a pixel."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     rows = zlib.compress((b"\0" + bytes(width * 8)) * height, 9)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0))
-            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0))
+        + chunk(b"IDAT", rows)
+        + chunk(b"IEND", b"")
+    )
 
 
 def grey_png(width: int, height: int) -> bytes:
@@ -53,8 +60,13 @@ def grey_png(width: int, height: int) -> bytes:
 
 def multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
     boundary = "----paddle-mnist-attack"
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-             f"Content-Type: image/png\r\n\r\n".encode() + data + b"\r\n" for name, data in files]
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        f"Content-Type: image/png\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+        for name, data in files
+    ]
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -66,10 +78,25 @@ class Server:
         def limit():
             if nofile:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "paddle_mnist", "serve", "--model-dir", str(model_dir),
-                                      "--port", "0", *map(str, flags)], stdout=subprocess.PIPE,
-                                     stderr=open(log, "w"), text=True, preexec_fn=limit)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "paddle_mnist",
+                "serve",
+                "--model-dir",
+                str(model_dir),
+                "--port",
+                "0",
+                *map(str, flags),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=open(log, "w"),
+            text=True,
+            preexec_fn=limit,
+        )
         line = self.proc.stdout.readline()
         if not line.startswith("serving on http://127.0.0.1:"):
             self.proc.kill()
@@ -89,8 +116,9 @@ class Server:
     def log_lines(self) -> list[str]:
         return self.log.read_text(errors="replace").splitlines()
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
-                timeout: float = 60) -> tuple[int, dict | str, dict]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 60
+    ) -> tuple[int, dict | str, dict]:
         """(status, JSON body or text, headers) of one request on a fresh connection."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
@@ -98,8 +126,11 @@ class Server:
             response = connection.getresponse()
             data = response.read()
             kind = response.getheader("content-type", "")
-            return response.status, json.loads(data) if "json" in kind and data else data.decode(errors="replace"), \
-                dict(response.getheaders())
+            return (
+                response.status,
+                json.loads(data) if "json" in kind and data else data.decode(errors="replace"),
+                dict(response.getheaders()),
+            )
         finally:
             connection.close()
 
@@ -114,7 +145,7 @@ class Server:
 @dataclass
 class Outcome:
     name: str
-    answers: list = field(default_factory=list)   # (status, body) of the attack's requests, or an error's name
+    answers: list = field(default_factory=list)  # (status, body) of the attack's requests, or an error's name
     bystander_ms: list[float] = field(default_factory=list)
     bystander_failures: list = field(default_factory=list)
     rss_before_mb: float = 0.0
@@ -172,17 +203,20 @@ def attack(server: Server, name: str, run) -> Outcome:
 
 def answers(server: Server, requests: list[tuple], workers: int) -> list:
     """Each (method, path, body, headers) sent from ``workers`` threads; (status, body) or the error's name."""
+
     def one(request):
         try:
             status, body, _ = server.request(*request)
             return status, body
         except OSError as e:
             return type(e).__name__
+
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(one, requests))
 
 
 # --- the attacks ----------------------------------------------------------------------------------
+
 
 def decode_bomb(images: int, side: int):
     """One multipart request of ``images`` blank 16-bit RGBA PNGs of ``side`` pixels squared."""
@@ -195,19 +229,20 @@ def many_grey(images: int, side: int, requests: int = 1):
     """``requests`` concurrent multipart requests of ``images`` blank grey PNGs each."""
     picture = grey_png(side, side)
     body, kind = multipart([(f"grey{i}.png", picture) for i in range(images)])
-    return lambda server: answers(server, [("POST", "/api/predict", body, {"Content-Type": kind})] * requests,
-                                  requests)
+    return lambda server: answers(server, [("POST", "/api/predict", body, {"Content-Type": kind})] * requests, requests)
 
 
 def upload_flood(uploads: int, size: int):
     """``uploads`` concurrent raw bodies of ``size`` bytes that are no image."""
     body = b"\x89PNG" + bytes(size - 4)
-    return lambda server: answers(server, [("POST", "/api/predict", body, {"Content-Type": "image/png"})] * uploads,
-                                  uploads)
+    return lambda server: answers(
+        server, [("POST", "/api/predict", body, {"Content-Type": "image/png"})] * uploads, uploads
+    )
 
 
 def slow_headers(connections: int, seconds: float):
     """``connections`` sockets that each send one byte of a request head every 0.5 s for ``seconds``."""
+
     def run(server: Server) -> list:
         sockets, opened = [], Counter()
         for _ in range(connections):
@@ -222,7 +257,7 @@ def slow_headers(connections: int, seconds: float):
         while time.monotonic() < end:
             for s in sockets:
                 try:
-                    s.send(head[position:position + 1])
+                    s.send(head[position : position + 1])
                 except OSError:
                     pass
             position += 1
@@ -231,6 +266,7 @@ def slow_headers(connections: int, seconds: float):
         for s in sockets:
             s.close()
         return [("opened", opened["open"]), ("closed by the server", closed)]
+
     return run
 
 
@@ -249,30 +285,46 @@ def closed_by_peer(s: socket.socket) -> bool:
 
 def huge_integers(server: Server) -> list:
     big = "9" * 5000
-    requests = [("POST", "/image-classification", f'{{"image": "x", "topk": {big}}}'.encode(),
-                 {"Content-Type": "application/json"}),
-                ("POST", "/image-classification", f'{{"image": {big}}}'.encode(), {"Content-Type": "application/json"}),
-                ("POST", f"/api/predict?topk={big}", drawn_seven(), {"Content-Type": "image/png"})]
+    requests = [
+        (
+            "POST",
+            "/image-classification",
+            f'{{"image": "x", "topk": {big}}}'.encode(),
+            {"Content-Type": "application/json"},
+        ),
+        ("POST", "/image-classification", f'{{"image": {big}}}'.encode(), {"Content-Type": "application/json"}),
+        ("POST", f"/api/predict?topk={big}", drawn_seven(), {"Content-Type": "image/png"}),
+    ]
     return answers(server, requests, 1)
 
 
 def disconnects(uploads: int):
     """``uploads`` bodies that announce 1 MB, send 100 KB and hang up."""
+
     def run(server: Server) -> list:
         for _ in range(uploads):
             with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
-                s.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                          b"Content-Length: 1000000\r\n\r\n" + bytes(100_000))
+                s.sendall(
+                    b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                    b"Content-Length: 1000000\r\n\r\n" + bytes(100_000)
+                )
             time.sleep(0.05)
         time.sleep(0.5)
         return []
+
     return run
 
 
 def head_and_options(server: Server) -> list:
     out = []
-    for method, path in (("HEAD", "/healthz"), ("HEAD", "/"), ("HEAD", "/api/model"), ("OPTIONS", "/api/predict"),
-                         ("OPTIONS", "/healthz"), ("OPTIONS", "/nowhere")):
+    for method, path in (
+        ("HEAD", "/healthz"),
+        ("HEAD", "/"),
+        ("HEAD", "/api/model"),
+        ("OPTIONS", "/api/predict"),
+        ("OPTIONS", "/healthz"),
+        ("OPTIONS", "/nowhere"),
+    ):
         status, body, headers = server.request(method, path)
         out.append((status, {"body": body, "allow": headers.get("allow")}))
     return out
@@ -302,15 +354,22 @@ def raw(server: Server, data: bytes) -> tuple[int, dict | str]:
 
 
 def invalid_http(server: Server) -> list:
-    requests = [b"GET /" + b"a" * (1 << 20) + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-                b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(20_000)) + b"\r\n",
-                b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
-                b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
-                b"NOT HTTP AT ALL\r\n\r\n"]
+    requests = [
+        b"GET /" + b"a" * (1 << 20) + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(20_000)) + b"\r\n",
+        b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        b"NOT HTTP AT ALL\r\n\r\n",
+    ]
     return [raw(server, data) for data in requests]
 
 
 def slow_body(server: Server) -> list:
     """A body that announces 1,000 bytes and sends 10."""
-    return [raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                        b"Content-Length: 1000\r\n\r\n" + bytes(10))]
+    return [
+        raw(
+            server,
+            b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Content-Length: 1000\r\n\r\n" + bytes(10),
+        )
+    ]

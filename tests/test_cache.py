@@ -1,11 +1,13 @@
 """The parsed-data cache: a hit skips parsing, a changed source misses, a corrupt file is rebuilt."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fixtures import json_payload, random_splits, write_json
 from paddle_mnist.data import cache, splits, tutorial_json
+
+from fixtures import json_payload, random_splits, write_json
 
 
 @pytest.fixture
@@ -68,6 +70,7 @@ def test_corrupt_cache_is_rebuilt(source, monkeypatch, capsys, damage):
 def test_failed_write_leaves_no_file(source, monkeypatch):
     def explode(*args, **kwargs):
         raise OSError("disk full")
+
     monkeypatch.setattr(np, "savez", explode)
     reload(source)
     assert cache_files() == [] and list(cache.cache_dir().iterdir()) == []
@@ -77,6 +80,7 @@ def test_the_same_data_under_another_name_hits_the_cache(shared_json, tmp_path, 
     """A link or a copy of the data under another name is the same content: one cache file, no parse."""
     import shutil
     import time
+
     splits.load(shared_json)  # the session's cache is warm from here on
     before = cache_files()
     alias = tmp_path / "another-name.json.gz"

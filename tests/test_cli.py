@@ -1,4 +1,5 @@
 """The commands as a user runs them: exit codes, one-line errors, files written."""
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,9 @@ def test_bad_file_is_one_line_on_stderr_and_exit_1(tmp_path):
     path.write_bytes(b"plain text")
     result = run("-m", "paddle_mnist", "data", "show", "--data", str(path))
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"paddle-mnist data: error: {path}: not a gzip file (expected gzip-compressed JSON)"]
+    assert result.stderr.strip().splitlines() == [
+        f"paddle-mnist data: error: {path}: not a gzip file (expected gzip-compressed JSON)"
+    ]
 
 
 def test_console_script_lists_commands_and_rejects_unknown():
@@ -43,8 +46,10 @@ def test_data_help_explains_every_flag():
 
 
 def test_predict_does_not_import_the_data_stack_or_matplotlib():
-    code = ("import sys, paddle_mnist.predict; "
-            "print(sorted(m for m in sys.modules if m.startswith(('paddle_mnist.data.', 'matplotlib'))))")
+    code = (
+        "import sys, paddle_mnist.predict; "
+        "print(sorted(m for m in sys.modules if m.startswith(('paddle_mnist.data.', 'matplotlib'))))"
+    )
     result = run("-c", code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['paddle_mnist.data.classes', 'paddle_mnist.data.encoding']"
@@ -56,15 +61,35 @@ def test_photos_is_a_command():
 
 
 def test_train_prints_which_file_it_trained_on(data_file, tmp_path):
-    result = run("-m", "paddle_mnist.train", "--model", "linear", "--epochs", "1", "--out", str(tmp_path / "o"),
-                 env_extra={"PADDLE_MNIST_DATA": str(data_file)})
+    result = run(
+        "-m",
+        "paddle_mnist.train",
+        "--model",
+        "linear",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "o"),
+        env_extra={"PADDLE_MNIST_DATA": str(data_file)},
+    )
     assert result.returncode == 0, result.stderr
     assert f"trained on {data_file} (found via $PADDLE_MNIST_DATA)" in result.stdout.splitlines()
 
 
 def test_no_library_warning_reaches_the_user(data_file, tmp_path):
     """BatchNorm's 'we now always track global mean and variance' used to print on every run of a BN model."""
-    result = run("-m", "paddle_mnist", "train", "--data", str(data_file), "--model", "convnet", "--epochs", "1",
-                 "--out", str(tmp_path / "o"))
+    result = run(
+        "-m",
+        "paddle_mnist",
+        "train",
+        "--data",
+        str(data_file),
+        "--model",
+        "convnet",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr, result.stderr

@@ -1,4 +1,5 @@
 """The loss comparison on a tiny subset: every output file, and only the loss differs between runs."""
+
 from __future__ import annotations
 
 import csv
@@ -24,6 +25,7 @@ def recorded(monkeypatch):
         result = real_order(seed, number, n)
         runs[-1]["order"] = result
         return result
+
     monkeypatch.setattr(train, "train_epoch", epoch)
     monkeypatch.setattr(train, "epoch_order", order)
     return runs
@@ -31,13 +33,37 @@ def recorded(monkeypatch):
 
 def test_tiny_comparison(tmp_path, recorded, monkeypatch, capsys, data_file):
     out = tmp_path / "cmp"
-    argv = ["--losses", "mse_onehot", "cross_entropy", "--epochs", "1", "--seeds", "0", "--data", str(data_file),
-            "--limit-train", "200", "--lr", "0.05", "--batch-size", "50", "--out", str(out)]
+    argv = [
+        "--losses",
+        "mse_onehot",
+        "cross_entropy",
+        "--epochs",
+        "1",
+        "--seeds",
+        "0",
+        "--data",
+        str(data_file),
+        "--limit-train",
+        "200",
+        "--lr",
+        "0.05",
+        "--batch-size",
+        "50",
+        "--out",
+        str(out),
+    ]
     assert compare.main(argv) == 0
 
     names = {p.name for p in out.iterdir()}
-    assert {"results.csv", "results.json", "summary.md", "accuracy.png", "loss.png",
-            "confusion_mse_onehot.png", "confusion_cross_entropy.png"} <= names
+    assert {
+        "results.csv",
+        "results.json",
+        "summary.md",
+        "accuracy.png",
+        "loss.png",
+        "confusion_mse_onehot.png",
+        "confusion_cross_entropy.png",
+    } <= names
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert [(r["loss"], r["epoch"]) for r in rows] == [("mse_onehot", "1"), ("cross_entropy", "1")]
     results = json.loads((out / "results.json").read_text())
@@ -55,6 +81,7 @@ def test_tiny_comparison(tmp_path, recorded, monkeypatch, capsys, data_file):
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run must be reused, not retrained")
+
     monkeypatch.setattr(train, "fit", no_training)
     assert compare.main(argv) == 0
     monkeypatch.undo()
@@ -62,10 +89,53 @@ def test_tiny_comparison(tmp_path, recorded, monkeypatch, capsys, data_file):
 
 
 def test_regression_head_shares_the_other_layers_initial_weights(tmp_path, recorded, data_file):
-    argv = ["--losses", "mse", "cross_entropy", "--epochs", "1", "--seeds", "3", "--data", str(data_file),
-            "--limit-train", "100", "--lr", "0.001", "--batch-size", "50", "--out", str(tmp_path / "cmp")]
+    argv = [
+        "--losses",
+        "mse",
+        "cross_entropy",
+        "--epochs",
+        "1",
+        "--seeds",
+        "3",
+        "--data",
+        str(data_file),
+        "--limit-train",
+        "100",
+        "--lr",
+        "0.001",
+        "--batch-size",
+        "50",
+        "--out",
+        str(tmp_path / "cmp"),
+    ]
     assert compare.main(argv) == 0
     mse, ce = recorded
     for name in ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"):
         np.testing.assert_array_equal(mse["init"][name], ce["init"][name], err_msg=name)
     assert mse["init"]["fc.weight"].shape == (980, 1) and ce["init"]["fc.weight"].shape == (980, 10)
+
+
+def test_an_interrupted_run_survives_a_failed_resume(tmp_path, data_file, monkeypatch):
+    """An interrupted run whose resume fails for another reason (here: the data is gone) is left as it is;
+    only a run of other settings is trained afresh over."""
+    from paddle_mnist import rundir
+    from paddle_mnist.config import Config
+    from paddle_mnist.errors import UserError
+
+    config = Config(data=str(data_file), model="mlp", batch_size=50, epochs=2, out=str(tmp_path / "run"))
+    from fixtures import interrupt_at
+
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            compare.train_or_reuse(config, force=False)
+    saved = (tmp_path / "run" / rundir.METADATA).read_bytes()
+    from dataclasses import replace
+
+    with pytest.raises(UserError, match="nowhere.json.gz"):
+        compare.train_or_reuse(replace(config, data=str(tmp_path / "nowhere.json.gz")), force=False)
+    assert (tmp_path / "run" / rundir.METADATA).read_bytes() == saved, "the interrupted run is still there"
+    info, reused = compare.train_or_reuse(config, force=False)  # resumed, not retrained
+    assert (info.epochs_done, reused) == (2, False) and [row["epoch"] for row in info.history] == [1, 2]
+    other, _ = compare.train_or_reuse(replace(config, lr=0.05), force=False)  # other settings: afresh
+    assert other.config["lr"] == 0.05 and other.epochs_done == 2

@@ -1,6 +1,7 @@
 """The run directory under crashes: kill -9 at every step of a save and at random times, ENOSPC and
 exceptions at every step, two writers, and readers racing a writer.  After each, the directory holds
 one complete set, predict reads it, and --resume ends bit-identical to an uninterrupted run."""
+
 from __future__ import annotations
 
 import errno
@@ -14,14 +15,29 @@ import time
 import numpy as np
 import pytest
 
-from fixtures import train_cli
 from paddle_mnist import checkpoint, rundir
 from paddle_mnist.errors import UserError
 from paddle_mnist.predict import Predictor
 
-FLAGS = ["--model", "mlp", "--optimizer", "momentum", "--schedule", "cosine", "--lr", "0.02",
-         "--batch-size", "50", "--epochs", "3", "--seed", "5"]
-STEPS = ("replace", "link", "unlink", "fsync", "rename")   # the filesystem calls a save is made of
+from fixtures import train_cli
+
+FLAGS = [
+    "--model",
+    "mlp",
+    "--optimizer",
+    "momentum",
+    "--schedule",
+    "cosine",
+    "--lr",
+    "0.02",
+    "--batch-size",
+    "50",
+    "--epochs",
+    "3",
+    "--seed",
+    "5",
+]
+STEPS = ("replace", "link", "unlink", "fsync", "rename")  # the filesystem calls a save is made of
 
 # Runs the trainer with the filesystem calls of one save counted (epoch N's, or with 0 the final commit);
 # SIGKILLs itself just before call number KILL_AT (0: never).
@@ -61,8 +77,18 @@ sys.exit(code)
 
 
 def hooked_train(out, data_file, epoch=2, kill_at=0):
-    command = [sys.executable, "-c", HOOKED_TRAINER, str(epoch), str(kill_at),
-               "--data", str(data_file), "--out", str(out), *FLAGS]
+    command = [
+        sys.executable,
+        "-c",
+        HOOKED_TRAINER,
+        str(epoch),
+        str(kill_at),
+        "--data",
+        str(data_file),
+        "--out",
+        str(out),
+        *FLAGS,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
 
@@ -87,8 +113,11 @@ def assert_recovers(out, data_file, expected):
     else:  # killed before the first commit: nothing to resume, a fresh start is the same run
         train_cli("--data", data_file, "--out", out, *FLAGS, "--overwrite")
     assert_same(expected, weights(out))
-    leftovers = [p.name for p in out.iterdir() if p.name.endswith(".tmp") or p.name.startswith("epoch-000")
-                 and not p.name.startswith("epoch-0003")]
+    leftovers = [
+        p.name
+        for p in out.iterdir()
+        if p.name.endswith(".tmp") or p.name.startswith("epoch-000") and not p.name.startswith("epoch-0003")
+    ]
     assert leftovers == []
 
 
@@ -96,6 +125,7 @@ def assert_recovers(out, data_file, expected):
 def straight(tmp_path_factory):
     """The uninterrupted run, and how many filesystem calls epoch 2's save makes."""
     from fixtures import json_payload, learnable_splits, write_json
+
     tmp = tmp_path_factory.mktemp("straight")
     data_file = write_json(tmp / "learnable.json.gz", json_payload(learnable_splits()))
     result = hooked_train(tmp / "out", data_file)
@@ -135,12 +165,14 @@ def test_kill_9_at_random_times(straight, tmp_path):
     command = [sys.executable, "-m", "paddle_mnist.train", "--data", str(data_file), *FLAGS]
 
     def started(out):
-        proc = subprocess.Popen(command + ["--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                text=True)
+        proc = subprocess.Popen(
+            command + ["--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
         for line in proc.stdout:
             if line.startswith("epoch 1/3:"):
                 return proc, time.monotonic()
         raise AssertionError(f"no progress line (exit {proc.wait()})")
+
     proc, first = started(tmp_path / "timing")
     times = [first] + [time.monotonic() for line in proc.stdout if line.startswith(("epoch 2/3:", "epoch 3/3:"))]
     assert proc.wait() == 0 and len(times) == 3
@@ -156,15 +188,16 @@ def test_kill_9_at_random_times(straight, tmp_path):
 
 
 @pytest.mark.curves  # the sweep counts the calls of a whole save, curves.png's included
-@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"), RuntimeError("boom")],
-                         ids=["ENOSPC", "exception"])
+@pytest.mark.parametrize(
+    "failure", [OSError(errno.ENOSPC, "No space left on device"), RuntimeError("boom")], ids=["ENOSPC", "exception"]
+)
 def test_failure_at_every_step_of_a_save(straight, tmp_path, monkeypatch, failure):
     data_file, expected, calls = straight
     real_save = rundir.RunWriter.save_epoch
     for fail_at in range(1, calls + 1):
         counter = {"n": 0, "armed": False}
 
-        def failing(name, real):
+        def failing(name, real, counter=counter, fail_at=fail_at):
             def call(*args, **kwargs):
                 if counter["armed"]:
                     counter["n"] += 1
@@ -172,14 +205,16 @@ def test_failure_at_every_step_of_a_save(straight, tmp_path, monkeypatch, failur
                         counter["failed"] = name
                         raise failure
                 return real(*args, **kwargs)
+
             return call
 
-        def save_epoch(self, model, optimizer, info, state, improved):
+        def save_epoch(self, model, optimizer, info, state, improved, counter=counter):
             counter["armed"] = state.epoch == 2
             try:
                 return real_save(self, model, optimizer, info, state, improved)
             finally:
                 counter["armed"] = False
+
         with monkeypatch.context() as patch:
             for name in STEPS:
                 patch.setattr(os, name, failing(name, getattr(os, name)))
@@ -189,8 +224,11 @@ def test_failure_at_every_step_of_a_save(straight, tmp_path, monkeypatch, failur
                 train_cli("--data", data_file, "--out", out, *FLAGS)
             except UserError as e:  # ENOSPC: one line, naming the cause and what is kept
                 assert isinstance(failure, OSError)
-                assert re.fullmatch(rf"{out}: saving epoch 2 failed \(No space left on device\); "
-                                    r"the directory holds the complete set of epoch [12]", str(e)), str(e)
+                assert re.fullmatch(
+                    rf"{out}: saving epoch 2 failed \(No space left on device\); "
+                    r"the directory holds the complete set of epoch [12]",
+                    str(e),
+                ), str(e)
             except RuntimeError:
                 assert failure.__class__ is RuntimeError
             else:  # the one call with a fallback: a refused hard link is a copy instead
@@ -201,23 +239,32 @@ def test_failure_at_every_step_of_a_save(straight, tmp_path, monkeypatch, failur
 def test_one_writer_at_a_time(data_file, tmp_path):
     out = tmp_path / "out"
     with rundir.RunWriter(out):
-        result = subprocess.run([sys.executable, "-m", "paddle_mnist.train", "--data", str(data_file),
-                                 "--out", str(out), "--epochs", "1"], capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "paddle_mnist.train", "--data", str(data_file), "--out", str(out), "--epochs", "1"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"paddle-mnist train: error: {out}: another trainer (PID {os.getpid()}) is writing this run directory"]
+        f"paddle-mnist train: error: {out}: another trainer (PID {os.getpid()}) is writing this run directory"
+    ]
 
 
 def test_a_saved_run_is_not_overwritten_by_accident(data_file, tmp_path):
     out = tmp_path / "out"
     train_cli("--data", data_file, "--out", out, "--model", "linear", "--epochs", "1")
     before = (out / rundir.METADATA).read_bytes()
-    with pytest.raises(UserError, match=r"already holds a run \(epoch 1 saved\); continue it with --resume, "
-                                        r"or start afresh with --overwrite"):
+    with pytest.raises(
+        UserError,
+        match=r"already holds a run \(epoch 1 saved\); continue it with --resume, "
+        r"or start afresh with --overwrite",
+    ):
         train_cli("--data", data_file, "--out", out, "--model", "linear", "--epochs", "1", "--seed", "4")
     assert (out / rundir.METADATA).read_bytes() == before
-    info = train_cli("--data", data_file, "--out", out, "--model", "linear", "--epochs", "1", "--seed", "4",
-                     "--overwrite")
+    info = train_cli(
+        "--data", data_file, "--out", out, "--model", "linear", "--epochs", "1", "--seed", "4", "--overwrite"
+    )
     assert info.seed == 4 and rundir.read(out).seed == 4
 
 
@@ -225,8 +272,11 @@ def test_a_saved_run_is_not_overwritten_by_accident(data_file, tmp_path):
 def test_unwritable_out_is_found_before_training(data_file, tmp_path, kind, capsys):
     (tmp_path / "file").write_text("x")
     os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
-    out = {"a file": tmp_path / "file", "under a file": tmp_path / "file" / "out",
-           "a dangling link": tmp_path / "dangling"}[kind]
+    out = {
+        "a file": tmp_path / "file",
+        "under a file": tmp_path / "file" / "out",
+        "a dangling link": tmp_path / "dangling",
+    }[kind]
     with pytest.raises(UserError, match=str(out)):
         train_cli("--data", data_file, "--out", out, "--epochs", "1")
     assert "epoch 1" not in capsys.readouterr().out, "refused before any training"
@@ -236,16 +286,32 @@ def test_readers_see_a_complete_set_while_a_trainer_saves(data_file, tmp_path):
     """Readers loop while a trainer commits a set per epoch: no error once the first set is there, and
     reads that span several commits (so reads overlapped saves)."""
     out = tmp_path / "out"
-    trainer = subprocess.Popen([sys.executable, "-m", "paddle_mnist.train", "--data", str(data_file), "--out", str(out),
-                                "--model", "linear", "--epochs", "40", "--batch-size", "100"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trainer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "paddle_mnist.train",
+            "--data",
+            str(data_file),
+            "--out",
+            str(out),
+            "--model",
+            "linear",
+            "--epochs",
+            "40",
+            "--batch-size",
+            "100",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     seen, deadline = [], time.monotonic() + 120
     try:
         while trainer.poll() is None and time.monotonic() < deadline:
             if not seen and not (out / rundir.METADATA).exists():
                 time.sleep(0.01)
                 continue
-            info, _ = rundir.read_with_weights(out, "best")   # what predict reads; any error fails the test
+            info, _ = rundir.read_with_weights(out, "best")  # what predict reads; any error fails the test
             seen.append(info.epochs_done)
     finally:
         trainer.kill()
@@ -253,8 +319,9 @@ def test_readers_see_a_complete_set_while_a_trainer_saves(data_file, tmp_path):
     assert len(set(seen)) >= 3, f"reads spanned {len(set(seen))} commits"
 
 
-def test_a_set_committed_between_reading_the_metadata_and_the_weights_is_read_again(tiny_model_dir, data_file,
-                                                                                    monkeypatch):
+def test_a_set_committed_between_reading_the_metadata_and_the_weights_is_read_again(
+    tiny_model_dir, data_file, monkeypatch
+):
     """The race ``read_with_weights`` retries, made to happen: a trainer commits epoch 2 (and removes epoch 1's
     files) right after the reader has read epoch 1's metadata."""
     out = tiny_model_dir()
@@ -264,9 +331,25 @@ def test_a_set_committed_between_reading_the_metadata_and_the_weights_is_read_ag
         info = real_read(run_dir)
         if not calls:
             calls.append(info.epochs_done)
-            train_cli("--data", data_file, "--out", out, "--model", "mlp", "--epochs", "1", "--batch-size", "50",
-                      "--lr", "0.05", "--seed", "3", "--overwrite")
+            train_cli(
+                "--data",
+                data_file,
+                "--out",
+                out,
+                "--model",
+                "mlp",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "50",
+                "--lr",
+                "0.05",
+                "--seed",
+                "3",
+                "--overwrite",
+            )
         return info
+
     monkeypatch.setattr(rundir, "read", read_then_save)
     info, state = rundir.read_with_weights(out, "best")
     assert calls == [1] and info.seed == 3, "the second read found the new set"
@@ -297,15 +380,19 @@ def test_a_full_disk_in_the_final_save_is_one_line(straight, tmp_path, monkeypat
     def save_final(self, info):
         def full(*args, **kwargs):
             raise OSError(errno.ENOSPC, "No space left on device")
+
         with monkeypatch.context() as patch:
             patch.setattr(os, "replace", full)
             real_save_final(self, info)
+
     monkeypatch.setattr(rundir.RunWriter, "save_final", save_final)
     out = tmp_path / "full"
     with pytest.raises(UserError) as raised:
         train_cli("--data", data_file, "--out", out, *FLAGS)
-    assert str(raised.value) == (f"{out}: saving the final metrics failed (No space left on device); "
-                                 "the directory holds the complete set of epoch 3")
+    assert str(raised.value) == (
+        f"{out}: saving the final metrics failed (No space left on device); "
+        "the directory holds the complete set of epoch 3"
+    )
     assert os.replace is real_replace
     monkeypatch.setattr(rundir.RunWriter, "save_final", real_save_final)
     assert_recovers(out, data_file, expected)

@@ -1,15 +1,17 @@
 """MnistDataset: the tutorial's item contract, the whole-split arrays, and the real files."""
+
 from __future__ import annotations
 
 import numpy as np
 import paddle
 import pytest
 
-from fixtures import json_payload, random_splits, write_json
 from paddle_mnist import data
 from paddle_mnist.data import splits
 from paddle_mnist.data.encoding import TUTORIAL_ENCODING
 from paddle_mnist.errors import DataError
+
+from fixtures import json_payload, random_splits, write_json
 
 
 @pytest.fixture
@@ -76,6 +78,7 @@ def test_bad_arguments(tiny):
 
 
 # --- the real files --------------------------------------------------------
+
 
 def test_real_json_matches_the_tutorial(shared_json):
     train = data.MnistDataset("train", shared_json)

@@ -1,4 +1,5 @@
 """The download path, against an http.server on 127.0.0.1 that each test starts and stops."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fixtures import random_splits, write_idx_dir
 from paddle_mnist.data import cache, download, idx, locate, splits
 from paddle_mnist.errors import DataError
+
+from fixtures import random_splits, write_idx_dir
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -95,7 +97,9 @@ def test_corrupted_file_is_rejected_and_next_mirror_used(mirrors, monkeypatch):
 def test_only_corrupted_mirror_fails_and_caches_nothing(mirrors, monkeypatch):
     _, _, bad_url = mirrors
     enable_download(monkeypatch, [bad_url])
-    with pytest.raises(DataError, match=r"could not download train-labels-idx1-ubyte.gz from any mirror: .*uncompressed MD5"):
+    with pytest.raises(
+        DataError, match=r"could not download train-labels-idx1-ubyte.gz from any mirror: .*uncompressed MD5"
+    ):
         splits.load()
     target = cache.cache_dir() / "mnist-idx"
     assert not (target / "train-labels-idx1-ubyte.gz").exists()
@@ -121,6 +125,7 @@ def test_real_files_verify_against_the_canonical_md5s(shared_idx, tmp_path):
 
 # --- hostile mirrors ------------------------------------------------------------------------
 
+
 class HostileHandler(http.server.BaseHTTPRequestHandler):
     """``/endless/...`` streams zeros with no length; ``/huge/...`` announces 10 GB; ``/drip/...`` sends a
     byte every 0.2 s.  Every loop is bounded, so a broken client cannot keep the test running."""
@@ -144,12 +149,15 @@ class HostileHandler(http.server.BaseHTTPRequestHandler):
             pass
 
 
-@pytest.mark.parametrize("mode, message, deadline", [
-    ("endless", "sent more than the real file's", 60),
-    ("huge", "announces 10,737,418,240 bytes, more than the real file's", 60),
-    ("drip", "not finished after 1 s", 1),
-    ("drip", r"bytes in \d+ s, under 1,024 bytes/s", 60),
-])
+@pytest.mark.parametrize(
+    "mode, message, deadline",
+    [
+        ("endless", "sent more than the real file's", 60),
+        ("huge", "announces 10,737,418,240 bytes, more than the real file's", 60),
+        ("drip", "not finished after 1 s", 1),
+        ("drip", r"bytes in \d+ s, under 1,024 bytes/s", 60),
+    ],
+)
 def test_hostile_mirrors_are_bounded(tmp_path, monkeypatch, mode, message, deadline):
     patch_official(monkeypatch, "mnist", sizes={stem: 100_000 for stem in download.IDX_SIZES})
     monkeypatch.setattr(download, "STALL_AFTER_S", 1.0)
@@ -162,11 +170,14 @@ def test_hostile_mirrors_are_bounded(tmp_path, monkeypatch, mode, message, deadl
 
 
 def test_sigterm_mid_download_removes_the_temp_file(tmp_path):
-    code = ("import sys; from pathlib import Path; from paddle_mnist.data import download; "
-            "download.download_idx(Path(sys.argv[1]), [sys.argv[2]], retries=1, timeout=5, deadline=60)")
+    code = (
+        "import sys; from pathlib import Path; from paddle_mnist.data import download; "
+        "download.download_idx(Path(sys.argv[1]), [sys.argv[2]], retries=1, timeout=5, deadline=60)"
+    )
     with running(HostileHandler) as base:
-        child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "dest"), f"{base}drip/"],
-                                 stderr=subprocess.PIPE)
+        child = subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / "dest"), f"{base}drip/"], stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + 60  # generous: CI's 2 cores may be busy
         while not any((tmp_path / "dest").glob(".*.tmp")) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -179,7 +190,9 @@ def test_sigterm_mid_download_removes_the_temp_file(tmp_path):
 def test_fashion_mnist_downloads_through_the_locator(tmp_path, monkeypatch):
     raw = random_splits(sizes={"train": 12, "test": 4})
     mirror = write_idx_dir(tmp_path / "fashion-mirror", raw["train"], raw["test"])
-    patch_official(monkeypatch, "fashion-mnist", md5={stem: md5_of_gz(mirror / (stem + ".gz")) for stem in idx.FILES.values()})
+    patch_official(
+        monkeypatch, "fashion-mnist", md5={stem: md5_of_gz(mirror / (stem + ".gz")) for stem in idx.FILES.values()}
+    )
     monkeypatch.setattr(locate, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
     monkeypatch.delenv("PADDLE_MNIST_OFFLINE")
     with serve(mirror) as url:

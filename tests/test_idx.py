@@ -1,4 +1,5 @@
 """IDX directories: the split policy, and a one-line error for each kind of bad file."""
+
 from __future__ import annotations
 
 import gzip
@@ -6,9 +7,10 @@ import gzip
 import numpy as np
 import pytest
 
-from fixtures import random_splits, write_idx_dir, write_idx_file
 from paddle_mnist.data import idx, splits
 from paddle_mnist.errors import DataError
+
+from fixtures import random_splits, write_idx_dir, write_idx_file
 
 
 def idx_fixture(tmp_path, compress=True):
@@ -20,7 +22,7 @@ def idx_fixture(tmp_path, compress=True):
 def test_idx_dir_uses_the_tutorial_split(tmp_path, compress):
     raw, directory = idx_fixture(tmp_path, compress)
     data = splits.load(directory)
-    (train_x, train_y), (test_x, test_y) = raw["train"], raw["test"]
+    (train_x, train_y), (test_x, _) = raw["train"], raw["test"]
     np.testing.assert_array_equal(data.splits["train"].pixels, train_x[:15])
     np.testing.assert_array_equal(data.splits["valid"].class_ids, train_y[15:])
     np.testing.assert_array_equal(data.splits["eval"].pixels, test_x)

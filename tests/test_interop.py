@@ -1,5 +1,6 @@
 """What Paddle users already have: the tutorial's own code on our data, its bare checkpoints, and
 paddle.Model (hapi) training, saving and loading."""
+
 from __future__ import annotations
 
 import subprocess
@@ -12,18 +13,19 @@ import pytest
 from paddle.nn import Conv2D, Linear, MaxPool2D
 from PIL import Image
 
-from fixtures import train_cli
 from paddle_mnist import models
 from paddle_mnist.checkpoint import CheckpointError, load_state
 from paddle_mnist.data import MnistDataset
 from paddle_mnist.predict import Predictor
+
+from fixtures import train_cli
 
 
 class MNIST(paddle.nn.Layer):
     """The tutorial's network, as the tutorial writes it (``outputs=1`` is its MSE variant)."""
 
     def __init__(self, outputs=10):
-        super(MNIST, self).__init__()
+        super().__init__()
         self.conv1 = Conv2D(in_channels=1, out_channels=20, kernel_size=5, stride=1, padding=2)
         self.max_pool1 = MaxPool2D(kernel_size=2, stride=2)
         self.conv2 = Conv2D(in_channels=20, out_channels=20, kernel_size=5, stride=1, padding=2)
@@ -48,8 +50,8 @@ def tutorial_train(model, dataset, batches: int, mse: bool = False) -> list[floa
     model.train()
     opt = paddle.optimizer.SGD(learning_rate=0.01, parameters=model.parameters())
     losses = []
-    for epoch_id in range(100):
-        for batch_id, data in enumerate(train_loader()):
+    for _epoch in range(100):
+        for data in train_loader():
             images, labels = data
             images = paddle.to_tensor(images)
             labels = paddle.to_tensor(labels)
@@ -89,12 +91,17 @@ def test_the_tutorials_checkpoint_predicts_from_the_command_line(tutorial_checkp
     folder, model = tutorial_checkpoint
     picture = digit_picture(tmp_path / "one.png")
     for flags in (["--model-dir", str(folder)], ["--weights", str(folder / "mnist.pdparams")]):
-        result = subprocess.run([sys.executable, "-m", "paddle_mnist", "predict", str(picture), "--json", *flags],
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "paddle_mnist", "predict", str(picture), "--json", *flags],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, result.stderr
         assert result.stderr.strip() == (
             f"paddle-mnist predict: {folder / 'mnist.pdparams'}: a bare state dict; inferred the cnn network with "
-            f"a 10-output head (cross_entropy) and the tutorial's pixel scaling (pixel/256)")
+            f"a 10-output head (cross_entropy) and the tutorial's pixel scaling (pixel/256)"
+        )
     predictor = Predictor.from_dir(folder)
     model.eval()
     expected = model(paddle.to_tensor(predictor.model_input(str(picture))[None])).numpy()
@@ -117,21 +124,30 @@ def test_every_registry_network_is_recognised_and_strangers_are_named(tmp_path):
         paddle.save(models.build(name, 10).state_dict(), str(tmp_path / f"{name}.pdparams"))
         assert Predictor.from_dir(tmp_path, weights=str(tmp_path / f"{name}.pdparams")).info["model"] == name
     paddle.save({"encoder.weight": paddle.zeros([3, 4])}, str(tmp_path / "other.pdparams"))
-    with pytest.raises(CheckpointError, match=r"other.pdparams: matches no known network: it holds encoder.weight "
-                                              r"\[3, 4\]; compared with linear, mlp, cnn, .* 10 or 1-output head"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"other.pdparams: matches no known network: it holds encoder.weight "
+        r"\[3, 4\]; compared with linear, mlp, cnn, .* 10 or 1-output head",
+    ):
         Predictor.from_dir(tmp_path, weights=str(tmp_path / "other.pdparams"))
 
 
 def test_hapi_trains_on_our_dataset_saves_and_loads_both_ways(tmp_path, data_file):
     paddle.seed(0)
     hapi = paddle.Model(models.build("cnn", 10))
-    hapi.prepare(paddle.optimizer.Adam(learning_rate=0.002, parameters=hapi.parameters()),
-                 paddle.nn.CrossEntropyLoss(), paddle.metric.Accuracy())
+    hapi.prepare(
+        paddle.optimizer.Adam(learning_rate=0.002, parameters=hapi.parameters()),
+        paddle.nn.CrossEntropyLoss(),
+        paddle.metric.Accuracy(),
+    )
     hapi.fit(MnistDataset("train", data_file), MnistDataset("valid", data_file), epochs=2, batch_size=50, verbose=0)
     assert hapi.evaluate(MnistDataset("valid", data_file), batch_size=50, verbose=0)["acc"] > 0.9
     hapi.save(str(tmp_path / "hapi" / "mnist"))  # mnist.pdparams + mnist.pdopt
     predictor = Predictor.from_dir(tmp_path / "hapi")
-    assert predictor.info["model"] == "cnn" and predictor.predict(str(digit_picture(tmp_path / "one.png"))).digit is not None
+    assert (
+        predictor.info["model"] == "cnn"
+        and predictor.predict(str(digit_picture(tmp_path / "one.png"))).digit is not None
+    )
 
     run = tmp_path / "run"
     train_cli("--data", data_file, "--out", run, "--model", "cnn", "--epochs", "1", "--batch-size", "50")
@@ -151,12 +167,14 @@ def test_the_tutorials_loop_learns_on_the_real_data(shared_json):
     valid = MnistDataset(mode="valid", path=shared_json)
     model.eval()
     with paddle.no_grad():
-        predicted = np.concatenate([model(paddle.to_tensor(valid.images[i:i + 1000])).numpy().argmax(1)
-                                    for i in range(0, len(valid), 1000)])
+        predicted = np.concatenate(
+            [model(paddle.to_tensor(valid.images[i : i + 1000])).numpy().argmax(1) for i in range(0, len(valid), 1000)]
+        )
     assert (predicted == valid.class_ids).mean() > 0.9
 
     paddle.seed(0)
     regression = MNIST(outputs=1)
-    losses = tutorial_train(regression, MnistDataset(mode="train", path=shared_json, label_dtype="float32"),
-                            batches=100, mse=True)
+    losses = tutorial_train(
+        regression, MnistDataset(mode="train", path=shared_json, label_dtype="float32"), batches=100, mse=True
+    )
     assert np.mean(losses[-20:]) < 0.5 * np.mean(losses[:20]), "the MSE variant learns too (its accuracy is low)"

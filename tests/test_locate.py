@@ -1,4 +1,5 @@
 """The data search order, and the message when nothing is found."""
+
 from __future__ import annotations
 
 import shutil
@@ -6,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import json_payload, random_splits, write_idx_dir, write_json
 from paddle_mnist.data import cache, locate
 from paddle_mnist.errors import DataError
+
+from fixtures import json_payload, random_splits, write_idx_dir, write_json
 
 
 @pytest.fixture

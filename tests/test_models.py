@@ -1,4 +1,5 @@
 """Every network takes [N,1,28,28] and returns [N, head], for each loss's head."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,8 +24,14 @@ def test_output_shape_follows_the_loss(name, loss):
 def test_tutorial_network_is_exactly_the_tutorials():
     model = models.build("cnn", 10)
     shapes = {k: v.shape for k, v in model.state_dict().items()}
-    assert shapes == {"conv1.weight": [20, 1, 5, 5], "conv1.bias": [20], "conv2.weight": [20, 20, 5, 5],
-                      "conv2.bias": [20], "fc.weight": [980, 10], "fc.bias": [10]}
+    assert shapes == {
+        "conv1.weight": [20, 1, 5, 5],
+        "conv1.bias": [20],
+        "conv2.weight": [20, 20, 5, 5],
+        "conv2.bias": [20],
+        "fc.weight": [980, 10],
+        "fc.bias": [10],
+    }
     assert models.build("cnn", 1).fc.weight.shape == [980, 1]
 
 
@@ -42,8 +49,9 @@ def test_reshaped_bias_conv_matches_paddles_conv():
         layer(x).square().sum().backward()
     np.testing.assert_allclose(ours(x).numpy(), stock(x).numpy(), rtol=1e-5, atol=1e-6)
     for name in ("weight", "bias"):
-        np.testing.assert_allclose(getattr(ours, name).grad.numpy(), getattr(stock, name).grad.numpy(),
-                                   rtol=1e-5, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(
+            getattr(ours, name).grad.numpy(), getattr(stock, name).grad.numpy(), rtol=1e-5, atol=1e-5, err_msg=name
+        )
 
 
 def test_loss_switch_sets_head_label_dtype_and_prediction():
@@ -58,7 +66,8 @@ def test_loss_switch_sets_head_label_dtype_and_prediction():
     assert ce.digits(logits).tolist() == [1] and abs(ce.scores(logits).sum() - 1) < 1e-9
     labels = paddle.to_tensor([[1]], dtype="int64")
     assert float(ce(paddle.to_tensor(logits, dtype="float32"), labels)) < float(
-        ce(paddle.to_tensor(-logits, dtype="float32"), labels))
+        ce(paddle.to_tensor(-logits, dtype="float32"), labels)
+    )
     perfect = paddle.to_tensor([[0.0] + [50.0] + [0.0] * 8])
     assert float(onehot(perfect, labels)) < 1e-6
     assert float(mse(paddle.to_tensor([[1.0]]), paddle.to_tensor([[1.0]]))) == 0.0

@@ -1,4 +1,5 @@
 """The predictor: realistic pictures, the API's input forms, bad input, malicious weights, export parity."""
+
 from __future__ import annotations
 
 import io
@@ -12,20 +13,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures import plant
 from PIL import Image, ImageDraw
 
 from paddle_mnist import checkpoint, export, photos, rundir
 from paddle_mnist.errors import UserError
 from paddle_mnist.predict import Predictor
 
+from fixtures import plant
+
 
 def run_predict(*args):
-    return subprocess.run([sys.executable, "-m", "paddle_mnist.predict", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "paddle_mnist.predict", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
 
 
 # --- with a model trained on real MNIST ---------------------------------------
+
 
 @pytest.fixture(scope="module")
 def photo_set(tmp_path_factory, trained_dir, shared_eval):
@@ -89,6 +93,7 @@ def test_export_matches_the_dynamic_model(trained_dir, photo_set):
 
 # --- plumbing, with a tiny model ----------------------------------------------
 
+
 def test_mse_model_reports_the_raw_value(tiny_model_dir, tmp_path):
     model_dir = tiny_model_dir("mse")
     picture = tmp_path / "x.png"
@@ -96,7 +101,6 @@ def test_mse_model_reports_the_raw_value(tiny_model_dir, tmp_path):
     result = run_predict(picture, "--model-dir", model_dir, "--json")
     row = json.loads(result.stdout)
     assert isinstance(row["raw"], float) and row["digit"] == min(9, max(0, round(row["raw"])))
-
 
 
 def test_model_dir_problems_are_one_line_errors(tiny_model_dir, tmp_path):
@@ -110,7 +114,9 @@ def test_model_dir_problems_are_one_line_errors(tiny_model_dir, tmp_path):
     meta = json.loads((model_dir / "mnist.json").read_text())
     meta["model"] = "cnn"
     (model_dir / "mnist.json").write_text(json.dumps(meta))
-    with pytest.raises(UserError, match=r"weights do not fit the model: missing \['conv1.bias'.*unexpected \['body.0.bias'"):
+    with pytest.raises(
+        UserError, match=r"weights do not fit the model: missing \['conv1.bias'.*unexpected \['body.0.bias'"
+    ):
         Predictor.from_dir(model_dir, weights="last")
     result = run_predict("x.png", "--model-dir", tmp_path / "empty")
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "no such file" in result.stderr
@@ -152,8 +158,12 @@ def test_malicious_pickle_is_refused_without_running(tiny_model_dir, tmp_path):
 
 def test_export_and_inference_engine_from_the_command_line(tiny_model_dir, tmp_path):
     model_dir = tiny_model_dir()
-    result = subprocess.run([sys.executable, "-m", "paddle_mnist.export", "--model-dir", str(model_dir)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "paddle_mnist.export", "--model-dir", str(model_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "Paddle Inference matches the dynamic model" in result.stdout
     assert sorted(p.name for p in (model_dir / "inference").iterdir()) == ["mnist.json", "mnist.pdiparams"]
@@ -161,14 +171,17 @@ def test_export_and_inference_engine_from_the_command_line(tiny_model_dir, tmp_p
     pixels = np.zeros((28, 28), np.uint8)
     pixels[10:18, 2:10] = 255
     Image.fromarray(pixels).save(picture)
-    rows = [json.loads(run_predict(picture, "--model-dir", model_dir, "--json", *engine).stdout)
-            for engine in ([], ["--engine", "inference"])]
+    rows = [
+        json.loads(run_predict(picture, "--model-dir", model_dir, "--json", *engine).stdout)
+        for engine in ([], ["--engine", "inference"])
+    ]
     assert rows[0]["digit"] == rows[1]["digit"]
     assert abs(rows[0]["probability"] - rows[1]["probability"]) < 1e-5
 
 
 def test_one_bad_item_never_stops_the_others(trained_dir, photo_set, tmp_path):
     from PIL import Image
+
     lab = tmp_path / "lab.tif"
     Image.new("RGB", (40, 40), (200, 200, 200)).convert("LAB").save(lab)
     (path, label, _) = photo_set[0]
@@ -182,8 +195,15 @@ def test_one_bad_item_never_stops_the_others(trained_dir, photo_set, tmp_path):
 def test_arrays_of_every_dtype_get_a_prediction_or_their_own_error(trained_dir, photo_set):
     predictor = Predictor.from_dir(trained_dir)
     gray = np.asarray(Image.open(photo_set[0][0]).convert("L"))
-    items = [gray.astype(np.int64), gray.astype(np.uint16), gray > 128, np.zeros((0, 5)),
-             gray.astype(np.int32) * 4, gray.astype(np.complex64), np.full((5, 5), np.nan)]
+    items = [
+        gray.astype(np.int64),
+        gray.astype(np.uint16),
+        gray > 128,
+        np.zeros((0, 5)),
+        gray.astype(np.int32) * 4,
+        gray.astype(np.complex64),
+        np.full((5, 5), np.nan),
+    ]
     results = predictor.predict(items)
     assert [r.digit is not None for r in results[:3]] == [True, True, True]
     assert "a non-empty [H, W], got shape [0, 5]" in results[3].error
@@ -206,6 +226,7 @@ def test_large_jpegs_are_decoded_at_a_reduced_scale_with_the_same_answer(trained
     """A 4000x3000 phone-like JPEG decoded through Image.draft reads the same digit as a full decode,
     with a model input within a few grey levels of it."""
     from paddle_mnist import preprocess
+
     predictor = Predictor.from_dir(trained_dir)
     evaluation = shared_eval
     rng = np.random.default_rng(0)
@@ -224,9 +245,11 @@ def test_large_jpegs_are_decoded_at_a_reduced_scale_with_the_same_answer(trained
         assert predictor.predict(fast).digit == predictor.predict(slow).digit
 
 
-def test_onnx_export_matches_on_real_images_and_predicts_without_paddle_calls(trained_dir, photo_set, tmp_path,
-                                                                              shared_eval):
+def test_onnx_export_matches_on_real_images_and_predicts_without_paddle_calls(
+    trained_dir, photo_set, tmp_path, shared_eval
+):
     from conftest import require_module
+
     require_module("paddle2onnx")
     require_module("onnxruntime")
     real = shared_eval.images[:64]
@@ -242,8 +265,12 @@ def test_onnx_export_matches_on_real_images_and_predicts_without_paddle_calls(tr
     assert [r.digit for r in onnx] == [r.digit for r in dynamic]
     for a, b in zip(onnx, dynamic):
         np.testing.assert_allclose(sorted(a.topk), sorted(b.topk), atol=1e-5)
-    result = subprocess.run([sys.executable, "-m", "paddle_mnist", "export", "--model-dir", str(trained_dir),
-                             "--format", "onnx"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "paddle_mnist", "export", "--model-dir", str(trained_dir), "--format", "onnx"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0 and "onnxruntime matches the dynamic model" in result.stdout, result.stderr
     rows = run_predict(paths[0], "--model-dir", trained_dir, "--engine", "onnx", "--json")
     assert rows.returncode == 0 and json.loads(rows.stdout)["digit"] == dynamic[0].digit, rows.stderr
@@ -254,8 +281,10 @@ def test_a_committee_averages_its_members_probabilities(trained_dir, photo_set, 
     member's, nor the larger of the two)."""
     paths = [str(p) for p, _, _ in photo_set[:6]]
     other = tiny_model_dir()
+
     def probabilities(predictor):
         return np.array([[dict(r.topk)[k] for k in range(10)] for r in predictor.predict(paths, topk=10)])
+
     first, second = probabilities(Predictor.from_dir(trained_dir)), probabilities(Predictor.from_dir(other))
     assert np.abs(first - second).max() > 0.1, "the members must disagree for this test to mean anything"
     together = probabilities(Predictor.committee([trained_dir, other]))
@@ -277,21 +306,42 @@ def test_a_crossed_seven_gets_a_bar_through_its_stem():
     assert (after | ~before).all() and len(added) > 0
     stem = np.flatnonzero(before[105])  # the stem at mid-height (rows 34..176 hold ink)
     assert added[:, 1].min() < stem.min() and added[:, 1].max() > stem.max()  # the bar sticks out on both sides
-    assert 100 - 12 <= added[:, 0].min() and added[:, 0].max() <= 110 + 12   # at mid-height, as thick as the top bar
+    assert 100 - 12 <= added[:, 0].min() and added[:, 0].max() <= 110 + 12  # at mid-height, as thick as the top bar
 
 
 def test_the_realism_sets_and_the_error_grid(trained_dir, tmp_path):
     """Digits that are not MNIST's (fonts, pens, scans, no margin): rendered, scored, misreads drawn."""
     from conftest import SHARED
+
     missing = [packages for kind, (_, packages) in photos.FONTS.items() if not photos.font_files(kind)]
     if missing:
         from conftest import missing as absent
+
         absent(f"fonts for the font sets (Debian's {' '.join(missing)})", ".ci/run installs them")
     grid = tmp_path / "misread.png"
-    result = subprocess.run([sys.executable, "-m", "paddle_mnist", "photos", "--model-dir", str(trained_dir),
-                             "--data", str(SHARED / "mnist.json.gz"), "--n", "30", "--sets", *photos.SETS,
-                             "--errors", str(grid), "--out", str(tmp_path / "pictures")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "paddle_mnist",
+            "photos",
+            "--model-dir",
+            str(trained_dir),
+            "--data",
+            str(SHARED / "mnist.json.gz"),
+            "--n",
+            "30",
+            "--sets",
+            *photos.SETS,
+            "--errors",
+            str(grid),
+            "--out",
+            str(tmp_path / "pictures"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["images"] == 30 and set(report["default"]) == {*photos.SETS, "all"}
@@ -303,14 +353,21 @@ def test_the_realism_sets_and_the_error_grid(trained_dir, tmp_path):
 
 def test_test_time_views_average_the_models_probabilities(trained_dir, photo_set, tiny_model_dir):
     from paddle_mnist import views
+
     predictor = Predictor.from_dir(trained_dir)
     assert predictor.with_views("none") is predictor
     paths = [str(p) for p, _, _ in photo_set[:8]]
     batch = np.stack([predictor.model_input(p) for p in paths])
     background = predictor.encoding.background
     plain = predictor.loss.scores(predictor.engine(batch))
-    expected = np.mean([plain] + [predictor.loss.scores(predictor.engine(views.warp(batch, theta, background)))
-                                  for theta in views.VIEW_SETS["zoom"]], axis=0)
+    expected = np.mean(
+        [plain]
+        + [
+            predictor.loss.scores(predictor.engine(views.warp(batch, theta, background)))
+            for theta in views.VIEW_SETS["zoom"]
+        ],
+        axis=0,
+    )
     assert not np.allclose(expected, plain, atol=1e-3), "the views must change what the model sees"
     zoomed = predictor.with_views("zoom").predict(paths, topk=10)
     np.testing.assert_allclose([[p for _, p in sorted(r.topk)] for r in zoomed], expected, atol=1e-5)

@@ -1,4 +1,5 @@
 """Each preprocessing step on its own, and the bad-file errors of open_image."""
+
 from __future__ import annotations
 
 import io
@@ -14,8 +15,8 @@ from paddle_mnist.preprocess import ImageError, NoDigitFound
 def stroke_image(h=120, w=200, box=(30, 60, 40, 120), ink=20, paper=230) -> np.ndarray:
     """Grey paper with a dark rectangle 'stroke' (top, left, height, width)."""
     image = np.full((h, w), paper, np.uint8)
-    t, l, hh, ww = box
-    image[t:t + hh, l:l + ww] = ink
+    top, left, hh, ww = box
+    image[top : top + hh, left : left + ww] = ink
     return image
 
 
@@ -155,6 +156,7 @@ def test_bad_files(tmp_path):
 def big_page(mode: str, size=(3000, 2000)) -> Image.Image:
     """A digit-like stroke drawn big on a page, in ``mode``."""
     from PIL import ImageDraw
+
     page = Image.new("L", size, 235)
     ImageDraw.Draw(page).line([(1200, 300), (1800, 300), (1400, 1700)], fill=25, width=120)
     if mode == "I;16":
@@ -167,6 +169,7 @@ def test_a_big_picture_reduced_on_load_reads_as_the_full_decode_does(mode, orien
     """``decode`` box-reduces big pictures right after loading and turns them upright; the model input is
     within a few grey levels of preprocessing the full-size picture turned by ImageOps."""
     from PIL import ImageOps
+
     buffer = io.BytesIO()
     exif = Image.Exif()
     exif[0x0112] = orientation
@@ -200,16 +203,27 @@ print(preprocess.decode_cost(header), (kb("VmHWM") - before) * 1024)
 """
 
 
-@pytest.mark.parametrize("mode, kind", [("L", "PNG"), ("RGB", "PNG"), ("RGBA", "PNG"), ("P", "GIF"), ("1", "PNG"),
-                                        ("I;16", "PNG"), ("RGB", "WEBP"), ("RGB", "TIFF")])
+@pytest.mark.parametrize(
+    "mode, kind",
+    [
+        ("L", "PNG"),
+        ("RGB", "PNG"),
+        ("RGBA", "PNG"),
+        ("P", "GIF"),
+        ("1", "PNG"),
+        ("I;16", "PNG"),
+        ("RGB", "WEBP"),
+        ("RGB", "TIFF"),
+    ],
+)
 def test_decode_cost_is_what_decoding_takes(tmp_path, mode, kind):
     """The cost known from the header is at least the decode's real peak (RSS, in a fresh process), and
     not far over it: the server's budgets charge exactly this."""
     import subprocess
     import sys
+
     path = tmp_path / f"page.{kind.lower()}"
     big_page(mode).save(path, kind)
-    out = subprocess.run([sys.executable, "-c", MEASURE_DECODE, str(path)], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", MEASURE_DECODE, str(path)], capture_output=True, text=True, timeout=120)
     cost, peak = map(int, out.stdout.split())
     assert peak <= cost * 1.1 + (2 << 20) and cost <= 1.6 * peak + (4 << 20), (cost >> 20, peak >> 20)

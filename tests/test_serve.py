@@ -1,5 +1,6 @@
 """``paddle-mnist serve``: the API against a real uvicorn server on 127.0.0.1, batching, bad input, a bounded
 load test, and the page in a real headless Chromium driven by selenium."""
+
 from __future__ import annotations
 
 import base64
@@ -21,6 +22,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from conftest import require_module, require_programs  # noqa: E402
+from serve_attacks import Server, multipart  # noqa: E402
 
 require_module("fastapi")
 
@@ -50,25 +52,20 @@ def server(trained_dir, tmp_path_factory):
     It reads with test-time views (``--tta zoom``), so every request here takes that path too
     (the in-process batching test below serves the plain model)."""
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    proc = subprocess.Popen([sys.executable, "-m", "paddle_mnist", "serve", "--model-dir", str(trained_dir),
-                             "--port", "0", "--max-upload-mb", str(MAX_UPLOAD_MB), "--tta", "zoom"],
-                            stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
-    line = proc.stdout.readline()
-    assert line.startswith("serving on http://127.0.0.1:"), (line, log.read_text()[-2000:])
-    yield line.split()[2]
-    proc.send_signal(signal.SIGINT)
-    try:
-        assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]
-    finally:
-        proc.kill()
-    assert proc.stdout.read().strip().endswith("stopped")
+    server = Server(trained_dir, log, "--max-upload-mb", MAX_UPLOAD_MB, "--tta", "zoom")
+    yield f"http://127.0.0.1:{server.port}/"
+    assert server.stop() == 0, log.read_text()[-2000:]  # Ctrl-C
+    assert server.proc.stdout.read().strip().endswith("stopped")
 
 
 def call(url, path, data=None, content_type=None, method=None, headers=None):
     """(status, parsed JSON or text) of one request; never raises for an HTTP error status."""
-    request = urllib.request.Request(url.rstrip("/") + path, data=data, method=method,
-                                     headers={**({"Content-Type": content_type} if content_type else {}),
-                                              **(headers or {})})
+    request = urllib.request.Request(
+        url.rstrip("/") + path,
+        data=data,
+        method=method,
+        headers={**({"Content-Type": content_type} if content_type else {}), **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             status, body, kind = response.status, response.read(), response.headers.get("content-type", "")
@@ -77,14 +74,8 @@ def call(url, path, data=None, content_type=None, method=None, headers=None):
     return status, json.loads(body) if "json" in kind else body.decode()
 
 
-def multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
-    boundary = "----paddle-mnist-test"
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-             f"Content-Type: image/png\r\n\r\n".encode() + data + b"\r\n" for name, data in files]
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
 # --- the API --------------------------------------------------------------------------------
+
 
 def test_drawn_digits_and_the_fields_of_predict_json(server):
     for image, digit in ((ONE, 1), (SEVEN, 7)):
@@ -108,16 +99,25 @@ def test_several_files_in_one_form_each_get_their_own_answer(server):
 
 
 def test_the_paddlex_contract(server):
-    status, body = call(server, "/image-classification",
-                        json.dumps({"image": base64.b64encode(SEVEN).decode(), "topk": 2}).encode(), "application/json")
+    status, body = call(
+        server,
+        "/image-classification",
+        json.dumps({"image": base64.b64encode(SEVEN).decode(), "topk": 2}).encode(),
+        "application/json",
+    )
     assert status == 200
-    assert set(body) == {"logId", "errorCode", "errorMsg", "result"} and (body["errorCode"], body["errorMsg"]) == (0, "Success")
+    assert set(body) == {"logId", "errorCode", "errorMsg", "result"} and (body["errorCode"], body["errorMsg"]) == (
+        0,
+        "Success",
+    )
     categories = body["result"]["categories"]
     assert [set(c) for c in categories] == [{"id", "name", "score"}] * 2
     assert (categories[0]["id"], categories[0]["name"]) == (7, "7") and categories[0]["score"] > categories[1]["score"]
-    for payload, status_code, message in (({"image": "http://example.com/seven.png"}, 422, "image URLs are refused"),
-                                          ({"image": "%%%"}, 400, "not valid base64"),
-                                          ({"image": base64.b64encode(BLANK).decode()}, 422, "no digit found")):
+    for payload, status_code, message in (
+        ({"image": "http://example.com/seven.png"}, 422, "image URLs are refused"),
+        ({"image": "%%%"}, 400, "not valid base64"),
+        ({"image": base64.b64encode(BLANK).decode()}, 422, "no digit found"),
+    ):
         status, body = call(server, "/image-classification", json.dumps(payload).encode(), "application/json")
         assert status == status_code and set(body) == {"logId", "errorCode", "errorMsg"}
         assert body["errorCode"] == status_code and message in body["errorMsg"]
@@ -141,19 +141,22 @@ def big_png() -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("path, data, kind, status, message", [
-    ("/api/predict", b"plain text", "image/png", 400, "upload: not an image"),
-    ("/api/predict", ONE[:200], "image/png", 400, "upload: unreadable image"),
-    ("/api/predict", b"", "image/png", 400, "empty request body"),
-    ("/api/predict", None, "big", 400, "pixels is over the 40,000,000-pixel limit"),
-    ("/api/predict", BLANK, "image/png", 422, "upload: no digit found"),
-    ("/api/predict", Image.new("L", (50, 50), 128).tobytes(), "image/x-portable-graymap", 400, "not an image"),
-    ("/api/predict", b"{}", "application/json", 415, "content type 'application/json'"),
-    ("/api/predict?topk=0", ONE, "image/png", 422, "topk must be 1..10"),
-    ("/image-classification", b"{not json", "application/json", 400, "malformed JSON"),
-    ("/image-classification", b"{}", "text/plain", 415, "send application/json"),
-    ("/nowhere", b"", "image/png", 404, "Not Found"),
-])
+@pytest.mark.parametrize(
+    "path, data, kind, status, message",
+    [
+        ("/api/predict", b"plain text", "image/png", 400, "upload: not an image"),
+        ("/api/predict", ONE[:200], "image/png", 400, "upload: unreadable image"),
+        ("/api/predict", b"", "image/png", 400, "empty request body"),
+        ("/api/predict", None, "big", 400, "pixels is over the 40,000,000-pixel limit"),
+        ("/api/predict", BLANK, "image/png", 422, "upload: no digit found"),
+        ("/api/predict", Image.new("L", (50, 50), 128).tobytes(), "image/x-portable-graymap", 400, "not an image"),
+        ("/api/predict", b"{}", "application/json", 415, "content type 'application/json'"),
+        ("/api/predict?topk=0", ONE, "image/png", 422, "topk must be 1..10"),
+        ("/image-classification", b"{not json", "application/json", 400, "malformed JSON"),
+        ("/image-classification", b"{}", "text/plain", 415, "send application/json"),
+        ("/nowhere", b"", "image/png", 404, "Not Found"),
+    ],
+)
 def test_bad_requests_get_one_line_and_the_server_keeps_serving(server, path, data, kind, status, message):
     if kind == "big":
         data, kind = big_png(), "image/png"
@@ -173,6 +176,7 @@ def answer_while_sending(url: str, head: bytes, chunks: int, chunk: bytes) -> tu
     (how many chunks went out before the answer came, the answer)."""
     import select
     import socket
+
     host, port = url.removeprefix("http://").rstrip("/").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as s:
         s.sendall(head)
@@ -190,8 +194,9 @@ def answer_while_sending(url: str, head: bytes, chunks: int, chunk: bytes) -> tu
 def test_bodies_over_the_limit_are_refused_while_they_arrive(server):
     limit = MAX_UPLOAD_MB << 20
     # declared too long: the answer comes before a byte of the body
-    head = (f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-            f"Content-Length: {limit + 1}\r\n\r\n").encode()
+    head = (
+        f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {limit + 1}\r\n\r\n"
+    ).encode()
     sent, answer = answer_while_sending(server, head, 64, b"\0" * (256 << 10))
     assert sent == 0 and answer.startswith(b"HTTP/1.1 413 "), (sent, answer[:200])
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == f"request body over the {limit:,}-byte upload limit"
@@ -209,8 +214,10 @@ def test_bodies_over_the_limit_are_refused_while_they_arrive(server):
 
 # --- batching and load ---------------------------------------------------------------------
 
+
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(trained_dir):
     from fastapi.testclient import TestClient
+
     from paddle_mnist import serve
     from paddle_mnist.predict import Predictor
 
@@ -218,8 +225,12 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(trained_di
     app = serve.create_app(predictor, predictor.info, max_batch=16, max_wait=0.05)
     images = [(ONE, 1), (SEVEN, 7)] * 12
     with TestClient(app) as client, ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda item: client.post("/api/predict", content=item[0],
-                                                         headers={"content-type": "image/png"}).json(), images))
+        answers = list(
+            pool.map(
+                lambda item: client.post("/api/predict", content=item[0], headers={"content-type": "image/png"}).json(),
+                images,
+            )
+        )
         batches = app.app.state.service.batcher.batches
     assert [a["results"][0]["digit"] for a in answers] == [digit for _, digit in images]
     assert max(batches) > 1 and sum(batches) == len(images), batches
@@ -227,31 +238,57 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(trained_di
 
 def test_bounded_load_of_mixed_requests(server):
     """300 requests from 16 threads, a quarter of them bad: every answer right, no 5xx, healthy after."""
-    cases = [(ONE, "image/png", 200, 1), (SEVEN, "image/png", 200, 7), (BLANK, "image/png", 422, None),
-             (b"garbage", "image/png", 400, None)]
+    cases = [
+        (ONE, "image/png", 200, 1),
+        (SEVEN, "image/png", 200, 7),
+        (BLANK, "image/png", 422, None),
+        (b"garbage", "image/png", 400, None),
+    ]
     plan = [cases[i % 4] for i in range(300)]
     start = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
         outcomes = list(pool.map(lambda case: call(server, "/api/predict", case[0], case[1]), plan))
-    wrong = [(case[2], case[3], got) for case, got in zip(plan, outcomes)
-             if got[0] != case[2] or (case[3] is not None and got[1]["results"][0]["digit"] != case[3])]
+    wrong = [
+        (case[2], case[3], got)
+        for case, got in zip(plan, outcomes)
+        if got[0] != case[2] or (case[3] is not None and got[1]["results"][0]["digit"] != case[3])
+    ]
     assert wrong == [] and time.monotonic() - start < 120
     assert call(server, "/healthz") == (200, {"status": "ok"})
 
 
 def test_a_broken_model_dir_fails_at_start_up(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "paddle_mnist", "serve", "--model-dir", str(tmp_path / "none"),
-                             "--port", "0"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "paddle_mnist", "serve", "--model-dir", str(tmp_path / "none"), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"paddle-mnist serve: error: {tmp_path / 'none' / 'mnist.json'}: no such file (train a model into "
-        f"{tmp_path / 'none'} first)"]
+        f"{tmp_path / 'none'} first)"
+    ]
 
 
 def test_other_addresses_get_a_warning(trained_dir):
-    proc = subprocess.Popen([sys.executable, "-m", "paddle_mnist", "serve", "--model-dir", str(trained_dir),
-                             "--host", "0.0.0.0", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "paddle_mnist",
+            "serve",
+            "--model-dir",
+            str(trained_dir),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().startswith("serving on http://0.0.0.0:")
     finally:
@@ -273,9 +310,18 @@ def browser(tmp_path_factory):
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1000,800", f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1000,800",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(60)
@@ -286,6 +332,7 @@ def browser(tmp_path_factory):
 def draw(driver, strokes):
     """Pointer strokes on the pad, in its own 280-pixel coordinates."""
     from selenium.webdriver.common.action_chains import ActionChains
+
     pad = driver.find_element("id", "pad")
     scale = pad.size["width"] / 280
     for stroke in strokes:
@@ -294,7 +341,7 @@ def draw(driver, strokes):
         actions.move_to_element_with_offset(pad, (x0 - 140) * scale, (y0 - 140) * scale).click_and_hold()
         previous = (x0, y0)
         for x, y in rest:
-            for step in range(1, 6):  # small moves, as a hand makes
+            for _ in range(5):  # small moves, as a hand makes
                 actions.move_by_offset((x - previous[0]) * scale / 5, (y - previous[1]) * scale / 5)
             previous = (x, y)
         actions.release().perform()
@@ -346,4 +393,7 @@ def shown_info(driver, timeout=20) -> str:
 @pytest.fixture(scope="module")
 def photo_set(tmp_path_factory, trained_dir, shared_eval):
     from paddle_mnist import photos
-    return photos.write_set(shared_eval.pixels[:6], shared_eval.class_ids[:6], tmp_path_factory.mktemp("photos"), seed=2)
+
+    return photos.write_set(
+        shared_eval.pixels[:6], shared_eval.class_ids[:6], tmp_path_factory.mktemp("photos"), seed=2
+    )

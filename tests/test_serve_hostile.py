@@ -2,23 +2,43 @@
 limit, each attack of tests/serve_attacks.py beside a bystander drawing a digit.  Each asserts the answers'
 status and JSON shape, the server's peak RSS during the attack, the bystander's latency, no traceback in
 the log, and a healthy server afterwards."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
 
 import pytest
+
 import serve_attacks as attacks
 from conftest import require_module
 
 require_module("fastapi")
 
-FLAGS = ("--max-upload-mb", 4, "--body-budget-mb", 16, "--image-budget-mb", 24, "--request-budget-mb", 48,
-         "--decode-budget-mb", 64, "--decode-workers", 8, "--max-images", 8, "--client-timeout", 2, "--request-timeout", 5)
+FLAGS = (
+    "--max-upload-mb",
+    4,
+    "--body-budget-mb",
+    16,
+    "--image-budget-mb",
+    24,
+    "--request-budget-mb",
+    48,
+    "--decode-budget-mb",
+    64,
+    "--decode-workers",
+    8,
+    "--max-images",
+    8,
+    "--client-timeout",
+    2,
+    "--request-timeout",
+    5,
+)
 # 8 decoding threads: 7 may decode big images at once, so the decode budget, not the thread count, is what
 # holds the concurrent decodes below to 64 MB.
-NOFILE = 256                 # the server's open-file limit: the connection cap is lowered to fit it
-BYSTANDER_MAX_MS = 1500      # the bystander's slowest answer during any attack
+NOFILE = 256  # the server's open-file limit: the connection cap is lowered to fit it
+BYSTANDER_MAX_MS = 1500  # the bystander's slowest answer during any attack
 
 
 @pytest.fixture(scope="module")
@@ -50,21 +70,25 @@ def test_images_over_the_per_image_budget_are_refused_undecoded(server):
     outcome = attacks.attack(server, "decode bomb", attacks.decode_bomb(8, 2500))
     [(status, body)] = outcome.answers
     assert status == 200 and len(body["results"]) == 8
-    assert all("RGBA would take 50 MB to decode, over the 24 MB per-image budget" in row["error"]
-               for row in body["results"]), body["results"][0]
+    assert all(
+        "RGBA would take 50 MB to decode, over the 24 MB per-image budget" in row["error"] for row in body["results"]
+    ), body["results"][0]
     check(server, outcome, rss_growth_mb=40)  # decoding even one would take 50
 
 
 def test_one_image_over_its_budget_is_413(server):
-    status, body, _ = server.request("POST", "/api/predict", attacks.rgba16_png(2500, 2500), {"Content-Type": "image/png"})
+    status, body, _ = server.request(
+        "POST", "/api/predict", attacks.rgba16_png(2500, 2500), {"Content-Type": "image/png"}
+    )
     assert status == 413 and "over the 24 MB per-image budget" in body["error"] and "\n" not in body["error"]
 
 
 def test_a_request_over_its_budget_is_one_413(server):
     # 8 grey 3000x3000 PNGs: 10.6 MB each (pixels and the analysis), 85 MB together, over the 48 MB per-request budget
     outcome = attacks.attack(server, "many big greys", attacks.many_grey(8, 3000))
-    assert errors(outcome) == [(413, "the 8 images of this request would take 85 MB to decode, "
-                                     "over the 48 MB per-request budget")]
+    assert errors(outcome) == [
+        (413, "the 8 images of this request would take 85 MB to decode, over the 48 MB per-request budget")
+    ]
     check(server, outcome, rss_growth_mb=40)
 
 
@@ -74,8 +98,9 @@ def test_requests_over_the_process_budget_wait_their_turn(server):
     outcome = attacks.attack(server, "concurrent decodes", attacks.many_grey(2, 4500, requests=12))
     for status, body in outcome.answers:
         assert status == 200, body
-        assert [row["error"].split(": ", 1)[1] for row in body["results"]] == \
-            ["no digit found (ink contrast 0.00 is below 0.15)"] * 2
+        assert [row["error"].split(": ", 1)[1] for row in body["results"]] == [
+            "no digit found (ink contrast 0.00 is below 0.15)"
+        ] * 2
     check(server, outcome, rss_growth_mb=64 + 32)  # the budget, plus allocator slack (measured: 74-83 MB more)
 
 
@@ -101,7 +126,11 @@ def test_huge_integers_are_json_errors(server):
     outcome = attacks.attack(server, "huge integers", attacks.huge_integers)
     (s1, b1), (s2, b2), (s3, b3) = outcome.answers
     assert (s1, s2, s3) == (400, 400, 422)
-    assert b1["errorCode"] == 400 and b1["errorMsg"].startswith("malformed JSON") and set(b1) == {"logId", "errorCode", "errorMsg"}
+    assert (
+        b1["errorCode"] == 400
+        and b1["errorMsg"].startswith("malformed JSON")
+        and set(b1) == {"logId", "errorCode", "errorMsg"}
+    )
     assert b2["errorMsg"].startswith("malformed JSON") and len(b2["errorMsg"]) < 200
     assert b3 == {"error": "query.topk: Unable to parse input string as an integer, exceeded maximum size"}
     check(server, outcome, rss_growth_mb=40)
@@ -115,11 +144,14 @@ def test_clients_that_leave_midway_are_not_errors(server):
 
 def test_head_and_options(server):
     outcome = attacks.attack(server, "HEAD and OPTIONS", attacks.head_and_options)
-    assert outcome.answers == [(200, {"body": "", "allow": None}), (200, {"body": "", "allow": None}),
-                               (200, {"body": "", "allow": None}),
-                               (204, {"body": "", "allow": "OPTIONS, POST"}),
-                               (204, {"body": "", "allow": "GET, HEAD, OPTIONS"}),
-                               (404, {"body": {"error": "Not Found"}, "allow": None})]
+    assert outcome.answers == [
+        (200, {"body": "", "allow": None}),
+        (200, {"body": "", "allow": None}),
+        (200, {"body": "", "allow": None}),
+        (204, {"body": "", "allow": "OPTIONS, POST"}),
+        (204, {"body": "", "allow": "GET, HEAD, OPTIONS"}),
+        (404, {"body": {"error": "Not Found"}, "allow": None}),
+    ]
     check(server, outcome, rss_growth_mb=40)
 
 
@@ -139,6 +171,7 @@ def test_a_body_that_stops_arriving_gets_408(server):
 
 # --- in this process: failures that no client can cause on purpose ------------------------------------
 
+
 class Engine:
     """A stand-in for the model's engine that fails or dawdles."""
 
@@ -149,6 +182,7 @@ class Engine:
         import time
 
         import numpy as np
+
         if self.fail:
             raise RuntimeError("the model broke\nsecond line")
         time.sleep(self.seconds)
@@ -159,6 +193,7 @@ def app_with(trained_dir, engine, **limits):
     from paddle_mnist import serve
     from paddle_mnist.limits import Limits
     from paddle_mnist.predict import Predictor
+
     predictor = Predictor.from_dir(trained_dir)
     predictor.engine = engine
     return serve.create_app(predictor, predictor.info, limits=Limits(**limits))
@@ -166,6 +201,7 @@ def app_with(trained_dir, engine, **limits):
 
 def test_an_unexpected_exception_is_a_json_500_and_one_log_line(trained_dir, caplog):
     from fastapi.testclient import TestClient
+
     app = app_with(trained_dir, Engine(fail=True))
     with caplog.at_level(logging.INFO, logger="paddle_mnist.serve"), TestClient(app) as client:
         response = client.post("/api/predict", content=attacks.drawn_seven(), headers={"content-type": "image/png"})
@@ -177,6 +213,7 @@ def test_an_unexpected_exception_is_a_json_500_and_one_log_line(trained_dir, cap
 
 def test_a_request_past_its_deadline_is_503_with_retry_after(trained_dir):
     from fastapi.testclient import TestClient
+
     app = app_with(trained_dir, Engine(seconds=1.5), request_timeout=0.5)
     with TestClient(app) as client:
         response = client.post("/api/predict", content=attacks.drawn_seven(), headers={"content-type": "image/png"})

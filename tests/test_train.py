@@ -1,4 +1,5 @@
 """The trainer on a tiny learnable data set: outputs, resume equivalence, the NaN guard, atomic saves."""
+
 from __future__ import annotations
 
 import csv
@@ -9,10 +10,11 @@ import re
 import numpy as np
 import pytest
 
-from fixtures import train_cli
 from paddle_mnist import checkpoint, rundir, train
 from paddle_mnist.config import Config
 from paddle_mnist.errors import UserError
+
+from fixtures import interrupt_at, train_cli
 
 
 def run(data_file, out, *flags):
@@ -23,9 +25,18 @@ def run(data_file, out, *flags):
 def test_tiny_run_learns_and_writes_every_file(data_file, tmp_path):
     meta = run(data_file, tmp_path / "out", "--epochs", "3", "--lr", "0.05")
     out = tmp_path / "out"
-    assert {p.name for p in out.iterdir()} == {"epoch-0003.pdparams", "epoch-0003.pdopt", "best-0003.pdparams",
-                                               "mnist.pdparams", "mnist.pdopt", "best.pdparams", "mnist.json",
-                                               "history.csv", "curves.png", ".lock"}
+    assert {p.name for p in out.iterdir()} == {
+        "epoch-0003.pdparams",
+        "epoch-0003.pdopt",
+        "best-0003.pdparams",
+        "mnist.pdparams",
+        "mnist.pdopt",
+        "best.pdparams",
+        "mnist.json",
+        "history.csv",
+        "curves.png",
+        ".lock",
+    }
     for alias, committed in (("mnist.pdparams", "epoch-0003.pdparams"), ("best.pdparams", "best-0003.pdparams")):
         assert os.path.samefile(out / alias, out / committed), "the tutorial's names are the committed files"
     rows = list(csv.DictReader(open(out / "history.csv")))
@@ -56,29 +67,38 @@ def weights(out):
     return checkpoint.load_state(out / "mnist.pdparams")
 
 
-@pytest.mark.parametrize("recipe", [
-    ["--model", "cnn", "--optimizer", "sgd"],
-    ["--optimizer", "momentum", "--schedule", "cosine", "--augment", "--weight-decay", "1e-4"],
-    ["--optimizer", "adam", "--distort"],
-    # BatchNorm (its running statistics are part of the weights), Adam's moments, a per-step schedule, both
-    # augmentations: what every preset uses
-    ["--model", "convnet", "--optimizer", "adam", "--schedule", "onecycle", "--augment", "--distort", "--lr", "0.003"],
-], ids=["cnn sgd", "mlp momentum cosine augment", "mlp adam distort", "convnet adam onecycle augment distort"])
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        ["--model", "cnn", "--optimizer", "sgd"],
+        ["--optimizer", "momentum", "--schedule", "cosine", "--augment", "--weight-decay", "1e-4"],
+        ["--optimizer", "adam", "--distort"],
+        # BatchNorm (its running statistics are part of the weights), Adam's moments, a per-step schedule, both
+        # augmentations: what every preset uses
+        [
+            "--model",
+            "convnet",
+            "--optimizer",
+            "adam",
+            "--schedule",
+            "onecycle",
+            "--augment",
+            "--distort",
+            "--lr",
+            "0.003",
+        ],
+    ],
+    ids=["cnn sgd", "mlp momentum cosine augment", "mlp adam distort", "convnet adam onecycle augment distort"],
+)
 def test_resume_after_interruption_matches_an_uninterrupted_run(data_file, tmp_path, monkeypatch, recipe):
     flags = ["--epochs", "3", "--lr", "0.02", "--seed", "7", *recipe]
     run(data_file, tmp_path / "straight", *flags)
 
-    real_epoch = train.train_epoch
-
-    def interrupted(trainee, dataset, config, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(trainee, dataset, config, epoch)
-    monkeypatch.setattr(train, "train_epoch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run(data_file, tmp_path / "resumed", *flags)
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            run(data_file, tmp_path / "resumed", *flags)
     assert json.loads((tmp_path / "resumed" / "mnist.json").read_text())["epochs_done"] == 1
-    monkeypatch.setattr(train, "train_epoch", real_epoch)
     meta = run(data_file, tmp_path / "resumed", *flags, "--resume")
 
     for kind in ("mnist.pdparams", "mnist.pdopt"):  # weights with BatchNorm statistics, the optimizer's whole state
@@ -88,8 +108,9 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(data_file, tmp_p
             np.testing.assert_array_equal(straight[name], resumed[name], err_msg=f"{kind}: {name}")
     straight_history = json.loads((tmp_path / "straight" / "mnist.json").read_text())["history"]
     assert [row["epoch"] for row in meta.history] == [1, 2, 3]
-    assert [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in meta.history] == \
-        [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in straight_history]
+    assert [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in meta.history] == [
+        {k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in straight_history
+    ]
 
 
 def test_resume_refuses_a_different_run(data_file, tmp_path):
@@ -106,7 +127,10 @@ def test_resume_refuses_a_different_run(data_file, tmp_path):
 def test_training_on_valid_uses_both_splits_and_keeps_the_last_epoch(data_file, tmp_path, capsys):
     meta = run(data_file, tmp_path / "out", "--epochs", "2", "--lr", "0.05", "--train-on-valid")
     printed = capsys.readouterr().out
-    assert "on 400 mnist images (train+valid)" in printed and "(last epoch 2), the kept one: valid was trained on" in printed
+    assert (
+        "on 400 mnist images (train+valid)" in printed
+        and "(last epoch 2), the kept one: valid was trained on" in printed
+    )
     assert meta.best_epoch == 2 and meta.config["train_on_valid"] is True
     with pytest.raises(UserError, match="cannot resume: the saved run differs in train_on_valid"):
         run(data_file, tmp_path / "out", "--epochs", "2", "--lr", "0.05", "--resume")
@@ -133,14 +157,29 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_file, t
         trainee.loss = lambda o, y: loss(o, y) * poison
         trainee.loss.digits = loss.digits
         return real_epoch(trainee, *rest)
+
     monkeypatch.setattr(train, "train_epoch", poisoned)
     capsys.readouterr()
-    code = train.main(["--data", str(data_file), "--out", str(out), "--model", "mlp", "--batch-size", "50",
-                       "--epochs", "2", "--resume"])
+    code = train.main(
+        [
+            "--data",
+            str(data_file),
+            "--out",
+            str(out),
+            "--model",
+            "mlp",
+            "--batch-size",
+            "50",
+            "--epochs",
+            "2",
+            "--resume",
+        ]
+    )
     assert code == 1
     assert capsys.readouterr().err == (
         f"paddle-mnist train: error: loss became {poison} at epoch 2, batch 1; stopped, the last good checkpoint is "
-        f"untouched (epoch 1 in {out / 'mnist.pdparams'}); try a lower --lr\n")
+        f"untouched (epoch 1 in {out / 'mnist.pdparams'}); try a lower --lr\n"
+    )
     assert ((out / "mnist.pdparams").read_bytes(), (out / "mnist.json").read_bytes()) == before
 
 
@@ -151,6 +190,7 @@ def test_failure_mid_write_leaves_the_old_file(tmp_path, monkeypatch):
 
     def crash(fd):
         raise OSError("disk full")
+
     monkeypatch.setattr(os, "fsync", crash)
     with pytest.raises(OSError, match="disk full"):
         checkpoint.save_state(target, {"w": np.zeros(300, np.float32)})
@@ -162,19 +202,24 @@ def test_bad_flags_are_one_line_errors(data_file, capsys):
     with pytest.raises(SystemExit) as stop:
         train.main(["--data", str(data_file), "--epochs", "0"])
     assert stop.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == \
-        "paddle-mnist train: error: argument --epochs: must be at least 1, got 0"
+    assert (
+        capsys.readouterr().err.strip().splitlines()[-1]
+        == "paddle-mnist train: error: argument --epochs: must be at least 1, got 0"
+    )
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("epochs", 0, "epochs must be an integer of at least 1, got 0"),
-    ("batch_size", 2.5, "batch_size must be an integer of at least 1, got 2.5"),
-    ("seed", -1, "seed must be an integer in 0..4294967295, got -1"),
-    ("lr", float("nan"), "lr must be a positive number, got nan"),
-    ("model", "alexnet", "unknown model 'alexnet': choose linear, mlp, cnn"),
-    ("loss", "hinge", "unknown loss 'hinge'"),
-    ("label_smoothing", 1.0, "label_smoothing must be a number in [0, 1), got 1.0"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("epochs", 0, "epochs must be an integer of at least 1, got 0"),
+        ("batch_size", 2.5, "batch_size must be an integer of at least 1, got 2.5"),
+        ("seed", -1, "seed must be an integer in 0..4294967295, got -1"),
+        ("lr", float("nan"), "lr must be a positive number, got nan"),
+        ("model", "alexnet", "unknown model 'alexnet': choose linear, mlp, cnn"),
+        ("loss", "hinge", "unknown loss 'hinge'"),
+        ("label_smoothing", 1.0, "label_smoothing must be a number in [0, 1), got 1.0"),
+    ],
+)
 def test_config_validates_itself_for_the_python_api(field, value, message):
     with pytest.raises(UserError, match=re.escape(message)):
         Config(**{field: value})
@@ -196,13 +241,16 @@ def test_presets_override_the_tutorial_defaults_and_flags_override_presets():
 def test_parsing_flags_builds_no_network(monkeypatch):
     """The models table in --help constructs every network; an ordinary run must not pay for it."""
     from paddle_mnist import models
+
     monkeypatch.setattr(models, "parameter_count", lambda model: pytest.fail("a network was built for --help"))
     train.build_parser().parse_args(["--epochs", "1"])
 
 
 def test_distortion_is_reproducible_and_keeps_the_background_blank():
-    from paddle_mnist import augment
     import paddle
+
+    from paddle_mnist import augment
+
     pixels = np.zeros((4, 1, 28, 28), np.float32)
     pixels[:, :, 6:22, 12:16] = 1.0
     for background in (0.0, -1.0):  # pixel/256 and [-1,1] encodings
@@ -222,6 +270,7 @@ def test_the_accumulator_table_is_what_paddle_saves(optimizer, network):
     import paddle
 
     from paddle_mnist import checkpoint, models, train
+
     config = Config(model=network, optimizer=optimizer, schedule="onecycle", lr=0.01, epochs=2)
     model = models.build(network, 10)
     opt, scheduler = train.make_optimizer(config, model, 5)
@@ -230,7 +279,35 @@ def test_the_accumulator_table_is_what_paddle_saves(optimizer, network):
     scheduler.step()
     state = checkpoint.optimizer_state(model, opt)
     saved = {k: v.numpy() for k, v in state.items() if k != checkpoint.SCHEDULER_KEY}
-    checkpoint.check_optimizer_state({**saved, "LR_Scheduler": state["LR_Scheduler"]}, model, opt, "x",
-                                     scheduler=scheduler, steps_done=1)
+    checkpoint.check_optimizer_state(
+        {**saved, "LR_Scheduler": state["LR_Scheduler"]}, model, opt, "x", scheduler=scheduler, steps_done=1
+    )
     trainable = [p for p in model.parameters() if p.trainable]
     assert len(saved) == len(trainable) * len(checkpoint.ACCUMULATORS[type(opt).__name__])
+
+
+def test_the_package_leaves_the_callers_matplotlib_and_warnings_alone(tmp_path):
+    """Importing the package and training a run (which writes curves.png) in a fresh interpreter: the
+    caller's matplotlib backend and warning filters are what they were (a notebook keeps its inline backend)."""
+    import subprocess
+    import sys
+
+    from fixtures import json_payload, learnable_splits, write_json
+
+    data = write_json(tmp_path / "learnable.json.gz", json_payload(learnable_splits()))
+    code = f"""
+import warnings, matplotlib
+matplotlib.use("svg")
+warnings.simplefilter("default")
+before = (matplotlib.get_backend(), list(warnings.filters))
+import paddle_mnist
+from paddle_mnist import config, train
+train.fit(config.Config(data={str(data)!r}, model="convnet", epochs=1, batch_size=100, out={str(tmp_path / "run")!r}))
+after = (matplotlib.get_backend(), list(warnings.filters))
+print(before == after, before[0], after[0], len(before[1]), len(after[1]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-5:] == ["True", "svg", "svg", *result.stdout.split()[-2:]], result.stdout
+    assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "track global mean" not in result.stderr and "ccache" not in result.stderr, result.stderr[-2000:]

@@ -1,4 +1,5 @@
 """The gzip-JSON reader: the fast tokenizer agrees with the stdlib, and every bad file gets a one-line error."""
+
 from __future__ import annotations
 
 import gzip
@@ -7,9 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from fixtures import json_payload, random_splits, write_json
 from paddle_mnist.data import splits, tutorial_json
 from paddle_mnist.errors import DataError
+
+from fixtures import json_payload, random_splits, write_json
 
 
 def load_arrays(path):
@@ -60,7 +62,9 @@ def test_exponent_notation_falls_back_to_stdlib(tmp_path):
     np.testing.assert_array_equal(arrays["train"][0], raw["train"][0])
 
 
-@pytest.mark.parametrize("scale, offset, name", [(255.0, 0.0, "pixel/255"), (127.5, -1.0, "[-1,1]"), (1.0, 0.0, "0..255")])
+@pytest.mark.parametrize(
+    "scale, offset, name", [(255.0, 0.0, "pixel/255"), (127.5, -1.0, "[-1,1]"), (1.0, 0.0, "0..255")]
+)
 def test_other_normalisations_are_detected_not_misscaled(tmp_path, scale, offset, name):
     raw = random_splits()
     data, arrays = load_arrays(write_json(tmp_path / "m.json.gz", json_payload(raw, scale, offset)))
@@ -92,19 +96,34 @@ BAD_FILES = {
     "not json": (lambda: gzip.compress(b"[[[0.1, 0.2"), "not valid JSON"),
     "not utf8": (lambda: gzip.compress(b"\xff\xfe\x00"), "not JSON"),
     "top level dict": (lambda: gzip.compress(b'{"train": []}'), "expected a list of 3 splits.*got a JSON dict"),
-    "two splits": (lambda: gzip.compress(json.dumps(good_payload()[:2]).encode()), "expected a list of 3 splits.*got a list of 2"),
-    "split not a pair": (lambda: gzip.compress(json.dumps(corrupt(good_payload(), lambda p: p[1].pop())).encode()),
-                         "the valid split is not a pair"),
-    "short image": (lambda: gzip.compress(json.dumps(corrupt(good_payload(), lambda p: p[0][0][3].pop())).encode()),
-                    "train image 3 has 783 values, expected 784"),
-    "string pixel": (lambda: gzip.compress(json.dumps(corrupt(good_payload(), lambda p: p[2][0][1].__setitem__(5, "x"))).encode()),
-                     "eval image 1 holds 'x'"),
-    "label 10": (lambda: gzip.compress(json.dumps(corrupt(good_payload(), lambda p: p[1][1].__setitem__(2, 10))).encode()),
-                 "valid label 2 is 10, expected an int in 0..9"),
-    "float label": (lambda: gzip.compress(json.dumps(corrupt(good_payload(), lambda p: p[0][1].__setitem__(0, 1.0))).encode()),
-                    "train label 0 is 1.0"),
-    "length mismatch": (lambda: gzip.compress(json.dumps(corrupt(good_payload(), lambda p: p[0][1].pop())).encode()),
-                        "the train split has 12 images but 11 labels"),
+    "two splits": (
+        lambda: gzip.compress(json.dumps(good_payload()[:2]).encode()),
+        "expected a list of 3 splits.*got a list of 2",
+    ),
+    "split not a pair": (
+        lambda: gzip.compress(json.dumps(corrupt(good_payload(), lambda p: p[1].pop())).encode()),
+        "the valid split is not a pair",
+    ),
+    "short image": (
+        lambda: gzip.compress(json.dumps(corrupt(good_payload(), lambda p: p[0][0][3].pop())).encode()),
+        "train image 3 has 783 values, expected 784",
+    ),
+    "string pixel": (
+        lambda: gzip.compress(json.dumps(corrupt(good_payload(), lambda p: p[2][0][1].__setitem__(5, "x"))).encode()),
+        "eval image 1 holds 'x'",
+    ),
+    "label 10": (
+        lambda: gzip.compress(json.dumps(corrupt(good_payload(), lambda p: p[1][1].__setitem__(2, 10))).encode()),
+        "valid label 2 is 10, expected an int in 0..9",
+    ),
+    "float label": (
+        lambda: gzip.compress(json.dumps(corrupt(good_payload(), lambda p: p[0][1].__setitem__(0, 1.0))).encode()),
+        "train label 0 is 1.0",
+    ),
+    "length mismatch": (
+        lambda: gzip.compress(json.dumps(corrupt(good_payload(), lambda p: p[0][1].pop())).encode()),
+        "the train split has 12 images but 11 labels",
+    ),
 }
 
 

@@ -1,4 +1,5 @@
 """Test-time views: the warps are the moves, turns and scalings they are named for."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,8 @@ def test_zoom_and_turns_scale_and_keep_the_ink():
     image = patch()
     ink = image.sum()
     assert views.warp(image, views.affine(), 0.0) == pytest.approx(image, abs=1e-5)
-    assert views.warp(image, views.affine(scale=1.1), 0.0).sum() == pytest.approx(ink * 1.1 ** 2, rel=0.05)
-    assert views.warp(image, views.affine(scale=0.9), 0.0).sum() == pytest.approx(ink * 0.9 ** 2, rel=0.05)
+    assert views.warp(image, views.affine(scale=1.1), 0.0).sum() == pytest.approx(ink * 1.1**2, rel=0.05)
+    assert views.warp(image, views.affine(scale=0.9), 0.0).sum() == pytest.approx(ink * 0.9**2, rel=0.05)
     turned = views.warp(image, views.affine(degrees=5), 0.0)
     assert turned.sum() == pytest.approx(ink, rel=0.05) and not np.allclose(turned, image, atol=0.05)
 

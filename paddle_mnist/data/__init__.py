@@ -9,12 +9,16 @@ formats) → ``encoding`` (pixel scaling) → ``locate`` (+ ``download``) and
 ``paddle_mnist.data.encoding`` can be imported without paddle or the
 download stack.
 """
+
 from __future__ import annotations
 
 import importlib
 
-_LAZY = {"MnistDataset": "paddle_mnist.data.dataset", "load_datasets": "paddle_mnist.data.dataset",
-         "main": "paddle_mnist.data.command"}
+_LAZY = {
+    "MnistDataset": "paddle_mnist.data.dataset",
+    "load_datasets": "paddle_mnist.data.dataset",
+    "main": "paddle_mnist.data.command",
+}
 __all__ = list(_LAZY)
 
 

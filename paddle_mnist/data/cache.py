@@ -11,6 +11,7 @@ a matching digest too, so the cache is trusted as far as its directory is
 (README: "Where the data comes from").  What the arrays must hold is checked by
 the caller (``splits``) exactly as strictly as a fresh parse.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from paddle_mnist.fileio import open_regular
 from paddle_mnist.errors import UserError
-from paddle_mnist.fileio import atomic_path
+from paddle_mnist.fileio import atomic_path, open_regular
 
-FORMAT_VERSION = 3   # 3: keyed by content alone, with a digest of the arrays
+FORMAT_VERSION = 3  # 3: keyed by content alone, with a digest of the arrays
 # All of MNIST or Fashion-MNIST as uint8 is 55 MB; anything far larger is not a cache we wrote.
 MAX_ARRAY_BYTES = 256 << 20
 

@@ -1,4 +1,5 @@
 """The ``data`` command: ``prepare`` the tutorial's file from IDX, or ``show`` a labelled grid."""
+
 from __future__ import annotations
 
 import argparse
@@ -28,11 +29,11 @@ def prepare(idx_dir: Path, out: Path) -> dict[str, int]:
 
 def show(dataset: MnistDataset, n: int, out: Path, columns: int = 6) -> None:
     """A grid of the first ``n`` images titled with their class names."""
-    from paddle_mnist.plots import plt, save_figure
+    from paddle_mnist.plots import save_figure, subplots
 
     n = min(n, len(dataset))
     rows = max(1, -(-n // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.4, rows * 1.6), squeeze=False)
+    fig, axes = subplots(rows, columns, figsize=(columns * 1.4, rows * 1.6), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:

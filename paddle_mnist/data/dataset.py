@@ -5,19 +5,26 @@ own pixel values.  For fast training loops, ``.images`` / ``.labels`` give the
 whole split as two arrays; ``.pixels`` / ``.class_ids`` are the same data as
 stored (uint8), for plots and accuracy counts.
 """
+
 from __future__ import annotations
 
 import functools
 from pathlib import Path
 
 import numpy as np
-import paddle
 
+from paddle_mnist._paddle import paddle
 from paddle_mnist.data import splits
 from paddle_mnist.errors import DataError
 
 # mode -> the splits it spans; "train+valid" is the 60,000 official training images that published results train on
-MODES = {"train": ("train",), "valid": ("valid",), "eval": ("eval",), "test": ("eval",), "train+valid": ("train", "valid")}
+MODES = {
+    "train": ("train",),
+    "valid": ("valid",),
+    "eval": ("eval",),
+    "test": ("eval",),
+    "train+valid": ("train", "valid"),
+}
 LABEL_DTYPES = ("int64", "float32")
 
 
@@ -30,9 +37,17 @@ class MnistDataset(paddle.io.Dataset):
     splits already loaded (``load_datasets`` reads a source once for all three).
     """
 
-    def __init__(self, mode: str = "train", path: str | Path | None = None, *,
-                 dataset: str = "mnist", label_dtype: str = "int64", transform=None, limit: int | None = None,
-                 data: splits.MnistData | None = None):
+    def __init__(
+        self,
+        mode: str = "train",
+        path: str | Path | None = None,
+        *,
+        dataset: str = "mnist",
+        label_dtype: str = "int64",
+        transform=None,
+        limit: int | None = None,
+        data: splits.MnistData | None = None,
+    ):
         super().__init__()
         if mode not in MODES:
             raise DataError(f"unknown mode {mode!r}: choose {', '.join(MODES)}")
@@ -70,16 +85,22 @@ def _joined(arrays: list[np.ndarray]) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
-def load_datasets(path: str | Path | None = None, *, dataset: str = "mnist", label_dtype: str = "int64",
-                  limit_train: int | None = None, train_on_valid: bool = False
-                  ) -> tuple[splits.MnistData, dict[str, MnistDataset]]:
+def load_datasets(
+    path: str | Path | None = None,
+    *,
+    dataset: str = "mnist",
+    label_dtype: str = "int64",
+    limit_train: int | None = None,
+    train_on_valid: bool = False,
+) -> tuple[splits.MnistData, dict[str, MnistDataset]]:
     """All three splits from one read of the source: (the data, {"train", "valid", "eval"} datasets).
 
     ``train_on_valid`` makes "train" the train and valid splits together; "valid" is then part of it.
     """
     data = splits.load(path, dataset)
     modes = {"train": "train+valid" if train_on_valid else "train", "valid": "valid", "eval": "eval"}
-    datasets = {name: MnistDataset(mode, data=data, label_dtype=label_dtype,
-                                   limit=limit_train if name == "train" else None)
-                for name, mode in modes.items()}
+    datasets = {
+        name: MnistDataset(mode, data=data, label_dtype=label_dtype, limit=limit_train if name == "train" else None)
+        for name, mode in modes.items()
+    }
     return data, datasets

@@ -7,6 +7,7 @@ decompressed), each attempt has a connect/read timeout, an overall deadline and
 a minimum average rate, and the temporary file is removed on any failure,
 Ctrl-C or SIGTERM.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,13 +28,15 @@ from paddle_mnist.errors import DataError
 from paddle_mnist.fileio import atomic_path
 from paddle_mnist.progress import Progress
 
+
 @dataclass(frozen=True)
 class Official:
     """A data set's four canonical files (uncompressed MD5 and size of each) and where to fetch them."""
+
     md5: dict[str, str]
     sizes: dict[str, int]
     mirrors: tuple[str, ...]
-    mirrors_env: str      # the variable that replaces ``mirrors``
+    mirrors_env: str  # the variable that replaces ``mirrors``
 
 
 IDX_SIZES = {  # both data sets: 60,000 + 10,000 images of 28x28
@@ -44,28 +47,39 @@ IDX_SIZES = {  # both data sets: 60,000 + 10,000 images of 28x28
 }
 OFFICIAL = {
     "mnist": Official(  # ../shared/data/README.md
-        {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-         "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-         "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-         "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637"},
+        {
+            "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+            "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+            "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+            "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+        },
         IDX_SIZES,
-        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/",
-         "http://yann.lecun.com/exdb/mnist/"),
-        "PADDLE_MNIST_MIRRORS"),
+        (
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ),
+        "PADDLE_MNIST_MIRRORS",
+    ),
     "fashion-mnist": Official(  # Zalando's files, as Debian's dataset-fashion-mnist ships them
-        {"train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
-         "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
-         "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
-         "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965"},
+        {
+            "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+            "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+            "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+            "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+        },
         IDX_SIZES,
-        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
-        "PADDLE_MNIST_FASHION_MIRRORS"),
+        (
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+        ),
+        "PADDLE_MNIST_FASHION_MIRRORS",
+    ),
 }
 GZIP_SLACK = 1 << 16  # gzip never grows data by more than a few bytes per 32 KB block
 
 
-STALL_AFTER_S, MIN_RATE = 20.0, 1024   # a mirror averaging under 1 KB/s after 20 s is given up
+STALL_AFTER_S, MIN_RATE = 20.0, 1024  # a mirror averaging under 1 KB/s after 20 s is given up
 
 
 class BadMirror(Exception):
@@ -134,6 +148,7 @@ def _sigterm_raises():
 
     def stop(signum, frame):
         raise SystemExit(128 + signum)
+
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
@@ -141,8 +156,16 @@ def _sigterm_raises():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _download_one(official: Official, stem: str, dest: Path, urls: list[str], retries: int, backoff: float,
-                  timeout: float, deadline: float) -> None:
+def _download_one(
+    official: Official,
+    stem: str,
+    dest: Path,
+    urls: list[str],
+    retries: int,
+    backoff: float,
+    timeout: float,
+    deadline: float,
+) -> None:
     failures = []
     size = official.sizes[stem]
     for base in urls:
@@ -163,12 +186,20 @@ def _download_one(official: Official, stem: str, dest: Path, urls: list[str], re
             except (urllib.error.URLError, OSError) as e:
                 failures.append(f"{url}: {getattr(e, 'reason', e)}")
             if attempt + 1 < retries:
-                time.sleep(backoff * 2 ** attempt)
+                time.sleep(backoff * 2**attempt)
     raise DataError(f"could not download {stem}.gz from any mirror: " + "; ".join(failures))
 
 
-def download_idx(dest: Path, urls: list[str] | None = None, *, dataset: str = "mnist", retries: int = 3,
-                 backoff: float = 1.0, timeout: float = 30.0, deadline: float = 600.0) -> Path:
+def download_idx(
+    dest: Path,
+    urls: list[str] | None = None,
+    *,
+    dataset: str = "mnist",
+    retries: int = 3,
+    backoff: float = 1.0,
+    timeout: float = 30.0,
+    deadline: float = 600.0,
+) -> Path:
     """Fetch whichever of ``dataset``'s four files ``dest`` lacks; return ``dest``.
 
     ``timeout`` bounds connecting and each read; ``deadline`` one whole attempt at one file.

@@ -3,6 +3,7 @@
 Kept apart from the readers so the predictor can rebuild a model's input
 scaling from its metadata without importing the data-loading stack.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from paddle_mnist.errors import DataError
 @dataclass(frozen=True)
 class Encoding:
     """A uint8 pixel ``p`` is stored as ``p / scale + offset``."""
+
     name: str
     scale: float
     offset: float
@@ -30,12 +32,15 @@ class Encoding:
         return float(self.decode(np.zeros(1, np.uint8))[0])
 
 
-ENCODINGS = {e.name: e for e in (
-    Encoding("pixel/256", 256.0, 0.0),   # the tutorial's file and mnist.pkl.gz
-    Encoding("pixel/255", 255.0, 0.0),
-    Encoding("[-1,1]", 127.5, -1.0),
-    Encoding("0..255", 1.0, 0.0),
-)}
+ENCODINGS = {
+    e.name: e
+    for e in (
+        Encoding("pixel/256", 256.0, 0.0),  # the tutorial's file and mnist.pkl.gz
+        Encoding("pixel/255", 255.0, 0.0),
+        Encoding("[-1,1]", 127.5, -1.0),
+        Encoding("0..255", 1.0, 0.0),
+    )
+}
 TUTORIAL_ENCODING = ENCODINGS["pixel/256"]
 
 
@@ -53,16 +58,22 @@ def detect_encoding(values: np.ndarray, path: Path) -> tuple[Encoding, np.ndarra
     lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
     known = ", ".join(e.name for e in ENCODINGS.values())
     hint = " (it looks standardised by mean/std)" if lo < 0 < hi and hi > 1 else ""
-    raise DataError(f"{path}: pixel values span [{lo:.4g}, {hi:.4g}], which fits no known pixel encoding ({known}){hint}")
+    raise DataError(
+        f"{path}: pixel values span [{lo:.4g}, {hi:.4g}], which fits no known pixel encoding ({known}){hint}"
+    )
 
 
 def _encode(values: np.ndarray, encoding: Encoding, rows: int = 8192) -> np.ndarray | None:
     """uint8 pixels if every value is ``p / scale + offset`` for an integer p in 0..255 (within 0.02), else None."""
     out = np.empty(values.shape, dtype=np.uint8)
     for start in range(0, len(values), rows):
-        pixels = (values[start:start + rows].astype(np.float64) - encoding.offset) * encoding.scale
+        pixels = (values[start : start + rows].astype(np.float64) - encoding.offset) * encoding.scale
         rounded = np.rint(pixels)
-        if rounded.min(initial=0) < 0 or rounded.max(initial=0) > 255 or np.abs(pixels - rounded).max(initial=0) >= 0.02:
+        if (
+            rounded.min(initial=0) < 0
+            or rounded.max(initial=0) > 255
+            or np.abs(pixels - rounded).max(initial=0) >= 0.02
+        ):
             return None
-        out[start:start + rows] = rounded
+        out[start : start + rows] = rounded
     return out

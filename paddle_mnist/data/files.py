@@ -4,14 +4,16 @@ Every reader of a data file (tutorial JSON, IDX, downloads being verified) goes
 through ``open_data`` so the ways a file can be bad are named in one place, and
 with a decompressed-size limit (``max_bytes``) so a small file cannot decompress into gigabytes.
 """
+
 from __future__ import annotations
 
 import contextlib
 import gzip
 import os
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from paddle_mnist.errors import DataError
 from paddle_mnist.fileio import open_regular
@@ -48,7 +50,7 @@ def open_data(path: str | os.PathLike, *, gzip_of: str | None = None) -> Iterato
             raw.seek(0)
             if gzip_of and not compressed:
                 raise DataError(f"{path}: not a gzip file (expected gzip-compressed {gzip_of})")
-            with (gzip.GzipFile(fileobj=raw) if compressed else raw) as stream:
+            with gzip.GzipFile(fileobj=raw) if compressed else raw as stream:
                 yield stream
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
@@ -61,5 +63,7 @@ def open_data(path: str | os.PathLike, *, gzip_of: str | None = None) -> Iterato
 
 
 def too_large(path: Path, limit: int) -> DataError:
-    return DataError(f"{path}: decompresses to more than {limit:,} bytes, the limit for MNIST-family data "
-                     f"(raise it with ${MAX_BYTES_ENV} if the file is genuine)")
+    return DataError(
+        f"{path}: decompresses to more than {limit:,} bytes, the limit for MNIST-family data "
+        f"(raise it with ${MAX_BYTES_ENV} if the file is genuine)"
+    )

@@ -4,6 +4,7 @@ IDX: big-endian int32 magic (2051 images, 2049 labels), int32 count, for
 images int32 rows and cols, then uint8 data row-major.  The header says how
 many bytes follow, so a file is checked against it before its data is read.
 """
+
 from __future__ import annotations
 
 import struct
@@ -86,5 +87,7 @@ def read_pair(directory: Path, images_key: str, labels_key: str) -> tuple[np.nda
     labels_path = find_file(directory, FILES[labels_key])
     images, labels = read_images(images_path), read_labels(labels_path)
     if len(images) != len(labels):
-        raise DataError(f"{directory}: {images_path.name} has {len(images)} images but {labels_path.name} has {len(labels)} labels")
+        raise DataError(
+            f"{directory}: {images_path.name} has {len(images)} images but {labels_path.name} has {len(labels)} labels"
+        )
     return images, labels

@@ -1,4 +1,5 @@
 """Where the data is: the documented search order, ending in a verified download."""
+
 from __future__ import annotations
 
 import os
@@ -16,6 +17,7 @@ PADDLE_CACHE_SUBDIR = Path(".cache", "paddle", "dataset", "mnist")  # under $HOM
 @dataclass(frozen=True)
 class Found:
     """A data source (a JSON file or an IDX directory) and which step of the search found it."""
+
     path: Path
     origin: str
 
@@ -41,18 +43,24 @@ def _explicit(path: Path, origin: str) -> Found:
     if not path.is_dir():
         raise DataError(f"{path}: not a regular file or directory (from {origin})")
     missing = ", ".join(idx.missing_files(path))
-    raise DataError(f"{path}: neither {TUTORIAL_FILE} nor a complete set of IDX files (missing {missing}) (from {origin})")
+    raise DataError(
+        f"{path}: neither {TUTORIAL_FILE} nor a complete set of IDX files (missing {missing}) (from {origin})"
+    )
 
 
 def _how_to(dataset: str, looked: list[Path]) -> str:
     places = ", ".join(str(p) for p in looked)
     if dataset == "fashion-mnist":
-        return (f"no Fashion-MNIST data found (looked in {places}) and downloads are off (PADDLE_MNIST_OFFLINE); "
-                f"install Debian's package (apt-get install dataset-fashion-mnist), pass --data DIR with its four "
-                f"IDX files, or unset PADDLE_MNIST_OFFLINE to download from {download.mirrors(dataset)}")
-    return (f"no MNIST data found (looked in {places}) and downloads are off (PADDLE_MNIST_OFFLINE); "
-            f"pass --data PATH (a {TUTORIAL_FILE} or a directory of the four IDX files), "
-            f"set PADDLE_MNIST_DATA, or unset PADDLE_MNIST_OFFLINE to download from {download.mirrors()}")
+        return (
+            f"no Fashion-MNIST data found (looked in {places}) and downloads are off (PADDLE_MNIST_OFFLINE); "
+            f"install Debian's package (apt-get install dataset-fashion-mnist), pass --data DIR with its four "
+            f"IDX files, or unset PADDLE_MNIST_OFFLINE to download from {download.mirrors(dataset)}"
+        )
+    return (
+        f"no MNIST data found (looked in {places}) and downloads are off (PADDLE_MNIST_OFFLINE); "
+        f"pass --data PATH (a {TUTORIAL_FILE} or a directory of the four IDX files), "
+        f"set PADDLE_MNIST_DATA, or unset PADDLE_MNIST_OFFLINE to download from {download.mirrors()}"
+    )
 
 
 def find(path: str | os.PathLike | None, dataset: str = "mnist") -> Found:
@@ -69,13 +77,17 @@ def find(path: str | os.PathLike | None, dataset: str = "mnist") -> Found:
     if os.environ.get(env_name):
         return _explicit(Path(os.environ[env_name]), f"${env_name}")
     if dataset == "fashion-mnist":
-        candidates = [(DEBIAN_FASHION_DIR, "Debian's dataset-fashion-mnist"),
-                      (cache.cache_dir() / "fashion-mnist-idx", "the cache dir")]
+        candidates = [
+            (DEBIAN_FASHION_DIR, "Debian's dataset-fashion-mnist"),
+            (cache.cache_dir() / "fashion-mnist-idx", "the cache dir"),
+        ]
     else:
-        candidates = [(Path("work") / TUTORIAL_FILE, "the tutorial's work/ dir"),
-                      (cache.cache_dir() / TUTORIAL_FILE, "the cache dir"),
-                      (cache.cache_dir() / "mnist-idx", "the cache dir"),
-                      (Path.home() / PADDLE_CACHE_SUBDIR, "paddle's download cache")]
+        candidates = [
+            (Path("work") / TUTORIAL_FILE, "the tutorial's work/ dir"),
+            (cache.cache_dir() / TUTORIAL_FILE, "the cache dir"),
+            (cache.cache_dir() / "mnist-idx", "the cache dir"),
+            (Path.home() / PADDLE_CACHE_SUBDIR, "paddle's download cache"),
+        ]
     for candidate, origin in candidates:
         found = _usable(candidate)
         if found is not None:

@@ -5,6 +5,7 @@ encoding, so the JSON and IDX sources give identical arrays and one cache
 format serves both.  Arrays from the cache pass the same checks as a fresh
 parse before anything uses them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ SPLITS = tutorial_json.SPLIT_NAMES
 
 @dataclass(frozen=True)
 class Split:
-    pixels: np.ndarray     # uint8 [N, 28, 28], as stored (white digit on black)
+    pixels: np.ndarray  # uint8 [N, 28, 28], as stored (white digit on black)
     class_ids: np.ndarray  # uint8 [N], 0..9
 
 
@@ -31,8 +32,8 @@ class MnistData:
     splits: dict[str, Split]
     encoding: Encoding
     dataset: str
-    source: Path   # the JSON file or IDX directory the search settled on
-    origin: str    # which step of the search found it
+    source: Path  # the JSON file or IDX directory the search settled on
+    origin: str  # which step of the search found it
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -57,9 +58,12 @@ def from_idx(directory: Path) -> dict[str, np.ndarray]:
     test_x, test_y = idx.read_pair(directory, "test_images", "test_labels")
     cut = len(train_x) - len(train_x) // 6
     return {
-        "train_pixels": train_x[:cut], "train_class_ids": train_y[:cut],
-        "valid_pixels": train_x[cut:], "valid_class_ids": train_y[cut:],
-        "eval_pixels": test_x, "eval_class_ids": test_y,
+        "train_pixels": train_x[:cut],
+        "train_class_ids": train_y[:cut],
+        "valid_pixels": train_x[cut:],
+        "valid_class_ids": train_y[cut:],
+        "eval_pixels": test_x,
+        "eval_class_ids": test_y,
         "encoding": np.array(TUTORIAL_ENCODING.name),
     }
 

@@ -13,6 +13,7 @@ is re-read by the stdlib parser, whose job is then to name the exact problem;
 that costs ~10x the text in memory, so it is done only for files up to
 ``STDLIB_LIMIT`` decompressed bytes, and larger ones get the scanner's reason.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,16 +27,26 @@ from paddle_mnist.errors import DataError
 
 SPLIT_NAMES = ("train", "valid", "eval")
 PIXELS = 28 * 28
-BLOCK = 8 << 20                # decompressed bytes scanned at a time
-STDLIB_LIMIT = 64 << 20        # largest text the stdlib parser may re-read to name a problem
+BLOCK = 8 << 20  # decompressed bytes scanned at a time
+STDLIB_LIMIT = 64 << 20  # largest text the stdlib parser may re-read to name a problem
 
 _WHITESPACE = b" \t\n\r"
 _NUMBER_CHARS = b"0123456789.-+eE"
 OPEN, CLOSE, COMMA, NUMBER, OTHER, START = range(6)
 # Which item may follow which in nested arrays of numbers: the whole JSON grammar this format needs.
 _FOLLOWS = np.zeros((6, 6), dtype=bool)
-for _a, _b in ((OPEN, OPEN), (OPEN, CLOSE), (OPEN, NUMBER), (CLOSE, CLOSE), (CLOSE, COMMA),
-               (COMMA, OPEN), (COMMA, NUMBER), (NUMBER, COMMA), (NUMBER, CLOSE), (START, OPEN)):
+for _a, _b in (
+    (OPEN, OPEN),
+    (OPEN, CLOSE),
+    (OPEN, NUMBER),
+    (CLOSE, CLOSE),
+    (CLOSE, COMMA),
+    (COMMA, OPEN),
+    (COMMA, NUMBER),
+    (NUMBER, COMMA),
+    (NUMBER, CLOSE),
+    (START, OPEN),
+):
     _FOLLOWS[_a, _b] = True
 
 
@@ -57,9 +68,9 @@ class _NotTutorial(Exception):
 
 @dataclass
 class Parsed:
-    images: np.ndarray    # float [N, 784], all splits in order
-    labels: np.ndarray    # int64 [N]
-    sizes: list[int]      # images per split: train, valid, eval
+    images: np.ndarray  # float [N, 784], all splits in order
+    labels: np.ndarray  # int64 [N]
+    sizes: list[int]  # images per split: train, valid, eval
 
 
 def read(path: Path) -> Parsed:
@@ -92,10 +103,11 @@ def _explain(path: Path, reason: str) -> Parsed:
 @dataclass
 class _Scan:
     """What the scanner carries from one block to the next; ``result`` checks the layout at the end."""
-    offset: int = 0                   # bytes scanned before the current block
+
+    offset: int = 0  # bytes scanned before the current block
     depth: int = 0
-    last: int = START                 # class of the last item seen
-    brackets: list = field(default_factory=list)      # the '[' and ']' bytes, in order (two per image)
+    last: int = START  # class of the last item seen
+    brackets: list = field(default_factory=list)  # the '[' and ']' bytes, in order (two per image)
     opened: np.ndarray = field(default_factory=lambda: np.zeros(5, np.int64))  # lists opened per depth
     counts: dict = field(default_factory=lambda: {3: [], 4: []})  # (first list, numbers per list) pieces
     pixels: list = field(default_factory=list)
@@ -168,7 +180,7 @@ class _Scan:
         for first, counts in self.counts[depth]:
             if first < 0:
                 raise _NotTutorial("a number outside the images and labels lists")
-            totals[first:first + len(counts)] += counts
+            totals[first : first + len(counts)] += counts
         return totals
 
     def result(self) -> Parsed:
@@ -227,7 +239,7 @@ def _decode_numbers(text: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -
     if len(starts) == 0 or lengths.max() > 16:
         return None
     padded = np.zeros(len(text) + 16, dtype=np.uint8)
-    padded[:len(text)] = text
+    padded[: len(text)] = text
     windows = np.ndarray((len(text) + 8,), dtype="<u8", buffer=padded, strides=(1,))
     head = windows[starts]
     values = np.zeros(len(starts), dtype=np.float64)
@@ -261,11 +273,12 @@ def _decode_group(chars: np.ndarray, dot: int, negative: bool) -> np.ndarray | N
     if (digits > 9).any() or (int_digits > 1 and (digits[:, 0] == 0).any()):
         return None
     powers = 10.0 ** np.arange(len(digit_cols) - 1, -1, -1)
-    magnitude = (digits @ powers) / 10.0 ** decimals
+    magnitude = (digits @ powers) / 10.0**decimals
     return -magnitude if negative else magnitude
 
 
 # --- the stdlib path: slow, and precise about what is wrong ------------------
+
 
 def _parse_stdlib(text: bytes, path: Path):
     try:
@@ -313,11 +326,16 @@ def _check_labels(labels: list, split: str, path: Path) -> np.ndarray:
 
 # --- writing ------------------------------------------------------------------
 
+
 def dumps(images: list[np.ndarray], labels: list[np.ndarray], scale: float = 256.0) -> bytes:
     """Serialise uint8 pixel splits the way the tutorial's file is written (pixel/scale)."""
     tokens = [repr(p / scale).encode() for p in range(256)]
     parts = []
     for pixels, split_labels in zip(images, labels):
-        rows = (b"[" + b", ".join(map(tokens.__getitem__, img)) + b"]" for img in pixels.reshape(len(pixels), -1).tolist())
-        parts.append(b"[[" + b", ".join(rows) + b"], [" + b", ".join(str(int(y)).encode() for y in split_labels) + b"]]")
+        rows = (
+            b"[" + b", ".join(map(tokens.__getitem__, img)) + b"]" for img in pixels.reshape(len(pixels), -1).tolist()
+        )
+        parts.append(
+            b"[[" + b", ".join(rows) + b"], [" + b", ".join(str(int(y)).encode() for y in split_labels) + b"]]"
+        )
     return b"[" + b", ".join(parts) + b"]"
