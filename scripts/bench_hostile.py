@@ -27,28 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import hostile  # noqa: E402
 from fixtures import json_payload, learnable_splits, write_json  # noqa: E402
 
+TINY_MLP_ONE_EPOCH = "--model mlp --epochs 1 --batch-size 50 --lr 0.05".split()  # the model every case starts from
+
 
 class Bench:
     def __init__(self, work: Path, env: dict, limit_mb: int, timeout: float):
         self.work, self.env, self.limit_mb, self.timeout = work, env, limit_mb, timeout
         self.data = write_json(work / "learnable.json.gz", json_payload(learnable_splits()))
         self.model = work / "model"
-        self.cli(
-            "train",
-            "--data",
-            self.data,
-            "--model",
-            "mlp",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "50",
-            "--lr",
-            "0.05",
-            "--out",
-            self.model,
-            check=True,
-        )
+        self.cli("train", "--data", self.data, *TINY_MLP_ONE_EPOCH, "--out", self.model, check=True)
         self.picture = work / "digit.png"
         import numpy as np
         from PIL import Image
@@ -133,21 +120,7 @@ def cases(b: Bench):
     yield "two trainers on one --out (second)", lambda: two_trainers(b)
     yield (
         "train into a finished run, no --resume",
-        lambda: b.cli(
-            "train",
-            "--data",
-            b.data,
-            "--model",
-            "mlp",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "50",
-            "--seed",
-            "9",
-            "--out",
-            b.model_copy("again"),
-        ),
+        lambda: b.cli("train", "--data", b.data, *TINY_MLP_ONE_EPOCH, "--seed", "9", "--out", b.model_copy("again")),
     )
     yield "--out is a file", lambda: b.cli("train", "--data", b.data, "--epochs", "1", "--out", b.data)
     yield "--seed -1", lambda: b.cli("train", "--data", b.data, "--seed", "-1", "--out", w / "o-seed")
