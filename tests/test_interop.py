@@ -47,6 +47,17 @@ class MNIST(paddle.nn.Layer):
 def tutorial_train(model, dataset, batches: int, mse: bool = False) -> list[float]:
     """The tutorial's loop, unchanged but for stopping after ``batches``; the loss of every batch."""
     train_loader = paddle.io.DataLoader(dataset, batch_size=100, shuffle=True, drop_last=True)
+    # The tutorial's shuffle draws from numpy's global generator: seed it here, and put it back after, so
+    # the test sees one fixed order: over eight orders, 300 batches ended between 89.5 % and 92.2 % (order 0: 91.3 %).
+    outer_state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        return _tutorial_loop(model, train_loader, batches, mse)
+    finally:
+        np.random.set_state(outer_state)
+
+
+def _tutorial_loop(model, train_loader, batches: int, mse: bool) -> list[float]:
     model.train()
     opt = paddle.optimizer.SGD(learning_rate=0.01, parameters=model.parameters())
     losses = []
