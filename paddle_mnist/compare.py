@@ -58,18 +58,14 @@ def run_config(base: Config, out: Path, loss: str, seed: int) -> Config:
     return replace(base, loss=loss, seed=seed, out=str(out / "runs" / f"{loss}-seed{seed}"), track_eval=True)
 
 
-def _comparable(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in ("resume", "overwrite", "out")}
-
-
 def finished(config: Config) -> rundir.RunInfo | None:
     """The saved metadata if this exact run already completed, else None."""
     try:
         info = rundir.read(Path(config.out))
     except UserError:
         return None
-    same = _comparable(info.config) == _comparable(asdict(config))
-    return info if same and info.epochs_done == config.epochs and "eval_acc" in info.metrics else None
+    same = recipe.recipe_of(info.config) == recipe.recipe_of(asdict(config)) and info.config.get("data") == config.data
+    return info if same and info.epochs_done == config.epochs and info.metrics.eval_acc is not None else None
 
 
 def train_or_reuse(config: Config, force: bool) -> tuple[rundir.RunInfo, bool]:
@@ -89,14 +85,14 @@ def result_row(loss: str, seed: int, info: rundir.RunInfo) -> dict:
     return {
         "loss": loss,
         "seed": seed,
-        "valid_acc": [row["valid_acc"] for row in history],
-        "eval_acc": [row["eval_acc"] for row in history],
-        "train_loss": [row["train_loss"] for row in history],
-        "final_eval_acc": info.metrics["eval_acc"],
+        "valid_acc": [row.valid_acc for row in history],
+        "eval_acc": [row.eval_acc for row in history],
+        "train_loss": [row.train_loss for row in history],
+        "final_eval_acc": info.metrics.eval_acc,
         "best_epoch": info.best_epoch,
-        "train_seconds": sum(row["seconds"] for row in history),
-        "final_loss": history[-1]["train_loss"],
-        "confusion": info.metrics["confusion"],
+        "train_seconds": sum(row.seconds for row in history),
+        "final_loss": history[-1].train_loss,
+        "confusion": info.metrics.confusion,
     }
 
 
@@ -228,7 +224,7 @@ def compare(base: Config, loss_names: list[str], seeds: list[int], out: Path, fo
         for loss in loss_names:
             info, reused = train_or_reuse(run_config(base, out, loss, seed), force)
             print(
-                f"{loss} seed {seed}: eval {100 * info.metrics['eval_acc']:.2f}%" + (" (reused)" if reused else ""),
+                f"{loss} seed {seed}: eval {100 * info.metrics.eval_acc:.2f}%" + (" (reused)" if reused else ""),
                 flush=True,
             )
             results.append(result_row(loss, seed, info))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from paddle_mnist import losses, models
 from paddle_mnist.cli import non_negative_float, positive_float, positive_int
@@ -24,34 +24,44 @@ DEVICES = ("auto", "cpu", "gpu")
 MAX_SEED = 2**32 - 1
 
 
+def recipe_field(default, **kwargs):
+    """A field of the recipe: it decides what is trained, so a resume must keep it (``RECIPE_FIELDS``)."""
+    return field(default=default, metadata={"recipe": True}, **kwargs)
+
+
 @dataclass
 class Config:
-    data: str | None = None  # data file or IDX directory; None = the README's search
-    dataset: str = "mnist"
-    preset: str = "tutorial"
-    model: str = "cnn"
-    loss: str = "cross_entropy"
-    label_smoothing: float = 0.0  # cross_entropy's target: 1 - ε + ε/10 for the label, ε/10 for the rest
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    beta1: float = 0.9  # Adam's moment decay rates (the other optimizers ignore them)
-    beta2: float = 0.999
-    batch_size: int = 100
-    epochs: int = 10
-    schedule: str = "constant"
-    weight_decay: float = 0.0
-    augment: bool = False  # random shifts, rotations and scalings
-    distort: bool = False  # instead, handwriting-like: elastic, aspect, shear and pen thickness too
-    seed: int = 0
+    """A training run: the recipe (fields made with ``recipe_field()``: what is trained) and the run options
+    (where the data and the output are, whether to resume, which device: how this invocation runs)."""
+
+    data: str | None = None  # data file or IDX directory; None = the search of docs/data.md
+    dataset: str = recipe_field("mnist")
+    preset: str = "tutorial"  # a name for where the recipe's defaults came from; the recipe fields hold its values
+    model: str = recipe_field("cnn")
+    loss: str = recipe_field("cross_entropy")
+    label_smoothing: float = recipe_field(0.0)  # cross_entropy's target: 1 - ε + ε/10 for the label, ε/10 for the rest
+    optimizer: str = recipe_field("sgd")
+    lr: float = recipe_field(0.01)
+    beta1: float = recipe_field(0.9)  # Adam's moment decay rates (the other optimizers ignore them)
+    beta2: float = recipe_field(0.999)
+    batch_size: int = recipe_field(100)
+    epochs: int = recipe_field(10)
+    schedule: str = recipe_field("constant")
+    weight_decay: float = recipe_field(0.0)
+    augment: bool = recipe_field(False)  # random shifts, rotations and scalings
+    distort: bool = recipe_field(False)  # instead, handwriting-like: elastic, aspect, shear and pen thickness too
+    seed: int = recipe_field(0)
     out: str = "output"
     resume: bool = False
     overwrite: bool = False  # discard a run already saved in ``out`` instead of refusing
     device: str = "auto"
-    limit_train: int | None = None
-    train_on_valid: bool = False  # train on the valid split too (60,000 MNIST images); the best epoch is the last
+    limit_train: int | None = recipe_field(None)
+    train_on_valid: bool = recipe_field(
+        False
+    )  # train on the valid split too (60,000 MNIST images); the best epoch is the last
     track_eval: bool = False  # also score the eval split every epoch (the loss comparison plots it)
     amp: bool = False
-    nproc: int = 1  # data-parallel processes: with BatchNorm part of the recipe, as each
+    nproc: int = recipe_field(1)  # data-parallel processes: with BatchNorm part of the recipe, as each
     # process normalises over its own share of a batch
 
     def __post_init__(self):
@@ -184,6 +194,12 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
 
 
 CONFIG_FIELDS = {f.name for f in fields(Config)}
+RECIPE_FIELDS = tuple(f.name for f in fields(Config) if f.metadata.get("recipe"))
+
+
+def recipe_of(saved: dict) -> dict:
+    """The recipe fields of a config saved in ``mnist.json``, with today's defaults for fields older runs lack."""
+    return {name: saved.get(name, getattr(DEFAULTS, name)) for name in RECIPE_FIELDS}
 
 
 def from_args(args: argparse.Namespace, **fixed) -> Config:

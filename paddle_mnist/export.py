@@ -22,7 +22,7 @@ import numpy as np
 from paddle_mnist import rundir
 from paddle_mnist._paddle import paddle
 from paddle_mnist.errors import UserError, cli_entry
-from paddle_mnist.predict import DynamicEngine, InferenceEngine, OnnxEngine, load_trained
+from paddle_mnist.predict import DynamicEngine, InferenceEngine, OnnxEngine, add_model_flags, load_trained
 
 InputSpec = paddle.static.InputSpec
 
@@ -36,7 +36,7 @@ def export(
 ) -> float:
     """Write the model under ``prefix`` in ``fmt``; return the largest output difference from the
     dynamic model on ``batch`` (default: 16 random images) through the exported model's runtime."""
-    model = load_trained(model_dir, weights).model
+    model = load_trained(model_dir, weights).engine.model
     model.eval()
     try:
         prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def to_onnx(prefix: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paddle-mnist export", description=__doc__.splitlines()[0])
     add = parser.add_argument
-    add("--model-dir", type=Path, default=Path("output"), help="training output dir (default: output)")
+    add_model_flags(parser, committee=False, runtime=False)
     add(
         "--format",
         choices=tuple(SUFFIXES),
@@ -84,12 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="paddle = Paddle Inference (PREFIX.json, .pdiparams); onnx = PREFIX.onnx via paddle2onnx (default: paddle)",
     )
     add("--out", type=Path, default=None, help="path prefix to write (default: MODEL_DIR/inference/mnist)")
-    add(
-        "--weights",
-        default="best",
-        metavar="best|last|FILE",
-        help="the run's best or last weights, or a bare .pdparams state dict whose network is inferred (default: best)",
-    )
     return parser
 
 

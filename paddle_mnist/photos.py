@@ -216,17 +216,11 @@ def error_grid(misread: list, out: Path, columns: int = 8) -> None:
 
 @cli_entry("paddle-mnist photos")
 def main(argv=None) -> int:
-    from paddle_mnist import views
     from paddle_mnist.data import MnistDataset
-    from paddle_mnist.predict import Predictor
+    from paddle_mnist.predict import add_model_flags, from_flags
 
     parser = argparse.ArgumentParser(prog="paddle-mnist photos", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model-dir",
-        action="append",
-        default=None,
-        help="trained model to measure; several make a committee (default: output)",
-    )
+    add_model_flags(parser, committee=True)
     parser.add_argument(
         "--sets",
         nargs="+",
@@ -241,11 +235,9 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=600, help="pictures, from the first N eval digits (default: 600)")
     parser.add_argument("--seed", type=int, default=0, help="seed for sizes, places and noise (default: 0)")
     parser.add_argument("--out", type=Path, default=None, help="keep the pictures here (default: a temp dir)")
-    views.add_argument(parser)
     args = parser.parse_args(argv)
     evaluation = MnistDataset("eval", args.data)
-    model_dirs = args.model_dir or ["output"]
-    predictor = Predictor.committee(model_dirs).with_views(args.tta, source=" + ".join(model_dirs))
+    predictor = from_flags(args, "paddle-mnist photos")
     kinds = tuple(dict.fromkeys(k for s in args.sets for k in (STYLES if s == "styles" else (s,))))
     misread = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,11 +7,15 @@ that trains keeps its inline backend and its figures.  A ``Figure`` renders to P
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from paddle_mnist.fileio import atomic_path
+
+if TYPE_CHECKING:  # rundir imports this module to draw a run's curves
+    from paddle_mnist.rundir import EpochRow
 
 
 def subplots(rows: int = 1, columns: int = 1, **figure_args):
@@ -32,13 +36,14 @@ def save_figure(fig, out: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110)
 
 
-def training_curves(history: list[dict], out: Path, title: str) -> None:
+def training_curves(history: list[EpochRow], out: Path, title: str) -> None:
     """Loss and accuracy per epoch, train against valid."""
-    epochs = [row["epoch"] for row in history]
+    epochs = [row.epoch for row in history]
     fig, (loss_ax, acc_ax) = subplots(1, 2, figsize=(10, 4))
-    for split, style in (("train", "o-"), ("valid", "s--")):
-        loss_ax.plot(epochs, [row[f"{split}_loss"] for row in history], style, label=split)
-        acc_ax.plot(epochs, [100 * row[f"{split}_acc"] for row in history], style, label=split)
+    loss_ax.plot(epochs, [row.train_loss for row in history], "o-", label="train")
+    loss_ax.plot(epochs, [row.valid_loss for row in history], "s--", label="valid")
+    acc_ax.plot(epochs, [100 * row.train_acc for row in history], "o-", label="train")
+    acc_ax.plot(epochs, [100 * row.valid_acc for row in history], "s--", label="valid")
     loss_ax.set(ylabel="loss", title="loss")
     acc_ax.set(ylabel="accuracy (%)", title="accuracy")
     for ax in (loss_ax, acc_ax):

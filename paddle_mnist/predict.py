@@ -9,6 +9,7 @@ arrays, or a list of them, run through the preprocessing in
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import asdict, dataclass, field
@@ -96,89 +97,37 @@ class OnnxEngine:
         return self.session.run(None, {self.input: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
 
-@dataclass
-class Trained:
-    """A trained network ready to predict, from a run directory or a bare state-dict file."""
+@dataclass(frozen=True)
+class ModelSummary:
+    """What a predictor reads with, for people: ``GET /api/model`` returns it."""
 
-    model: paddle.nn.Layer
+    model: str  # a registry name; for a committee, its members' joined with " + "
+    loss: str
+    dataset: str
+    classes: tuple[str, ...]
+    eval_acc: float | None  # as the run recorded it; None for a bare file or a committee
+    epochs: int | None
+    source: str  # the run directory or the file
+    committee: tuple[str, ...] | None = None  # the members' directories
+    tta: str | None = None  # the test-time views, when read with any
+
+    def to_json(self) -> dict:
+        row = dataclasses.asdict(self)
+        return {k: v for k, v in row.items() if v is not None or k not in ("committee", "tta")}
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A trained model ready to predict: the engine that runs it (``engine(batch) -> outputs``), the loss that
+    turns outputs into digits, the pixel scaling its training data had, and its classes.  A variant (another
+    engine, test-time views) is a ``dataclasses.replace`` of it."""
+
+    engine: object
     loss: losses.Loss
     encoding: Encoding
-    classes: list[str]
-    info: dict  # what GET /api/model shows: model, loss, data set, eval accuracy
+    classes: tuple[str, ...]
+    summary: ModelSummary
     inferred: str | None = None  # for a bare file: one line saying what was inferred from it
-
-
-def load_trained(model_dir: str | Path = "output", weights: str = "best") -> Trained:
-    """The network in ``model_dir`` (a run directory with ``mnist.json``, or a directory holding one
-    ``.pdparams``), or in ``weights`` when that is a ``.pdparams`` file rather than best / last."""
-    model_dir = Path(model_dir)
-    if weights not in ("best", "last"):
-        return from_state_file(Path(weights))
-    if not (model_dir / rundir.METADATA).exists():
-        bare = sorted(model_dir.glob("*.pdparams")) if model_dir.is_dir() else []
-        if len(bare) == 1:
-            return from_state_file(bare[0])
-    info, state = rundir.read_with_weights(model_dir, weights)
-    model = models.build(info.model, info.outputs)
-    checkpoint.fit_state(model, state, rundir.weights_path(model_dir, info, weights))
-    summary = {
-        "model": info.model,
-        "loss": info.loss,
-        "dataset": info.dataset,
-        "classes": list(info.classes),
-        "eval_acc": info.metrics.get("eval_acc"),
-        "epochs": info.epochs_done,
-        "source": str(model_dir),
-    }
-    return Trained(model, losses.LOSSES[info.loss], info.encoding, list(info.classes), summary)
-
-
-def from_state_file(path: Path) -> Trained:
-    """A bare state dict (the tutorial's ``paddle.save(model.state_dict(), ...)``, hapi's ``Model.save``):
-    the network is the registry's one with the same parameter names and shapes, the loss follows
-    the head (10 outputs: cross-entropy, 1: the tutorial's regression), pixels are scaled as the
-    tutorial's data file stores them (pixel/256)."""
-    state = checkpoint.load_state(path)
-    shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, np.ndarray)}
-    matches = models.identify(shapes)
-    if not matches:
-        held = ", ".join(f"{k} {list(v)}" for k, v in list(shapes.items())[:4]) or "no arrays"
-        raise checkpoint.CheckpointError(
-            f"{path}: matches no known network: it holds {held}{', ...' if len(shapes) > 4 else ''}; compared with "
-            f"{', '.join(models.MODELS)}, each with a {' or '.join(map(str, models.HEADS))}-output head"
-        )
-    name, outputs = matches[0]
-    loss = losses.LOSSES["cross_entropy" if outputs == 10 else "mse"]
-    model = models.build(name, outputs)
-    checkpoint.fit_state(model, state, path)
-    inferred = (
-        f"{path}: a bare state dict; inferred the {name} network with a {outputs}-output head "
-        f"({loss.name}) and the tutorial's pixel scaling ({TUTORIAL_ENCODING.name})"
-    )
-    summary = {
-        "model": name,
-        "loss": loss.name,
-        "dataset": "mnist",
-        "classes": list(MNIST_CLASSES),
-        "eval_acc": None,
-        "epochs": None,
-        "source": str(path),
-    }
-    return Trained(model, loss, TUTORIAL_ENCODING, list(MNIST_CLASSES), summary, inferred)
-
-
-class Predictor:
-    def __init__(
-        self,
-        engine,
-        loss: losses.Loss,
-        encoding: Encoding,
-        classes: list[str],
-        info: dict | None = None,
-        inferred: str | None = None,
-    ):
-        self.engine, self.loss, self.encoding, self.classes = engine, loss, encoding, classes
-        self.info, self.inferred = info or {}, inferred
 
     @classmethod
     def from_dir(
@@ -191,15 +140,13 @@ class Predictor:
     ) -> Predictor:
         """Rebuild from a training output dir (``mnist.json`` says which model, loss and scaling),
         a directory holding one bare ``.pdparams``, or ``weights`` naming such a file."""
-        trained = load_trained(model_dir, weights)
+        predictor = load_trained(model_dir, weights)
         prefix = Path(inference_prefix) if inference_prefix else Path(model_dir) / rundir.INFERENCE_PREFIX
         if engine == "inference":
-            runner = InferenceEngine(prefix)
-        elif engine == "onnx":
-            runner = OnnxEngine(Path(f"{prefix}.onnx"))
-        else:
-            runner = DynamicEngine(trained.model)
-        return cls(runner, trained.loss, trained.encoding, trained.classes, trained.info, trained.inferred)
+            return dataclasses.replace(predictor, engine=InferenceEngine(prefix))
+        if engine == "onnx":
+            return dataclasses.replace(predictor, engine=OnnxEngine(Path(f"{prefix}.onnx")))
+        return predictor
 
     @classmethod
     def committee(cls, model_dirs: list, *, weights: str = "best", engine: str = "dynamic") -> Predictor:
@@ -221,13 +168,13 @@ class Predictor:
             """log of the mean probability: the cross-entropy loss turns it back into that probability."""
             return views.log_mean([m.loss.scores(m.engine(batch)) for m in members])
 
-        info = {
-            **first.info,
-            "model": " + ".join(str(m.info.get("model")) for m in members),
-            "eval_acc": None,
-            "committee": [str(d) for d in model_dirs],
-        }
-        return cls(vote, losses.LOSSES["cross_entropy"], first.encoding, first.classes, info)
+        summary = dataclasses.replace(
+            first.summary,
+            model=" + ".join(m.summary.model for m in members),
+            eval_acc=None,
+            committee=tuple(str(d) for d in model_dirs),
+        )
+        return dataclasses.replace(first, engine=vote, loss=losses.LOSSES["cross_entropy"], summary=summary)
 
     def with_views(self, name: str, source: str = "the model") -> Predictor:
         """This predictor reading every digit in the test-time views ``name`` (``views.VIEW_SETS``)
@@ -237,13 +184,11 @@ class Predictor:
         if self.loss.outputs != len(self.classes):
             raise UserError(f"{source}: a {self.loss.name} model has no class probabilities to average over views")
         engine = views.averaged(self.engine, self.loss.scores, self.encoding.background, name)
-        return Predictor(
-            engine,
-            losses.LOSSES["cross_entropy"],
-            self.encoding,
-            self.classes,
-            {**self.info, "tta": name},
-            self.inferred,
+        return dataclasses.replace(
+            self,
+            engine=engine,
+            loss=losses.LOSSES["cross_entropy"],
+            summary=dataclasses.replace(self.summary, tta=name),
         )
 
     def model_input(self, item, naive: bool = False) -> np.ndarray:
@@ -302,6 +247,61 @@ class Predictor:
             result.raw = float(output[0])
 
 
+def load_trained(model_dir: str | Path = "output", weights: str = "best") -> Predictor:
+    """The network in ``model_dir`` (a run directory with ``mnist.json``, or a directory holding one
+    ``.pdparams``), or in ``weights`` when that is a ``.pdparams`` file rather than best / last, on the
+    dynamic engine (``predictor.engine.model`` is the ``paddle.nn.Layer``)."""
+    model_dir = Path(model_dir)
+    if weights not in ("best", "last"):
+        return from_state_file(Path(weights))
+    if not (model_dir / rundir.METADATA).exists():
+        bare = sorted(model_dir.glob("*.pdparams")) if model_dir.is_dir() else []
+        if len(bare) == 1:
+            return from_state_file(bare[0])
+    info, state = rundir.read_with_weights(model_dir, weights)
+    model = models.build(info.model, info.outputs)
+    checkpoint.fit_state(model, state, rundir.weights_path(model_dir, info, weights))
+    summary = ModelSummary(
+        model=info.model,
+        loss=info.loss,
+        dataset=info.dataset,
+        classes=info.classes,
+        eval_acc=info.metrics.eval_acc,
+        epochs=info.epochs_done,
+        source=str(model_dir),
+    )
+    return Predictor(DynamicEngine(model), losses.LOSSES[info.loss], info.encoding, info.classes, summary)
+
+
+def from_state_file(path: Path) -> Predictor:
+    """A bare state dict (the tutorial's ``paddle.save(model.state_dict(), ...)``, hapi's ``Model.save``):
+    the network is the registry's one with the same parameter names and shapes, the loss follows
+    the head (10 outputs: cross-entropy, 1: the tutorial's regression), pixels are scaled as the
+    tutorial's data file stores them (pixel/256)."""
+    state = checkpoint.load_state(path)
+    shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, np.ndarray)}
+    matches = models.identify(shapes)
+    if not matches:
+        held = ", ".join(f"{k} {list(v)}" for k, v in list(shapes.items())[:4]) or "no arrays"
+        raise checkpoint.CheckpointError(
+            f"{path}: matches no known network: it holds {held}{', ...' if len(shapes) > 4 else ''}; compared with "
+            f"{', '.join(models.MODELS)}, each with a {' or '.join(map(str, models.HEADS))}-output head"
+        )
+    name, outputs = matches[0]
+    loss = losses.LOSSES["cross_entropy" if outputs == 10 else "mse"]
+    model = models.build(name, outputs)
+    checkpoint.fit_state(model, state, path)
+    inferred = (
+        f"{path}: a bare state dict; inferred the {name} network with a {outputs}-output head "
+        f"({loss.name}) and the tutorial's pixel scaling ({TUTORIAL_ENCODING.name})"
+    )
+    classes = tuple(MNIST_CLASSES)
+    summary = ModelSummary(
+        model=name, loss=loss.name, dataset="mnist", classes=classes, eval_acc=None, epochs=None, source=str(path)
+    )
+    return Predictor(DynamicEngine(model), loss, TUTORIAL_ENCODING, classes, summary, inferred)
+
+
 def item_image(item) -> Image.Image:
     """A PIL image from a path, a PIL image, or a grey array: integers 0..255, or floats in [0, 1] (1 = white)."""
     if isinstance(item, Image.Image):
@@ -357,23 +357,82 @@ def printable(text: str) -> str:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paddle-mnist predict", description="Predict the digit in local images.")
-    parser.add_argument("images", nargs="+", metavar="IMG", help="image files (any format Pillow reads)")
-    parser.add_argument(
-        "--model-dir",
-        action="append",
-        default=None,
-        help="a training output dir with mnist.json; give it several times for a committee that "
-        "averages the models' probabilities (default: output)",
-    )
-    parser.add_argument(
+def add_model_flags(parser: argparse.ArgumentParser, *, committee: bool, runtime: bool = True) -> None:
+    """The flags that say which trained model to read, the same in every command that reads one:
+    ``--model-dir`` (given again: a committee, where ``committee``) and ``--weights``; with ``runtime``,
+    how to run it too: ``--engine``, ``--inference-prefix`` and ``--tta``.  ``from_flags`` builds the
+    ``Predictor`` they describe."""
+    add = parser.add_argument
+    if committee:
+        add(
+            "--model-dir",
+            type=Path,
+            action="append",
+            default=None,
+            help="a training output dir with mnist.json (or a directory holding one .pdparams); give it several "
+            "times for a committee that averages the models' probabilities (default: output)",
+        )
+    else:
+        add(
+            "--model-dir",
+            type=Path,
+            default=Path("output"),
+            help="a training output dir with mnist.json, or a directory holding one .pdparams (default: output)",
+        )
+    add(
         "--weights",
         default="best",
         metavar="best|last|FILE",
         help="the run's best-validation or last epoch's weights, or a bare .pdparams state dict "
         "(the tutorial's paddle.save, hapi's Model.save): its network is inferred (default: best)",
     )
+    if not runtime:
+        return
+    add(
+        "--engine",
+        choices=ENGINES,
+        default="dynamic",
+        help="dynamic = the paddle.nn model; inference = the exported model in Paddle Inference; "
+        "onnx = the ONNX export in onnxruntime (default: dynamic)",
+    )
+    add(
+        "--inference-prefix",
+        type=Path,
+        default=None,
+        help="path prefix of the exported model, PREFIX.json/.pdiparams or PREFIX.onnx; one model's, so not "
+        "with a committee (default: MODEL_DIR/inference/mnist)",
+    )
+    views.add_argument(parser)
+
+
+def model_dirs(args: argparse.Namespace) -> list[Path]:
+    """The ``--model-dir`` values as a list, whether the command takes a committee or not."""
+    given = args.model_dir or [Path("output")]
+    return list(given) if isinstance(given, list) else [given]
+
+
+def from_flags(args: argparse.Namespace, command: str) -> Predictor:
+    """The predictor that ``add_model_flags``'s flags describe: one model or a committee, on its engine,
+    read in its views; the line saying what was inferred from a bare file goes to stderr."""
+    dirs = model_dirs(args)
+    if len(dirs) > 1:
+        if args.inference_prefix:
+            raise UserError("--inference-prefix names one model's export; a committee reads MODEL_DIR/inference/mnist")
+        predictor = Predictor.committee(dirs, weights=args.weights, engine=args.engine)
+    else:
+        predictor = Predictor.from_dir(
+            dirs[0], weights=args.weights, engine=args.engine, inference_prefix=args.inference_prefix
+        )
+    predictor = predictor.with_views(args.tta, source=" + ".join(map(str, dirs)))
+    if predictor.inferred:
+        print(f"{command}: {predictor.inferred}", file=sys.stderr)
+    return predictor
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paddle-mnist predict", description="Predict the digit in local images.")
+    parser.add_argument("images", nargs="+", metavar="IMG", help="image files (any format Pillow reads)")
+    add_model_flags(parser, committee=True)
     parser.add_argument("--topk", type=positive_int, default=3, help="how many ranked guesses to show (default: 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text (default: text)")
     parser.add_argument(
@@ -381,36 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the tutorial's preprocessing (grey, squash to 28x28, invert), for comparison (default: off)",
     )
-    parser.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default="dynamic",
-        help="dynamic = the paddle.nn model; inference = the exported model in Paddle Inference; "
-        "onnx = the ONNX export in onnxruntime (default: dynamic)",
-    )
-    parser.add_argument(
-        "--inference-prefix",
-        default=None,
-        help="path prefix of the exported model, PREFIX.json/.pdiparams or PREFIX.onnx "
-        "(default: MODEL_DIR/inference/mnist)",
-    )
-    views.add_argument(parser)
     return parser
 
 
 @cli_entry("paddle-mnist predict")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    model_dirs = args.model_dir or ["output"]
-    if len(model_dirs) > 1:
-        predictor = Predictor.committee(model_dirs, weights=args.weights, engine=args.engine)
-    else:
-        predictor = Predictor.from_dir(
-            model_dirs[0], weights=args.weights, engine=args.engine, inference_prefix=args.inference_prefix
-        )
-    predictor = predictor.with_views(args.tta, source=" + ".join(model_dirs))
-    if predictor.inferred:
-        print(f"paddle-mnist predict: {predictor.inferred}", file=sys.stderr)
+    predictor = from_flags(args, "paddle-mnist predict")
     failed = False
     for result in predictor.predict_iter(args.images, topk=min(args.topk, 10), naive=args.naive):
         if args.json:

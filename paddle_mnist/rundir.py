@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from paddle_mnist import checkpoint, errors, losses, models
 from paddle_mnist._paddle import paddle
-from paddle_mnist.config import DATASETS, DEFAULTS, Config
+from paddle_mnist.config import DATASETS, Config, recipe_of
 from paddle_mnist.data.encoding import ENCODINGS, Encoding
 from paddle_mnist.errors import UserError
 from paddle_mnist.fileio import atomic_path, read_capped, write_bytes_atomic
@@ -49,37 +49,45 @@ HISTORY, CURVES = "history.csv", "curves.png"
 INFERENCE_PREFIX = Path("inference") / "mnist"  # export's default, inside the run directory
 SCHEMA_VERSION = 2
 WEIGHTS = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS, "optimizer": OPTIMIZER}
-HISTORY_COLUMNS = (
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "valid_loss",
-    "valid_acc",
-    "seconds",
-    "images_per_s",
-    "eval_loss",
-    "eval_acc",
-)
-# Settings that must not change when a run is resumed (epochs may grow with a constant schedule).
-RESUME_FIELDS = (
-    "dataset",
-    "model",
-    "loss",
-    "label_smoothing",
-    "optimizer",
-    "lr",
-    "beta1",
-    "beta2",
-    "batch_size",
-    "seed",
-    "schedule",
-    "weight_decay",
-    "augment",
-    "distort",
-    "limit_train",
-    "train_on_valid",
-    "nproc",
-)
+
+
+@dataclass(frozen=True)
+class EpochRow:
+    """One epoch of a run, as ``train.run_epoch`` measures it: a row of ``history.csv`` and of the metadata's
+    history, read by the trainer (best epoch), the loss comparison and the curves."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    valid_loss: float
+    valid_acc: float
+    seconds: float
+    images_per_s: float
+    eval_loss: float | None = None  # only when the eval split is tracked (``track_eval``: compare)
+    eval_acc: float | None = None
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+HISTORY_COLUMNS = tuple(f.name for f in dataclasses.fields(EpochRow))
+_REQUIRED_COLUMNS = {f.name for f in dataclasses.fields(EpochRow) if f.default is dataclasses.MISSING}
+
+
+@dataclass
+class Metrics:
+    """What a run scored: valid figures updated each epoch, eval figures once training ends (``train.finish``)."""
+
+    best_valid_acc: float | None = None
+    valid_acc: float | None = None
+    valid_loss: float | None = None
+    eval_acc: float | None = None  # with the best-validation epoch's weights (the last's under --train-on-valid)
+    eval_loss: float | None = None
+    eval_acc_last: float | None = None  # with the last epoch's weights
+    confusion: list[list[int]] | None = None  # counts[true digit][predicted digit] on the eval split
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 class RunDirError(UserError):
@@ -91,23 +99,23 @@ class RunState:
     """Where a run stands: what the trainer updates each epoch and ``resume`` restores."""
 
     epoch: int = 0
-    history: list[dict] = field(default_factory=list)
+    history: list[EpochRow] = field(default_factory=list)
     best_epoch: int = 0
-    metrics: dict = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=Metrics)
     files: dict[str, str] = field(default_factory=dict)  # file name -> SHA-256, of the committed set
     weights: dict[str, str] = field(default_factory=dict)  # "last" / "best" / "optimizer" -> file name
     best_weights: dict | None = None  # in memory only: every rank keeps its own
 
-    def record(self, row: dict, by_valid: bool = True) -> bool:
+    def record(self, row: EpochRow, by_valid: bool = True) -> bool:
         """Add an epoch's row; True when it is the best by valid accuracy so far, or, when
         ``by_valid`` is off (valid was trained on), always: the best epoch is the last."""
         self.history.append(row)
-        improved = not by_valid or not self.best_epoch or row["valid_acc"] > self.metrics["best_valid_acc"]
+        improved = not by_valid or not self.best_epoch or row.valid_acc > self.metrics.best_valid_acc
         if improved:
-            self.best_epoch = row["epoch"]
-            self.metrics["best_valid_acc"] = row["valid_acc"]
-        self.epoch = row["epoch"]
-        self.metrics.update(valid_acc=row["valid_acc"], valid_loss=row["valid_loss"])
+            self.best_epoch = row.epoch
+            self.metrics.best_valid_acc = row.valid_acc
+        self.epoch = row.epoch
+        self.metrics.valid_acc, self.metrics.valid_loss = row.valid_acc, row.valid_loss
         return improved
 
 
@@ -125,10 +133,10 @@ class RunInfo:
     epochs_done: int
     seed: int
     config: dict
-    metrics: dict
+    metrics: Metrics
     best_epoch: int
     files: dict[str, str]
-    history: list[dict]
+    history: list[EpochRow]
     paddle_version: str = ""
     data_source: str | None = None
     weights: dict[str, str] = field(default_factory=lambda: dict(WEIGHTS))
@@ -148,7 +156,7 @@ class RunInfo:
             epochs_done=state.epoch,
             seed=config.seed,
             config=dataclasses.asdict(config),
-            metrics=dict(state.metrics),
+            metrics=dataclasses.replace(state.metrics),
             best_epoch=state.best_epoch,
             files=dict(state.files),
             history=list(state.history),
@@ -171,12 +179,12 @@ class RunInfo:
             "epochs_done": self.epochs_done,
             "seed": self.seed,
             "config": self.config,
-            "metrics": self.metrics,
+            "metrics": self.metrics.to_json(),
             "best_epoch": self.best_epoch,
             "weights": self.weights,
             "files": self.files,
             "paddle_version": self.paddle_version,
-            "history": self.history,
+            "history": [row.to_json() for row in self.history],
         }
 
     @classmethod
@@ -245,22 +253,31 @@ class _Schema:
             metrics=self.metrics(),
             best_epoch=self.count("best_epoch"),
             files=self.names("files", lambda v: isinstance(v, str) and len(v) == 64, "an object of SHA-256 digests"),
-            history=self.get(
-                "history",
-                list,
-                f"a list of epoch rows of {', '.join(HISTORY_COLUMNS)} (numbers)",
-                lambda v: all(
-                    isinstance(r, dict) and set(r) <= set(HISTORY_COLUMNS) and all(_number(x) for x in r.values())
-                    for r in v
-                ),
-            ),
+            history=self.history(),
             paddle_version=self.get("paddle_version", str, "a string", optional=True) or "",
             data_source=self.get("data_source", str, "a path", optional=True),
             weights=weights,
         )
 
-    def metrics(self) -> dict:
-        """Accuracies and losses (numbers), and the eval split's 10x10 confusion matrix of counts."""
+    def history(self) -> list[EpochRow]:
+        rows = self.get(
+            "history",
+            list,
+            f"a list of epoch rows of {', '.join(HISTORY_COLUMNS)} (numbers; the last two optional)",
+            lambda v: all(
+                isinstance(r, dict)
+                and _REQUIRED_COLUMNS <= set(r) <= set(HISTORY_COLUMNS)
+                and all(_number(x) for x in r.values())
+                and type(r["epoch"]) is int
+                for r in v
+            ),
+        )
+        return [EpochRow(**row) for row in rows]
+
+    def metrics(self) -> Metrics:
+        """Accuracies and losses (numbers), and the eval split's 10x10 confusion matrix of counts; a key this
+        version does not know (none was ever written) is refused like a wrong value."""
+        known = {f.name for f in dataclasses.fields(Metrics)}
 
         def ok(key, value):
             if key == "confusion":
@@ -276,12 +293,13 @@ class _Schema:
                 )
             return _number(value)
 
-        return self.get(
+        values = self.get(
             "metrics",
             dict,
-            "an object of numbers (and a 10x10 confusion matrix)",
-            lambda d: all(isinstance(k, str) and ok(k, v) for k, v in d.items()),
+            f"an object of {', '.join(sorted(known))}: numbers, and a 10x10 confusion matrix",
+            lambda d: all(k in known and ok(k, v) for k, v in d.items()),
         )
+        return Metrics(**values)
 
     def encoding(self) -> Encoding:
         norm = self.get(
@@ -373,11 +391,11 @@ def versioned_names(epoch: int, best_epoch: int) -> dict[str, str]:
     }
 
 
-def write_history(path: Path, history: list[dict]) -> None:
+def write_history(path: Path, history: list[EpochRow]) -> None:
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=HISTORY_COLUMNS, restval="", extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(text, fieldnames=HISTORY_COLUMNS, restval="", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(history)
+    writer.writerows(row.to_json() for row in history)
     write_bytes_atomic(path, text.getvalue().encode())
 
 
@@ -548,11 +566,10 @@ def _fsync_dir(path: Path) -> None:
 
 def recipe_changes(info: RunInfo, config: Config) -> list[str]:
     """What ``config`` changes of the saved run's recipe, so that it cannot resume it (empty: it can)."""
-    saved = info.config
-    changed = [
-        f for f in RESUME_FIELDS if saved.get(f, getattr(DEFAULTS, f)) != getattr(config, f)
-    ]  # older runs lack some
-    if config.schedule != "constant" and saved.get("epochs") != config.epochs:
+    saved = recipe_of(info.config)
+    # epochs may grow with a constant learning rate; any other schedule spans all epochs
+    changed = [f for f, value in saved.items() if f != "epochs" and value != getattr(config, f)]
+    if config.schedule != "constant" and saved["epochs"] != config.epochs:
         changed.append("epochs (the LR schedule spans all epochs)")
     return changed
 
@@ -576,9 +593,9 @@ def resume(out: Path, config: Config, trainee) -> RunState:
     best = checkpoint.load_state(weights_path(out, info, "best"), info.files)
     return RunState(
         epoch=info.epochs_done,
-        history=info.history,
+        history=list(info.history),
         best_epoch=info.best_epoch,
-        metrics=info.metrics,
+        metrics=dataclasses.replace(info.metrics),
         files=info.files,
         weights=info.weights,
         best_weights=best,

@@ -28,17 +28,16 @@ import sys
 import uuid
 from dataclasses import asdict
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from paddle_mnist import preprocess, views
+from paddle_mnist import preprocess
 from paddle_mnist.cli import non_negative_float, positive_float, positive_int
 from paddle_mnist.errors import UserError, cli_entry, json_reason
 from paddle_mnist.http_guard import H11_HEAD_LIMIT, Guard, QuietInvalidRequests, guarded_protocol, log, one_line
 from paddle_mnist.limits import MB, SMALL_BODY, DecodePool, Limits, within
-from paddle_mnist.predict import ENGINES, Prediction, Predictor
+from paddle_mnist.predict import Prediction, Predictor, add_model_flags, from_flags
 
 MAX_TOPK = 10
 
@@ -113,10 +112,10 @@ class Batcher:
 
 
 class Service:
-    """What the routes share: the predictor, its batcher, the decode pool, the limits, the model's metadata."""
+    """What the routes share: the predictor, its batcher, the decode pool, the limits."""
 
-    def __init__(self, predictor: Predictor, info: dict, max_batch: int, max_wait: float, limits: Limits):
-        self.predictor, self.info, self.limits = predictor, info, limits
+    def __init__(self, predictor: Predictor, max_batch: int, max_wait: float, limits: Limits):
+        self.predictor, self.limits = predictor, limits
         self.batcher = Batcher(lambda batch: predictor.engine(batch.astype(np.float32)), max_batch, max_wait)
         self.pool = DecodePool(limits.decode_workers, limits.decode_budget)
 
@@ -201,10 +200,8 @@ def png_base64(pixels: np.ndarray) -> str:
 # --- the ASGI application -------------------------------------------------------------
 
 
-def create_app(
-    predictor: Predictor, info: dict, *, max_batch: int = 32, max_wait: float = 0.005, limits: Limits | None = None
-):
-    """The ASGI application over ``predictor``, inside its ``Guard``; ``info`` is what ``GET /api/model`` returns."""
+def create_app(predictor: Predictor, *, max_batch: int = 32, max_wait: float = 0.005, limits: Limits | None = None):
+    """The ASGI application over ``predictor``, inside its ``Guard``."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
@@ -215,7 +212,7 @@ def create_app(
     from starlette.requests import ClientDisconnect
 
     limits = limits or Limits()
-    service = Service(predictor, info, max_batch, max_wait, limits)
+    service = Service(predictor, max_batch, max_wait, limits)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -270,7 +267,7 @@ def create_app(
 
     @app.get("/api/model")
     async def model():
-        return service.info
+        return service.predictor.summary.to_json()
 
     @app.post(
         "/api/predict",
@@ -415,22 +412,7 @@ def decode_base64(value) -> bytes:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paddle-mnist serve", description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add(
-        "--model-dir", type=Path, default=Path("output"), help="a training output dir with mnist.json (default: output)"
-    )
-    add(
-        "--weights",
-        default="best",
-        metavar="best|last|FILE",
-        help="the run's best or last weights, or a bare .pdparams state dict whose network is inferred (default: best)",
-    )
-    add(
-        "--engine",
-        choices=ENGINES,
-        default="dynamic",
-        help="dynamic = the paddle.nn model; inference = the exported Paddle Inference model; "
-        "onnx = the ONNX export in onnxruntime (default: dynamic)",
-    )
+    add_model_flags(parser, committee=True)
     add(
         "--host",
         default="127.0.0.1",
@@ -449,7 +431,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="how long the first image of a batch waits for others (default: 5)",
     )
-    views.add_argument(parser)
     add_limit_flags(parser)
     add("--debug", action="store_true", help="log each dropped client and full tracebacks of internal errors")
     return parser
@@ -558,13 +539,8 @@ def main(argv=None) -> int:
         raise UserError("serving needs FastAPI and uvicorn: pip install 'paddle-mnist[serve]'") from None
     limits = limits_from_args(args)
     return_freed_memory()
-    predictor = Predictor.from_dir(args.model_dir, weights=args.weights, engine=args.engine)
-    predictor = predictor.with_views(args.tta, source=str(args.model_dir))
-    if predictor.inferred:
-        print(f"paddle-mnist serve: {predictor.inferred}", file=sys.stderr)
-    app = create_app(
-        predictor, predictor.info, max_batch=args.max_batch, max_wait=args.max_wait_ms / 1000, limits=limits
-    )
+    predictor = from_flags(args, "paddle-mnist serve")
+    app = create_app(predictor, max_batch=args.max_batch, max_wait=args.max_wait_ms / 1000, limits=limits)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"paddle-mnist serve: warning: listening on {args.host}: the API has no authentication", file=sys.stderr)
     config = uvicorn.Config(

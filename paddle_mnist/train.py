@@ -183,7 +183,26 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def train_epoch(trainee: Trainee, dataset: MnistDataset, config: Config, epoch: int) -> dict:
+@dataclass(frozen=True)
+class EpochTraining:
+    """What one pass over the training split measured."""
+
+    loss: float  # mean over the split
+    acc: float
+    seconds: float
+    images_per_s: float
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model's mean loss and accuracy on a whole split, and its digit for each image."""
+
+    loss: float
+    acc: float
+    digits: np.ndarray
+
+
+def train_epoch(trainee: Trainee, dataset: MnistDataset, config: Config, epoch: int) -> EpochTraining:
     """One pass over ``dataset`` in this epoch's order; returns mean loss, accuracy and speed.
 
     Under data parallelism each rank takes its rows of every global batch; the
@@ -221,7 +240,7 @@ def train_epoch(trainee: Trainee, dataset: MnistDataset, config: Config, epoch: 
     n = len(order)
     correct, seconds = parallel.all_sum([correct, progress.elapsed])
     seconds /= parallel.world_size()
-    return {"train_loss": total_loss / n, "train_acc": correct / n, "seconds": seconds, "images_per_s": n / seconds}
+    return EpochTraining(total_loss / n, correct / n, seconds, n / seconds)
 
 
 def train_step(trainee: Trainee, x: paddle.Tensor, y: paddle.Tensor, global_batch: int) -> tuple[float, np.ndarray]:
@@ -268,29 +287,36 @@ def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, classes: int = 10
     )
 
 
-def evaluate(model, loss_fn, dataset: MnistDataset) -> dict:
+def evaluate(model, loss_fn, dataset: MnistDataset) -> Scores:
     """Mean loss and accuracy on a whole split, plus the predicted digits (for confusion matrices)."""
     outputs = predict_outputs(model, dataset.images)
     loss = float(loss_fn(paddle.to_tensor(outputs), paddle.to_tensor(dataset.labels)))
     digits = loss_fn.digits(outputs)
-    return {"loss": loss, "acc": float((digits == dataset.class_ids).mean()), "digits": digits}
+    return Scores(loss, float((digits == dataset.class_ids).mean()), digits)
 
 
-def run_epoch(trainee: Trainee, datasets: dict[str, MnistDataset], config: Config, epoch: int) -> dict:
+def run_epoch(trainee: Trainee, datasets: dict[str, MnistDataset], config: Config, epoch: int) -> rundir.EpochRow:
     """Train one epoch, then score valid (and eval when tracked) with the plain model."""
     try:
-        row = {"epoch": epoch, **train_epoch(trainee, datasets["train"], config, epoch)}
+        trained = train_epoch(trainee, datasets["train"], config, epoch)
     except TrainingDiverged as e:
         kept = f"epoch {epoch - 1} in {Path(config.out) / rundir.LAST_WEIGHTS}" if epoch > 1 else "none was written"
         raise TrainingDiverged(
             f"{e}; stopped, the last good checkpoint is untouched ({kept}); try a lower --lr"
         ) from None
-    scores = evaluate(trainee.model, trainee.loss, datasets["valid"])
-    row.update(valid_loss=scores["loss"], valid_acc=scores["acc"])
-    if config.track_eval:
-        scores = evaluate(trainee.model, trainee.loss, datasets["eval"])
-        row.update(eval_loss=scores["loss"], eval_acc=scores["acc"])
-    return row
+    valid = evaluate(trainee.model, trainee.loss, datasets["valid"])
+    tracked = evaluate(trainee.model, trainee.loss, datasets["eval"]) if config.track_eval else None
+    return rundir.EpochRow(
+        epoch=epoch,
+        train_loss=trained.loss,
+        train_acc=trained.acc,
+        valid_loss=valid.loss,
+        valid_acc=valid.acc,
+        seconds=trained.seconds,
+        images_per_s=trained.images_per_s,
+        eval_loss=tracked.loss if tracked else None,
+        eval_acc=tracked.acc if tracked else None,
+    )
 
 
 def snapshot(model: paddle.nn.Layer) -> dict:
@@ -322,9 +348,9 @@ def fit(config: Config) -> rundir.RunInfo:
                 trainee.model, trainee.optimizer, rundir.RunInfo.describe(config, data, state), state, improved
             )
             print(
-                f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
-                f"valid loss {row['valid_loss']:.4f} acc {100 * row['valid_acc']:.2f}% | "
-                f"{format_seconds(row['seconds'])} at {row['images_per_s']:,.0f} img/s",
+                f"epoch {epoch}/{config.epochs}: train loss {row.train_loss:.4f} acc {100 * row.train_acc:.2f}% | "
+                f"valid loss {row.valid_loss:.4f} acc {100 * row.valid_acc:.2f}% | "
+                f"{format_seconds(row.seconds)} at {row.images_per_s:,.0f} img/s",
                 flush=True,
             )
         finish(trainee, datasets["eval"], state)
@@ -336,10 +362,10 @@ def fit(config: Config) -> rundir.RunInfo:
 
 def accuracy_summary(config: Config, state: rundir.RunState) -> str:
     """Eval accuracy of the best-validation and the last weights; one figure when valid was trained on."""
-    last = f"{100 * state.metrics['eval_acc_last']:.2f}% (last epoch {state.epoch})"
+    last = f"{100 * state.metrics.eval_acc_last:.2f}% (last epoch {state.epoch})"
     if config.train_on_valid:
         return f"{last}, the kept one: valid was trained on"
-    return f"{100 * state.metrics['eval_acc']:.2f}% (best valid epoch {state.best_epoch}), {last}"
+    return f"{100 * state.metrics.eval_acc:.2f}% (best valid epoch {state.best_epoch}), {last}"
 
 
 def load_training_data(config: Config):
@@ -391,11 +417,12 @@ def finish(trainee: Trainee, evaluation: MnistDataset, state: rundir.RunState) -
     if state.best_epoch != state.epoch:
         trainee.model.set_state_dict(state.best_weights)
         best = evaluate(trainee.model, trainee.loss, evaluation)
-    state.metrics.update(
-        eval_acc_last=last["acc"],
-        eval_acc=best["acc"],
-        eval_loss=best["loss"],
-        confusion=confusion_matrix(evaluation.class_ids, best["digits"]).tolist(),
+    state.metrics = replace(
+        state.metrics,
+        eval_acc_last=last.acc,
+        eval_acc=best.acc,
+        eval_loss=best.loss,
+        confusion=confusion_matrix(evaluation.class_ids, best.digits).tolist(),
     )
 
 

@@ -136,6 +136,6 @@ def test_an_interrupted_run_survives_a_failed_resume(tmp_path, data_file, monkey
         compare.train_or_reuse(replace(config, data=str(tmp_path / "nowhere.json.gz")), force=False)
     assert (tmp_path / "run" / rundir.METADATA).read_bytes() == saved, "the interrupted run is still there"
     info, reused = compare.train_or_reuse(config, force=False)  # resumed, not retrained
-    assert (info.epochs_done, reused) == (2, False) and [row["epoch"] for row in info.history] == [1, 2]
+    assert (info.epochs_done, reused) == (2, False) and [row.epoch for row in info.history] == [1, 2]
     other, _ = compare.train_or_reuse(replace(config, lr=0.05), force=False)  # other settings: afresh
     assert other.config["lr"] == 0.05 and other.epochs_done == 2

@@ -133,7 +133,7 @@ def test_the_tutorials_mse_checkpoint_is_the_regression_head(tmp_path, data_file
 def test_every_registry_network_is_recognised_and_strangers_are_named(tmp_path):
     for name in models.MODELS:
         paddle.save(models.build(name, 10).state_dict(), str(tmp_path / f"{name}.pdparams"))
-        assert Predictor.from_dir(tmp_path, weights=str(tmp_path / f"{name}.pdparams")).info["model"] == name
+        assert Predictor.from_dir(tmp_path, weights=str(tmp_path / f"{name}.pdparams")).summary.model == name
     paddle.save({"encoder.weight": paddle.zeros([3, 4])}, str(tmp_path / "other.pdparams"))
     with pytest.raises(
         CheckpointError,
@@ -156,7 +156,7 @@ def test_hapi_trains_on_our_dataset_saves_and_loads_both_ways(tmp_path, data_fil
     hapi.save(str(tmp_path / "hapi" / "mnist"))  # mnist.pdparams + mnist.pdopt
     predictor = Predictor.from_dir(tmp_path / "hapi")
     assert (
-        predictor.info["model"] == "cnn"
+        predictor.summary.model == "cnn"
         and predictor.predict(str(digit_picture(tmp_path / "one.png"))).digit is not None
     )
 

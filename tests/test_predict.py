@@ -9,6 +9,7 @@ import pickle
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def test_inputs_of_every_form_in_one_forward_pass(trained_dir, photo_set):
     predictor = Predictor.from_dir(trained_dir)
     calls = []
     engine = predictor.engine
-    predictor.engine = lambda batch: calls.append(batch.shape) or engine(batch)
+    predictor = replace(predictor, engine=lambda batch: calls.append(batch.shape) or engine(batch))
     path, label, _ = photo_set[0]
     image = Image.open(path)
     gray = np.asarray(image.convert("L"))
@@ -216,7 +217,7 @@ def test_long_lists_go_through_in_chunks(trained_dir, photo_set):
     predictor = Predictor.from_dir(trained_dir)
     calls = []
     engine = predictor.engine
-    predictor.engine = lambda batch: calls.append(len(batch)) or engine(batch)
+    predictor = replace(predictor, engine=lambda batch: calls.append(len(batch)) or engine(batch))
     paths = (str(photo_set[i % len(photo_set)][0]) for i in range(150))  # a generator: never a list in memory
     results = list(predictor.predict_iter(paths, chunk=64))
     assert calls == [64, 64, 22] and len(results) == 150 and all(r.digit is not None for r in results)
@@ -294,6 +295,12 @@ def test_a_committee_averages_its_members_probabilities(trained_dir, photo_set, 
     np.testing.assert_allclose([p for _, p in sorted(json.loads(result.stdout)["topk"])], together[0], atol=1e-5)
     with pytest.raises(UserError, match="a mse model has no class probabilities to average"):
         Predictor.committee([trained_dir, tiny_model_dir("mse")])
+    refused = run_predict(paths[0], "--model-dir", trained_dir, "--model-dir", other, "--inference-prefix", "x/mnist")
+    assert (refused.returncode, refused.stdout) == (1, ""), refused
+    assert refused.stderr.strip().splitlines() == [
+        "paddle-mnist predict: error: --inference-prefix names one model's export; "
+        "a committee reads MODEL_DIR/inference/mnist"
+    ]
 
 
 def test_a_crossed_seven_gets_a_bar_through_its_stem():

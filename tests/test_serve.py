@@ -222,7 +222,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(trained_di
     from paddle_mnist.predict import Predictor
 
     predictor = Predictor.from_dir(trained_dir)
-    app = serve.create_app(predictor, predictor.info, max_batch=16, max_wait=0.05)
+    app = serve.create_app(predictor, max_batch=16, max_wait=0.05)
     images = [(ONE, 1), (SEVEN, 7)] * 12
     with TestClient(app) as client, ThreadPoolExecutor(16) as pool:
         answers = list(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 import pytest
 
@@ -194,9 +195,8 @@ def app_with(trained_dir, engine, **limits):
     from paddle_mnist.limits import Limits
     from paddle_mnist.predict import Predictor
 
-    predictor = Predictor.from_dir(trained_dir)
-    predictor.engine = engine
-    return serve.create_app(predictor, predictor.info, limits=Limits(**limits))
+    predictor = replace(Predictor.from_dir(trained_dir), engine=engine)
+    return serve.create_app(predictor, limits=Limits(**limits))
 
 
 def test_an_unexpected_exception_is_a_json_500_and_one_log_line(trained_dir, caplog):

@@ -42,7 +42,7 @@ def test_tiny_run_learns_and_writes_every_file(data_file, tmp_path):
     rows = list(csv.DictReader(open(out / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
-    assert meta.metrics["eval_acc"] > 0.9
+    assert meta.metrics.eval_acc > 0.9
     saved = json.loads((out / "mnist.json").read_text())
     assert (saved["model"], saved["loss"], saved["outputs"], saved["epochs_done"]) == ("mlp", "cross_entropy", 10, 3)
     assert saved["normalization"]["name"] == "pixel/256" and saved["classes"][7] == "7"
@@ -107,10 +107,11 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(data_file, tmp_p
         for name in straight:
             np.testing.assert_array_equal(straight[name], resumed[name], err_msg=f"{kind}: {name}")
     straight_history = json.loads((tmp_path / "straight" / "mnist.json").read_text())["history"]
-    assert [row["epoch"] for row in meta.history] == [1, 2, 3]
-    assert [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in meta.history] == [
-        {k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in straight_history
-    ]
+    assert [row.epoch for row in meta.history] == [1, 2, 3]
+    assert [
+        {k: v for k, v in row.items() if k not in ("seconds", "images_per_s")}
+        for row in map(rundir.EpochRow.to_json, meta.history)
+    ] == [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in straight_history]
 
 
 def test_resume_refuses_a_different_run(data_file, tmp_path):
@@ -139,9 +140,9 @@ def test_training_on_valid_uses_both_splits_and_keeps_the_last_epoch(data_file, 
 def test_best_epoch_is_the_last_when_valid_was_trained_on():
     by_valid, last = rundir.RunState(), rundir.RunState()
     for epoch, acc in enumerate([0.9, 0.95, 0.93], 1):
-        row = {"epoch": epoch, "valid_acc": acc, "valid_loss": 1 - acc}
-        by_valid.record(dict(row))
-        last.record(dict(row), by_valid=False)
+        row = rundir.EpochRow(epoch, 0.5, 0.8, 1 - acc, acc, 1.0, 100.0)
+        by_valid.record(row)
+        last.record(row, by_valid=False)
     assert (by_valid.best_epoch, last.best_epoch) == (2, 3)
 
 
@@ -184,7 +185,9 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_file, t
 
 
 def test_failure_mid_write_leaves_the_old_file(tmp_path, monkeypatch):
-    target = tmp_path / "mnist.pdparams"
+    run = tmp_path / "run"  # a directory of its own: the first paddle import of a process writes under $HOME
+    run.mkdir()
+    target = run / "mnist.pdparams"
     checkpoint.save_state(target, {"w": np.ones(3, np.float32)})
     old = target.read_bytes()
 
@@ -195,7 +198,7 @@ def test_failure_mid_write_leaves_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         checkpoint.save_state(target, {"w": np.zeros(300, np.float32)})
     assert target.read_bytes() == old
-    assert [p.name for p in tmp_path.iterdir()] == ["mnist.pdparams"], "no temp file may be left behind"
+    assert [p.name for p in run.iterdir()] == ["mnist.pdparams"], "no temp file may be left behind"
 
 
 def test_bad_flags_are_one_line_errors(data_file, capsys):
@@ -284,6 +287,28 @@ def test_the_accumulator_table_is_what_paddle_saves(optimizer, network):
     )
     trainable = [p for p in model.parameters() if p.trainable]
     assert len(saved) == len(trainable) * len(checkpoint.ACCUMULATORS[type(opt).__name__])
+
+
+def test_only_importing_paddle_through_the_package_sets_mkls_variable():
+    """``import paddle_mnist`` leaves the environment alone; paddle's import through the package sets
+    ``MKL_DEBUG_CPU_TYPE=5`` when unset, and keeps a caller's value, even an empty one."""
+    import subprocess
+    import sys
+
+    code = """import os, sys
+import paddle_mnist, paddle_mnist.preprocess
+print(os.environ.get("MKL_DEBUG_CPU_TYPE", "unset"), "paddle" in sys.modules)
+from paddle_mnist._paddle import paddle
+print(repr(os.environ.get("MKL_DEBUG_CPU_TYPE", "unset")))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "MKL_DEBUG_CPU_TYPE"}
+    for given, expected in ((None, "'5'"), ("", "''"), ("2", "'2'")):
+        run_env = env if given is None else {**env, "MKL_DEBUG_CPU_TYPE": given}
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=run_env)
+        assert result.returncode == 0, result.stderr[-2000:]
+        first, second = result.stdout.split("\n")[:2]
+        assert first == f"{given if given is not None else 'unset'} False", (given, result.stdout)
+        assert second == expected, (given, result.stdout)
 
 
 def test_the_package_leaves_the_callers_matplotlib_and_warnings_alone(tmp_path):
