@@ -23,7 +23,7 @@ F = paddle.nn.functional
 @dataclass(frozen=True)
 class Loss:
     name: str
-    outputs: int
+    head_size: int  # outputs per image: 10 class scores, or 1 for the regression
     label_dtype: str
     summary: str
     smoothing: float = 0.0  # label smoothing, cross_entropy only (Config.label_smoothing)
@@ -46,7 +46,7 @@ class Loss:
         For the regression head this is a closeness score, exp(-2 (raw - k)^2)
         normalised, not a calibrated probability: the model never saw classes.
         """
-        if self.outputs == 1:
+        if self.head_size == 1:
             distance = outputs.reshape(-1, 1) - np.arange(10)
             logits = -2.0 * distance**2
         else:
@@ -57,7 +57,7 @@ class Loss:
 
     def digits(self, outputs: np.ndarray) -> np.ndarray:
         """Predicted class per row: argmax, or the regression value rounded into 0..9."""
-        if self.outputs == 1:
+        if self.head_size == 1:
             return np.clip(np.rint(outputs.reshape(-1)), 0, 9).astype(np.int64)
         return outputs.argmax(axis=1)
 

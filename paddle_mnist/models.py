@@ -1,6 +1,6 @@
-"""The networks, all ``paddle.nn.Layer`` taking float32 [N,1,28,28] and returning [N, outputs].
+"""The networks, all ``paddle.nn.Layer`` taking float32 [N,1,28,28] and returning [N, head_size].
 
-``outputs`` is set by the loss (10 logits, or 1 for the tutorial's regression).
+``head_size`` is set by the loss (10 logits, or 1 for the tutorial's regression).
 ``TutorialCNN`` (registered as ``cnn``) is the tutorial's ``MNIST`` network exactly; the others are the course's
 related chapters (softmax regression, MLP, LeNet, residual and Inception blocks).
 """
@@ -42,15 +42,15 @@ class ReshapedBiasConv2D(nn.Conv2D):
 
 
 class TutorialCNN(nn.Layer):
-    """The tutorial: two conv(5x5, pad 2)-ReLU-maxpool(2) stages of 20 channels, then Linear(980 → outputs)."""
+    """The tutorial: two conv(5x5, pad 2)-ReLU-maxpool(2) stages of 20 channels, then Linear(980 → head_size)."""
 
-    def __init__(self, outputs: int = 10):
+    def __init__(self, head_size: int = 10):
         super().__init__()
         self.conv1 = ReshapedBiasConv2D(1, 20, kernel_size=5, stride=1, padding=2)
         self.max_pool1 = nn.MaxPool2D(kernel_size=2, stride=2)
         self.conv2 = ReshapedBiasConv2D(20, 20, kernel_size=5, stride=1, padding=2)
         self.max_pool2 = nn.MaxPool2D(kernel_size=2, stride=2)
-        self.fc = nn.Linear(980, outputs)
+        self.fc = nn.Linear(980, head_size)
 
     def forward(self, x):
         x = self.max_pool1(F.relu(self.conv1(x)))
@@ -61,9 +61,9 @@ class TutorialCNN(nn.Layer):
 class Linear(nn.Layer):
     """Softmax regression: one affine map of the 784 pixels."""
 
-    def __init__(self, outputs: int = 10):
+    def __init__(self, head_size: int = 10):
         super().__init__()
-        self.fc = nn.Linear(784, outputs)
+        self.fc = nn.Linear(784, head_size)
 
     def forward(self, x):
         return self.fc(paddle.flatten(x, 1))
@@ -72,13 +72,13 @@ class Linear(nn.Layer):
 class MLP(nn.Layer):
     """Hidden ReLU layers of the given widths between the pixels and the head."""
 
-    def __init__(self, outputs: int = 10, hidden: tuple[int, ...] = (256, 128)):
+    def __init__(self, head_size: int = 10, hidden: tuple[int, ...] = (256, 128)):
         super().__init__()
         widths = (784, *hidden)
         layers = []
         for fan_in, fan_out in zip(widths, widths[1:]):
             layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
-        self.body = nn.Sequential(*layers, nn.Linear(widths[-1], outputs))
+        self.body = nn.Sequential(*layers, nn.Linear(widths[-1], head_size))
 
     def forward(self, x):
         return self.body(paddle.flatten(x, 1))
@@ -91,14 +91,14 @@ class ConvClassifier(nn.Layer):
         return self.head(paddle.flatten(self.features(x), 1))
 
 
-def dropout_head(fan_in: int, hidden: int, outputs: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(fan_in, hidden), nn.ReLU(), nn.Dropout(0.3), nn.Linear(hidden, outputs))
+def dropout_head(fan_in: int, hidden: int, head_size: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(fan_in, hidden), nn.ReLU(), nn.Dropout(0.3), nn.Linear(hidden, head_size))
 
 
 class LeNet(ConvClassifier):
     """LeNet-5 with ReLU and max pooling: 6 and 16 channels, then 120-84 fully connected."""
 
-    def __init__(self, outputs: int = 10):
+    def __init__(self, head_size: int = 10):
         super().__init__()
         self.features = nn.Sequential(
             ReshapedBiasConv2D(1, 6, 5, padding=2),
@@ -108,25 +108,25 @@ class LeNet(ConvClassifier):
             nn.ReLU(),
             nn.MaxPool2D(2, 2),
         )
-        self.head = nn.Sequential(nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, outputs))
+        self.head = nn.Sequential(nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, head_size))
 
 
 class ConvNet(ConvClassifier):
     """Two 5x5 conv-BN-ReLU-maxpool stages (16, 32 channels), a 128 hidden layer with dropout."""
 
-    def __init__(self, outputs: int = 10, widths: tuple[int, int] = (16, 32), hidden: int = 128):
+    def __init__(self, head_size: int = 10, widths: tuple[int, int] = (16, 32), hidden: int = 128):
         super().__init__()
         a, b = widths
         self.features = nn.Sequential(
             conv_bn(1, a, 5), nn.ReLU(), nn.MaxPool2D(2, 2), conv_bn(a, b, 5), nn.ReLU(), nn.MaxPool2D(2, 2)
         )
-        self.head = dropout_head(b * 49, hidden, outputs)
+        self.head = dropout_head(b * 49, hidden, head_size)
 
 
 class VGG(ConvClassifier):
     """Two stages of double 3x3 conv-BN-ReLU then maxpool (16, 32 channels), a 128 hidden layer with dropout."""
 
-    def __init__(self, outputs: int = 10, widths: tuple[int, int] = (16, 32), hidden: int = 128):
+    def __init__(self, head_size: int = 10, widths: tuple[int, int] = (16, 32), hidden: int = 128):
         super().__init__()
         a, b = widths
         self.features = nn.Sequential(
@@ -141,14 +141,14 @@ class VGG(ConvClassifier):
             nn.ReLU(),
             nn.MaxPool2D(2, 2),
         )
-        self.head = dropout_head(b * 49, hidden, outputs)
+        self.head = dropout_head(b * 49, hidden, head_size)
 
 
 class WideVGG(VGG):
     """The vgg network half again as wide: 24 and 48 channels, a 192-unit hidden layer (the best preset's)."""
 
-    def __init__(self, outputs: int = 10):
-        super().__init__(outputs, widths=(24, 48), hidden=192)
+    def __init__(self, head_size: int = 10):
+        super().__init__(head_size, widths=(24, 48), hidden=192)
 
 
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
@@ -173,12 +173,12 @@ class ResidualBlock(nn.Layer):
 class ResNet(nn.Layer):
     """A small residual network: a 3x3 stem, blocks at 28, 14 and 7 pixels, global average pooling."""
 
-    def __init__(self, outputs: int = 10, widths: tuple[int, int, int] = (32, 64, 128)):
+    def __init__(self, head_size: int = 10, widths: tuple[int, int, int] = (32, 64, 128)):
         super().__init__()
         a, b, c = widths
         self.stem = nn.Sequential(conv_bn(1, a, 3), nn.ReLU())
         self.blocks = nn.Sequential(ResidualBlock(a, a), ResidualBlock(a, b, 2), ResidualBlock(b, c, 2))
-        self.fc = nn.Linear(c, outputs)
+        self.fc = nn.Linear(c, head_size)
 
     def forward(self, x):
         x = self.blocks(self.stem(x))
@@ -205,12 +205,12 @@ class InceptionBlock(nn.Layer):
 class Inception(nn.Layer):
     """A stem, two Inception blocks with max pooling between, global average pooling."""
 
-    def __init__(self, outputs: int = 10):
+    def __init__(self, head_size: int = 10):
         super().__init__()
         self.stem = nn.Sequential(conv_bn(1, 32, 3), nn.ReLU())
         self.block1 = InceptionBlock(32, 16)
         self.block2 = InceptionBlock(64, 32)
-        self.fc = nn.Linear(128, outputs)
+        self.fc = nn.Linear(128, head_size)
 
     def forward(self, x):
         x = F.max_pool2d(self.block1(self.stem(x)), 2, 2)
@@ -231,8 +231,8 @@ MODELS = {
 }
 
 
-def build(name: str, outputs: int) -> nn.Layer:
-    return MODELS[name](outputs=outputs)
+def build(name: str, head_size: int) -> nn.Layer:
+    return MODELS[name](head_size=head_size)
 
 
 def parameter_count(model: nn.Layer) -> int:
@@ -252,4 +252,4 @@ def identify(shapes: dict[str, tuple[int, ...]]) -> list[tuple[str, int]]:
 
     Builds each network once per head size to read its layout: a few milliseconds each.
     """
-    return [(name, outputs) for name in MODELS for outputs in HEADS if layout(build(name, outputs)) == shapes]
+    return [(name, head_size) for name in MODELS for head_size in HEADS if layout(build(name, head_size)) == shapes]

@@ -159,7 +159,7 @@ class Predictor:
             return members[0]
         first = members[0]
         for directory, member in zip(model_dirs, members):
-            if member.loss.outputs != len(member.classes):
+            if member.loss.head_size != len(member.classes):
                 raise UserError(f"{directory}: a {member.loss.name} model has no class probabilities to average")
             if (member.encoding, member.classes) != (first.encoding, first.classes):
                 raise UserError(f"{directory}: its pixel scaling or classes differ from {model_dirs[0]}'s")
@@ -181,7 +181,7 @@ class Predictor:
         and averaging their class probabilities; itself for "none"."""
         if name == "none":
             return self
-        if self.loss.outputs != len(self.classes):
+        if self.loss.head_size != len(self.classes):
             raise UserError(f"{source}: a {self.loss.name} model has no class probabilities to average over views")
         engine = views.averaged(self.engine, self.loss.scores, self.encoding.background, name)
         return dataclasses.replace(
@@ -243,7 +243,7 @@ class Predictor:
         result.probability = float(scores[result.digit])
         order = np.argsort(-scores, kind="stable")[:topk]
         result.topk = [(int(k), float(scores[k])) for k in order]
-        if self.loss.outputs == 1:
+        if self.loss.head_size == 1:
             result.raw = float(output[0])
 
 
@@ -259,7 +259,7 @@ def load_trained(model_dir: str | Path = "output", weights: str = "best") -> Pre
         if len(bare) == 1:
             return from_state_file(bare[0])
     info, state = rundir.read_with_weights(model_dir, weights)
-    model = models.build(info.model, info.outputs)
+    model = models.build(info.model, info.head_size)
     checkpoint.fit_state(model, state, rundir.weights_path(model_dir, info, weights))
     summary = ModelSummary(
         model=info.model,

@@ -48,7 +48,8 @@ LAST_WEIGHTS, BEST_WEIGHTS, OPTIMIZER = "mnist.pdparams", "best.pdparams", "mnis
 HISTORY, CURVES = "history.csv", "curves.png"
 INFERENCE_PREFIX = Path("inference") / "mnist"  # export's default, inside the run directory
 SCHEMA_VERSION = 2
-WEIGHTS = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS, "optimizer": OPTIMIZER}
+# The file of each role under its fixed name: schema 1 had only these, and they stay as links to the current set.
+FIXED_NAMES = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS, "optimizer": OPTIMIZER}
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,8 @@ class RunState:
     best_epoch: int = 0
     metrics: Metrics = field(default_factory=Metrics)
     files: dict[str, str] = field(default_factory=dict)  # file name -> SHA-256, of the committed set
-    weights: dict[str, str] = field(default_factory=dict)  # "last" / "best" / "optimizer" -> file name
-    best_weights: dict | None = None  # in memory only: every rank keeps its own
+    file_names: dict[str, str] = field(default_factory=dict)  # "last" / "best" / "optimizer" -> file name
+    best_state: dict | None = None  # the best epoch's state dict, in memory only: every rank keeps its own
 
     def record(self, row: EpochRow, by_valid: bool = True) -> bool:
         """Add an epoch's row; True when it is the best by valid accuracy so far, or, when
@@ -125,7 +126,7 @@ class RunInfo:
 
     model: str
     loss: str
-    outputs: int
+    head_size: int  # mnist.json calls it "outputs", as the first runs did
     label_dtype: str
     encoding: Encoding
     dataset: str
@@ -139,7 +140,7 @@ class RunInfo:
     history: list[EpochRow]
     paddle_version: str = ""
     data_source: str | None = None
-    weights: dict[str, str] = field(default_factory=lambda: dict(WEIGHTS))
+    file_names: dict[str, str] = field(default_factory=lambda: dict(FIXED_NAMES))  # mnist.json: "weights"
 
     @classmethod
     def describe(cls, config: Config, data: MnistData, state: RunState) -> RunInfo:
@@ -148,7 +149,7 @@ class RunInfo:
         return cls(
             model=config.model,
             loss=loss.name,
-            outputs=loss.outputs,
+            head_size=loss.head_size,
             label_dtype=loss.label_dtype,
             encoding=data.encoding,
             dataset=data.dataset,
@@ -162,7 +163,7 @@ class RunInfo:
             history=list(state.history),
             paddle_version=paddle.__version__,
             data_source=str(data.source),
-            weights=dict(state.weights or WEIGHTS),
+            file_names=dict(state.file_names or FIXED_NAMES),
         )
 
     def to_json(self) -> dict:
@@ -170,7 +171,7 @@ class RunInfo:
             "format": SCHEMA_VERSION,
             "model": self.model,
             "loss": self.loss,
-            "outputs": self.outputs,
+            "outputs": self.head_size,
             "label_dtype": self.label_dtype,
             "normalization": dataclasses.asdict(self.encoding),
             "dataset": self.dataset,
@@ -181,7 +182,7 @@ class RunInfo:
             "config": self.config,
             "metrics": self.metrics.to_json(),
             "best_epoch": self.best_epoch,
-            "weights": self.weights,
+            "weights": self.file_names,
             "files": self.files,
             "paddle_version": self.paddle_version,
             "history": [row.to_json() for row in self.history],
@@ -227,15 +228,15 @@ class _Schema:
         )
         del version  # every version so far reads the same way
         loss = losses.LOSSES[self.choice("loss", tuple(losses.LOSSES))]
-        self.get("outputs", int, f"{loss.outputs} for the {loss.name} loss", lambda v: v == loss.outputs)
+        self.get("outputs", int, f"{loss.head_size} for the {loss.name} loss", lambda v: v == loss.head_size)
         self.get("label_dtype", str, f"{loss.label_dtype!r} for the {loss.name} loss", lambda v: v == loss.label_dtype)
-        weights = self.names("weights", _plain_name, "file names inside the run directory")
-        if set(weights) != set(WEIGHTS):
-            self.fail("weights", f"an object with keys {', '.join(WEIGHTS)}")
+        file_names = self.names("weights", _plain_name, "file names inside the run directory")
+        if set(file_names) != set(FIXED_NAMES):
+            self.fail("weights", f"an object with keys {', '.join(FIXED_NAMES)}")
         return RunInfo(
             model=self.choice("model", tuple(models.MODELS)),
             loss=loss.name,
-            outputs=loss.outputs,
+            head_size=loss.head_size,
             label_dtype=loss.label_dtype,
             encoding=self.encoding(),
             dataset=self.choice("dataset", DATASETS),
@@ -256,7 +257,7 @@ class _Schema:
             history=self.history(),
             paddle_version=self.get("paddle_version", str, "a string", optional=True) or "",
             data_source=self.get("data_source", str, "a path", optional=True),
-            weights=weights,
+            file_names=file_names,
         )
 
     def history(self) -> list[EpochRow]:
@@ -353,7 +354,7 @@ def read(run_dir: str | Path) -> RunInfo:
 
 def weights_path(run_dir: str | Path, info: RunInfo, which: str = "best") -> Path:
     """The file of the ``best``, ``last`` or ``optimizer`` state: a file of the run directory itself."""
-    path = Path(run_dir) / info.weights[which]
+    path = Path(run_dir) / info.file_names[which]
     if path.is_symlink():
         raise RunDirError(f"{path}: a symbolic link; a run's weights are files of the run directory itself")
     return path
@@ -451,8 +452,8 @@ class RunWriter:
         with self._saving(f"saving epoch {state.epoch}"):
             names, files = self._write_set(model, optimizer, state, improved)
             _fsync_dir(self.out)
-            state.weights, state.files = names, files
-            self._commit(dataclasses.replace(info, weights=dict(names), files=dict(files)))
+            state.file_names, state.files = names, files
+            self._commit(dataclasses.replace(info, file_names=dict(names), files=dict(files)))
             self._refresh_views(state, info)
 
     @contextlib.contextmanager
@@ -478,7 +479,7 @@ class RunWriter:
             _link_or_copy(self.out / names["last"], self.out / names["best"])
             files[names["best"]] = files[names["last"]]
         else:
-            names["best"] = state.weights["best"]
+            names["best"] = state.file_names["best"]
             files[names["best"]] = state.files[names["best"]]
         return names, files
 
@@ -492,8 +493,8 @@ class RunWriter:
         save_json(self.out / METADATA, info)
         _fsync_dir(self.out)
         for alias, which in ((LAST_WEIGHTS, "last"), (OPTIMIZER, "optimizer"), (BEST_WEIGHTS, "best")):
-            _link_or_copy(self.out / info.weights[which], self.out / alias)
-        self._remove_unreferenced(set(info.weights.values()))
+            _link_or_copy(self.out / info.file_names[which], self.out / alias)
+        self._remove_unreferenced(set(info.file_names.values()))
 
     def _committed(self) -> str:
         try:
@@ -505,7 +506,7 @@ class RunWriter:
         """Delete earlier sets' files and temp files: everything versioned that the committed set does not name."""
         if keep is None:
             try:
-                keep = set(read(self.out).weights.values())
+                keep = set(read(self.out).file_names.values())
             except UserError:
                 keep = set()
         for path in self.out.iterdir():
@@ -597,6 +598,6 @@ def resume(out: Path, config: Config, trainee) -> RunState:
         best_epoch=info.best_epoch,
         metrics=dataclasses.replace(info.metrics),
         files=info.files,
-        weights=info.weights,
-        best_weights=best,
+        file_names=info.file_names,
+        best_state=best,
     )

@@ -168,7 +168,7 @@ def build_trainee(config: Config, train_size: int) -> Trainee:
     """The model (seeded by ``config.seed``), its optimizer and schedule, and the AMP scaler."""
     loss = replace(losses.LOSSES[config.loss], smoothing=config.label_smoothing)
     paddle.seed(config.seed)
-    model = models.build(config.model, loss.outputs)
+    model = models.build(config.model, loss.head_size)
     steps = math.ceil(train_size / config.batch_size)
     optimizer, scheduler = make_optimizer(config, model, steps)
     scaler = paddle.amp.GradScaler() if config.amp else None
@@ -343,7 +343,7 @@ def fit(config: Config) -> rundir.RunInfo:
             row = run_epoch(trainee, datasets, config, epoch)
             improved = state.record(row, by_valid=not config.train_on_valid)
             if improved:
-                state.best_weights = snapshot(trainee.model)
+                state.best_state = snapshot(trainee.model)
             writer.save_epoch(
                 trainee.model, trainee.optimizer, rundir.RunInfo.describe(config, data, state), state, improved
             )
@@ -415,7 +415,7 @@ def finish(trainee: Trainee, evaluation: MnistDataset, state: rundir.RunState) -
     best epoch is the last (always under ``--train-on-valid``)."""
     last = best = evaluate(trainee.model, trainee.loss, evaluation)
     if state.best_epoch != state.epoch:
-        trainee.model.set_state_dict(state.best_weights)
+        trainee.model.set_state_dict(state.best_state)
         best = evaluate(trainee.model, trainee.loss, evaluation)
     state.metrics = replace(
         state.metrics,

@@ -107,7 +107,7 @@ def main() -> None:
     loss = losses.LOSSES["cross_entropy"]
     for run in args.runs:
         info, state = rundir.read_with_weights(run, "best")
-        model = models.build(info.model, info.outputs)
+        model = models.build(info.model, info.head_size)
         model.set_state_dict(state)
         model.eval()
         accuracy = view_accuracies(model, split, loss)

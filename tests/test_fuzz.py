@@ -207,7 +207,7 @@ def test_metadata_schema(changes, removed):
     except UserError as e:
         assert one_line(e), repr(e)
     else:
-        assert info.outputs == 10 and len(info.classes) == 10
+        assert info.head_size == 10 and len(info.classes) == 10
 
 
 def test_the_valid_examples_are_accepted():

@@ -205,7 +205,7 @@ def test_crafted_state_files_cost_no_memory_and_never_crash(tiny_model_dir, tmp_
 @pytest.mark.parametrize("kind", ["link to /dev/zero", "fifo"])
 def test_weights_must_be_regular_files_of_the_run(tiny_model_dir, tmp_path, kind):
     model_dir = tiny_model_dir()
-    path = model_dir / rundir.read(model_dir).weights["last"]
+    path = model_dir / rundir.read(model_dir).file_names["last"]
     path.unlink()
     if kind == "fifo":
         os.mkfifo(path)
@@ -320,7 +320,7 @@ def test_a_file_name_that_is_not_utf8(data_file, tmp_path):
 
 def test_resume_after_the_best_weights_were_deleted(tiny_model_dir, data_file, tmp_path):
     model_dir = tiny_model_dir()
-    best = model_dir / rundir.read(model_dir).weights["best"]
+    best = model_dir / rundir.read(model_dir).file_names["best"]
     for path in (best, model_dir / "best.pdparams"):
         path.unlink()
     outcome = run_limited(
@@ -364,7 +364,7 @@ def resume(out, data_file):
 
 def with_optimizer_state(out, change):
     """Plant ``change(state)`` as the run's optimizer state (its hash recorded, as its owner could)."""
-    state = checkpoint.load_state(out / rundir.read(out).weights["optimizer"])
+    state = checkpoint.load_state(out / rundir.read(out).file_names["optimizer"])
     return plant(out, "optimizer", checkpoint.save_state_bytes(change(state)))
 
 

@@ -14,7 +14,7 @@ from paddle_mnist import losses, models
 @pytest.mark.parametrize("loss", sorted(losses.LOSSES))
 @pytest.mark.parametrize("name", sorted(models.MODELS))
 def test_output_shape_follows_the_loss(name, loss):
-    head = losses.LOSSES[loss].outputs
+    head = losses.LOSSES[loss].head_size
     model = models.build(name, head)
     model.eval()
     out = model(paddle.rand([3, 1, 28, 28]))
@@ -56,9 +56,9 @@ def test_reshaped_bias_conv_matches_paddles_conv():
 
 def test_loss_switch_sets_head_label_dtype_and_prediction():
     ce, mse, onehot = (losses.LOSSES[n] for n in ("cross_entropy", "mse", "mse_onehot"))
-    assert (ce.outputs, ce.label_dtype) == (10, "int64")
-    assert (mse.outputs, mse.label_dtype) == (1, "float32")
-    assert (onehot.outputs, onehot.label_dtype) == (10, "int64")
+    assert (ce.head_size, ce.label_dtype) == (10, "int64")
+    assert (mse.head_size, mse.label_dtype) == (1, "float32")
+    assert (onehot.head_size, onehot.label_dtype) == (10, "int64")
     assert mse.digits(np.array([[3.4], [-2.0], [12.0]])).tolist() == [3, 0, 9]
     scores = mse.scores(np.array([[3.4]]))
     assert scores.argmax() == 3 and abs(scores.sum() - 1) < 1e-9

@@ -108,7 +108,7 @@ def test_model_dir_problems_are_one_line_errors(tiny_model_dir, tmp_path):
     with pytest.raises(UserError, match="mnist.json: no such file"):
         Predictor.from_dir(tmp_path / "empty")
     model_dir = tiny_model_dir()
-    best = model_dir / rundir.read(model_dir).weights["best"]
+    best = model_dir / rundir.read(model_dir).file_names["best"]
     best.unlink()
     with pytest.raises(UserError, match=f"{best.name}: no such file"):
         Predictor.from_dir(model_dir)
@@ -126,7 +126,7 @@ def test_model_dir_problems_are_one_line_errors(tiny_model_dir, tmp_path):
 def test_swapped_weights_are_caught_by_their_hash(tiny_model_dir):
     model_dir = tiny_model_dir()
     info = rundir.read(model_dir)
-    last, best = (model_dir / info.weights[k] for k in ("last", "best"))
+    last, best = (model_dir / info.file_names[k] for k in ("last", "best"))
     os.unlink(best)
     (model_dir / "other.pdparams").write_bytes(checkpoint.save_state_bytes({"w": np.zeros(3, np.float32)}))
     os.rename(model_dir / "other.pdparams", best)
@@ -151,7 +151,7 @@ def test_malicious_pickle_is_refused_without_running(tiny_model_dir, tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match=r"refused to load: it refers to posix.system"):
         Predictor.from_dir(model_dir)
     assert not marker.exists(), "the payload must never run"
-    last = model_dir / rundir.read(model_dir).weights["last"]
+    last = model_dir / rundir.read(model_dir).file_names["last"]
     plant(model_dir, "last", last.read_bytes()[:100])
     with pytest.raises(checkpoint.CheckpointError, match="not a paddle state file"):
         Predictor.from_dir(model_dir, weights="last")

@@ -58,7 +58,7 @@ def current_umask():
 
 def test_mse_switches_head_and_labels(data_file, tmp_path):
     meta = run(data_file, tmp_path / "out", "--loss", "mse", "--epochs", "1", "--lr", "0.001")
-    assert (meta.outputs, meta.label_dtype) == (1, "float32")
+    assert (meta.head_size, meta.label_dtype) == (1, "float32")
     state = checkpoint.load_state(tmp_path / "out" / "mnist.pdparams")
     assert state["body.4.weight"].shape == (128, 1)
 
