@@ -12,7 +12,7 @@ COMMANDS = {
     "data": "prepare the tutorial's data file or draw sample images",
     "train": "train a network and save it (.pdparams, metadata, history, curves)",
     "predict": "predict the digit in local images",
-    "export": "export a trained model for Paddle Inference (paddle.jit.save)",
+    "export": "export a trained model for Paddle Inference (paddle.jit.save) or ONNX",
     "compare": "train each loss under identical conditions and compare them on accuracy",
     "photos": "score a model on realistic pictures of digits, against the tutorial's preprocessing",
     "serve": "a draw-a-digit page and a prediction API over a trained model (needs the serve extra)",

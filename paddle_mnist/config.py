@@ -109,7 +109,7 @@ def _check(name: str, value, ok, expected: str) -> None:
         raise UserError(f"{name} must be {expected}, got {value!r}")
 
 
-# Each preset overrides the tutorial's recipe (Config's defaults); README "Results" says what each reaches
+# Each preset overrides the tutorial's recipe (Config's defaults); docs/results.md says what each reaches
 # and what each choice of `quick` bought.
 PRESETS = {
     "tutorial": {},
@@ -143,7 +143,7 @@ def preset_lines() -> list[str]:
 def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
     """The flags that pick a recipe, shared by ``train`` and ``compare``; unset flags stay None."""
     add, d = parser.add_argument, DEFAULTS
-    add("--data", help="data file or IDX directory (default: the search described in the README)")
+    add("--data", help="data file or IDX directory (default: the search of docs/data.md)")
     add("--dataset", choices=DATASETS, help=f"which data set (default: {d.dataset})")
     add("--preset", choices=tuple(PRESETS), help=f"a named recipe; explicit flags override it (default: {d.preset})")
     add("--model", choices=tuple(models.MODELS), help=f"network, see below (default: {d.model}, the tutorial's)")

@@ -108,7 +108,9 @@ class LeNet(ConvClassifier):
             nn.ReLU(),
             nn.MaxPool2D(2, 2),
         )
-        self.head = nn.Sequential(nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, head_size))
+        self.head = nn.Sequential(
+            nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, head_size)
+        )
 
 
 class ConvNet(ConvClassifier):

@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--errors", type=Path, default=None, help="draw the misread pictures into this PNG (default: none)"
     )
-    parser.add_argument("--data", default=None, help="data file or IDX directory (default: the README's search)")
+    parser.add_argument("--data", default=None, help="data file or IDX directory (default: the search of docs/data.md)")
     parser.add_argument("--n", type=int, default=600, help="pictures, from the first N eval digits (default: 600)")
     parser.add_argument("--seed", type=int, default=0, help="seed for sizes, places and noise (default: 0)")
     parser.add_argument("--out", type=Path, default=None, help="keep the pictures here (default: a temp dir)")

@@ -87,7 +87,7 @@ def percent(correct: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories of paddle-mnist train (cross_entropy models)")
-    parser.add_argument("--data", help="data file or IDX directory (default: the README's search)")
+    parser.add_argument("--data", help="data file or IDX directory (default: the search of docs/data.md)")
     parser.add_argument(
         "--split",
         choices=("eval", "valid"),

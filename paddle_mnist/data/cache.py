@@ -8,7 +8,7 @@ name is one cache file.  Each file also carries a SHA-256 of its own arrays, so
 a truncated or edited cache (say, labels rewritten) is rebuilt, not used.  That
 is integrity, not authenticity: whoever can write the cache directory can write
 a matching digest too, so the cache is trusted as far as its directory is
-(README: "Where the data comes from").  What the arrays must hold is checked by
+(docs/data.md, "The cache").  What the arrays must hold is checked by
 the caller (``splits``) exactly as strictly as a fresh parse.
 """
 

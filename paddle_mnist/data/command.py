@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idx", type=Path, required=True, help="directory holding the four IDX files (.gz or raw)")
     p.add_argument("--out", type=Path, default=Path("mnist.json.gz"), help="output file (default: mnist.json.gz)")
     s = sub.add_parser("show", help="draw a grid of images with their labels into a PNG")
-    s.add_argument("--data", type=Path, default=None, help="data file or IDX directory (default: search, see README)")
+    s.add_argument(
+        "--data", type=Path, default=None, help="data file or IDX directory (default: the search of docs/data.md)"
+    )
     s.add_argument("--dataset", choices=sorted(splits.CLASSES), default="mnist", help="which data set (default: mnist)")
     s.add_argument("--mode", choices=sorted(MODES), default="train", help="split to draw from (default: train)")
     s.add_argument("--n", type=positive_int, default=18, help="number of images (default: 18)")

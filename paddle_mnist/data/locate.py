@@ -64,7 +64,7 @@ def _how_to(dataset: str, looked: list[Path]) -> str:
 
 
 def find(path: str | os.PathLike | None, dataset: str = "mnist") -> Found:
-    """The data source for ``dataset``, in the README's order.
+    """The data source for ``dataset``, in the order of docs/data.md.
 
     MNIST: explicit path, $PADDLE_MNIST_DATA, ./work/mnist.json.gz, the cache
     dir, paddle's own download cache, then a download into the cache dir.
