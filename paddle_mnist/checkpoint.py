@@ -13,13 +13,16 @@ import io
 import math
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from paddle_mnist import errors, safe_pickle
-from paddle_mnist._paddle import paddle
 from paddle_mnist.errors import UserError
 from paddle_mnist.fileio import read_capped, write_bytes_atomic
+
+if TYPE_CHECKING:  # reading a state file needs no paddle; writing one and filling a model import it where they do
+    from paddle_mnist._paddle import paddle
 
 _NAME_MAP = "StructuredToParameterName@@"
 MAX_STATE_BYTES = 1 << 30  # the largest network here saves ~5 MB; a gigabyte is no state file of ours
@@ -82,6 +85,8 @@ def _check_values(state: dict, path: Path) -> None:
 
 def save_state_bytes(state: dict) -> bytes:
     """What ``paddle.save(state, path)`` would write."""
+    from paddle_mnist._paddle import paddle
+
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # plain SGD has an empty state; it is saved all the same
         warnings.filterwarnings("ignore", message="The input state dict is empty")
@@ -161,6 +166,8 @@ def load_optimizer_state(
 ) -> None:
     """Set ``optimizer``'s state from ``path`` once it is checked to be this optimizer's whole state
     (``check_optimizer_state``): paddle would take a partial one and restart what is missing from zero."""
+    from paddle_mnist._paddle import paddle
+
     state = load_state(path, hashes)
     pairs = [(structured, name) for name, structured in _param_names(model)]
     pairs.sort(key=lambda pair: -len(pair[0]))

@@ -5,12 +5,17 @@ paddle 3.x: PREFIX.json and PREFIX.pdiparams) with input spec [None, 1, 28, 28]
 float32, checked against the dynamic model through Paddle Inference.
 ``--format onnx`` converts that static model with paddle2onnx into PREFIX.onnx
 (``pip install 'paddle-mnist[onnx]'``), checked through onnxruntime, which is
-all ``predict --engine onnx`` needs.  Either check must agree to 1e-5.
+all ``predict --engine onnx`` needs.  Either check must agree to 1e-5.  Beside
+the model goes its ``engines.ExportRecord`` (the weights it was made from), written
+last, so ``--engine auto`` uses an export only once it is whole and current.
+``paddle-mnist train`` ends with ``after_training``: the ONNX export of the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import math
 import os
 import sys
@@ -19,26 +24,29 @@ from pathlib import Path
 
 import numpy as np
 
-from paddle_mnist import rundir
+from paddle_mnist import engines, rundir
 from paddle_mnist._paddle import paddle
+from paddle_mnist.engines import TOLERANCE, DynamicEngine, ExportRecord, InferenceEngine, OnnxEngine
 from paddle_mnist.errors import UserError, cli_entry
-from paddle_mnist.predict import DynamicEngine, InferenceEngine, OnnxEngine, add_model_flags, load_trained
+from paddle_mnist.predict import add_model_flags, load_trained
 
 InputSpec = paddle.static.InputSpec
 
 SUFFIXES = {"paddle": (".pdiparams", ".json"), "onnx": (".onnx",)}  # parameters first: the program completes the pair
-TOLERANCE = 1e-5
 ONNX_OPSET = 13
 
 
 def export(
     model_dir: Path, prefix: Path, weights: str = "best", fmt: str = "paddle", batch: np.ndarray | None = None
 ) -> float:
-    """Write the model under ``prefix`` in ``fmt``; return the largest output difference from the
-    dynamic model on ``batch`` (default: 16 random images) through the exported model's runtime."""
-    model = load_trained(model_dir, weights).engine.model
+    """Write the model under ``prefix`` in ``fmt`` and its record; return the largest output difference
+    from the dynamic model on ``batch`` (default: 16 random images) through the exported model's runtime."""
+    trained = load_trained(model_dir, weights)
+    model = trained.engine.model
     model.eval()
+    model_file = Path(f"{prefix}{SUFFIXES[fmt][0]}")
     try:
+        engines.record_path(model_file).unlink(missing_ok=True)  # until the new record, no export is current
         prefix.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=prefix.parent, prefix=".export-") as tmp:
             staged = Path(tmp) / prefix.name
@@ -51,9 +59,35 @@ def export(
         raise UserError(f"{prefix}: cannot write the exported model there ({e.strerror or e})") from None
     if batch is None:
         batch = np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32)
-    exported = OnnxEngine(Path(f"{prefix}.onnx")) if fmt == "onnx" else InferenceEngine(prefix)
+    exported = OnnxEngine(engines.onnx_path(prefix)) if fmt == "onnx" else InferenceEngine(prefix)
     difference = float(np.abs(exported(batch) - DynamicEngine(model)(batch)).max())
-    return difference if math.isfinite(difference) else math.inf  # NaN compares as no mismatch: make it one
+    difference = difference if math.isfinite(difference) else math.inf  # NaN compares as no mismatch: make it one
+    record = ExportRecord(
+        weights_sha256=trained.summary.weights_sha256,
+        model_sha256=engines.file_sha256(model_file),
+        difference=difference,
+        paddle_version=paddle.__version__,
+    )
+    try:
+        engines.write_record(model_file, record)
+    except OSError as e:
+        raise UserError(f"{prefix}: cannot write the export's record there ({e.strerror or e})") from None
+    return difference
+
+
+def after_training(out: Path) -> str | None:
+    """The ONNX export that ends ``paddle-mnist train``, so that ``predict`` on the run answers without
+    importing paddle: the line to print, or None when paddle2onnx or onnxruntime is not installed."""
+    if importlib.util.find_spec("paddle2onnx") is None or importlib.util.find_spec("onnxruntime") is None:
+        return None
+    prefix = out / rundir.INFERENCE_PREFIX
+    try:
+        difference = export(out, prefix, "best", "onnx")
+    except UserError as e:
+        return f"warning: no ONNX export ({e}); predict runs the model on paddle"
+    if difference > TOLERANCE:
+        return f"warning: {prefix}.onnx differs from the dynamic model by {difference:.1e}; predict runs on paddle"
+    return f"exported {prefix}.onnx (onnxruntime matches the model to {difference:.1e}): predict answers without paddle"
 
 
 def to_onnx(prefix: Path) -> None:
@@ -62,15 +96,36 @@ def to_onnx(prefix: Path) -> None:
         import paddle2onnx
     except ImportError:
         raise UserError("--format onnx needs paddle2onnx and onnxruntime: pip install 'paddle-mnist[onnx]'") from None
-    paddle2onnx.export(
-        f"{prefix}.json",
-        f"{prefix}.pdiparams",
-        save_file=f"{prefix}.onnx",
-        opset_version=ONNX_OPSET,
-        enable_onnx_checker=True,
-        optimize_tool="None",
-        verbose=False,
-    )
+    with quiet_stdout():
+        try:
+            paddle2onnx.export(
+                f"{prefix}.json",
+                f"{prefix}.pdiparams",
+                save_file=f"{prefix}.onnx",
+                opset_version=ONNX_OPSET,
+                enable_onnx_checker=True,
+                optimize_tool="None",
+                verbose=False,
+            )
+        except Exception as e:  # paddle2onnx raises what its C++ converter reports, of several types
+            reason = next((line.strip() for line in reversed(str(e).splitlines()) if line.strip()), type(e).__name__)
+            raise UserError(f"{prefix}: paddle2onnx could not convert the model ({reason[:200]})") from None
+
+
+@contextlib.contextmanager
+def quiet_stdout():
+    """Keep paddle2onnx's progress lines, which its C++ side writes straight to file descriptor 1 whatever
+    ``verbose`` says, out of the command's output."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as sink:
+            os.dup2(sink.fileno(), 1)
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,12 +12,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from paddle_mnist._paddle import paddle
-
-F = paddle.nn.functional
+if TYPE_CHECKING:
+    from paddle_mnist._paddle import paddle
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,11 @@ class Loss:
     smoothing: float = 0.0  # label smoothing, cross_entropy only (Config.label_smoothing)
 
     def __call__(self, outputs: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
-        """Mean loss of a batch; ``labels`` is [N,1] in ``label_dtype``."""
+        """Mean loss of a batch; ``labels`` is [N,1] in ``label_dtype``.  Paddle is imported here, not with the
+        module: a prediction that runs in onnxruntime uses ``scores`` and ``digits`` only."""
+        from paddle_mnist._paddle import paddle
+
+        F = paddle.nn.functional
         if self.name == "cross_entropy" and not self.smoothing:
             return F.cross_entropy(outputs, labels)
         if self.name == "mse":

@@ -3,7 +3,9 @@
 ``Predictor.from_dir("output")`` rebuilds the trained model from its metadata
 (no flags needed) and ``predict`` accepts paths, PIL images, uint8 or float
 arrays, or a list of them, run through the preprocessing in
-``paddle_mnist.preprocess`` and then one batched forward pass.
+``paddle_mnist.preprocess`` and then one batched forward pass.  The network runs
+on one of ``paddle_mnist.engines``; with the ONNX export, nothing here imports
+paddle (``python -X importtime`` shows it), which is most of a prediction's time.
 """
 
 from __future__ import annotations
@@ -18,14 +20,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from paddle_mnist import checkpoint, losses, models, preprocess, rundir, views
-from paddle_mnist._paddle import paddle
+from paddle_mnist import checkpoint, engines, losses, preprocess, rundir, views
 from paddle_mnist.cli import positive_int
 from paddle_mnist.data.classes import MNIST_CLASSES
 from paddle_mnist.data.encoding import TUTORIAL_ENCODING, Encoding
 from paddle_mnist.errors import UserError, cli_entry
 
-ENGINES = ("dynamic", "inference", "onnx")
 CHUNK = 64  # images per forward pass: a batch that runs fast without holding a long list in memory
 
 
@@ -39,64 +39,6 @@ class Prediction:
     error: str | None = None  # why there is no prediction (unreadable, no digit found)
 
 
-class DynamicEngine:
-    """The trained ``paddle.nn.Layer`` in eval mode."""
-
-    def __init__(self, model: paddle.nn.Layer):
-        self.model = model
-        self.model.eval()
-
-    @paddle.no_grad()
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.model(paddle.to_tensor(batch)).numpy()
-
-
-class InferenceEngine:
-    """The exported static model run by Paddle Inference (``paddle.inference``)."""
-
-    def __init__(self, prefix: Path):
-        model_file, params_file = Path(f"{prefix}.json"), Path(f"{prefix}.pdiparams")
-        for path in (model_file, params_file):
-            if not path.is_file():
-                raise UserError(f"{path}: no such file (run paddle-mnist export first)")
-        config = paddle.inference.Config(str(model_file), str(params_file))
-        config.disable_glog_info()
-        try:
-            self.predictor = paddle.inference.create_predictor(config)
-        except (RuntimeError, ValueError, OSError) as e:  # paddle reports a corrupt model as any of these
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"{prefix}: not a Paddle Inference model that loads ({reason[:200]})") from None
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        handle = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        handle.reshape(list(batch.shape))
-        handle.copy_from_cpu(np.ascontiguousarray(batch))
-        self.predictor.run()
-        return self.predictor.get_output_handle(self.predictor.get_output_names()[0]).copy_to_cpu()
-
-
-class OnnxEngine:
-    """The ONNX export run by onnxruntime: no paddle call at prediction time."""
-
-    def __init__(self, path: Path):
-        try:
-            import onnxruntime
-        except ImportError:
-            raise UserError("--engine onnx needs onnxruntime: pip install 'paddle-mnist[onnx]'") from None
-        if not path.is_file():
-            raise UserError(f"{path}: no such file (run paddle-mnist export --format onnx first)")
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # its notes about unused initializers are not the user's concern
-        try:
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime reports a corrupt file as several exception types
-            raise UserError(f"{path}: not an ONNX model that loads ({str(e).strip().splitlines()[0][:200]})") from None
-        self.input = self.session.get_inputs()[0].name
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input: np.ascontiguousarray(batch, dtype=np.float32)})[0]
-
-
 @dataclass(frozen=True)
 class ModelSummary:
     """What a predictor reads with, for people: ``GET /api/model`` returns it."""
@@ -108,6 +50,8 @@ class ModelSummary:
     eval_acc: float | None  # as the run recorded it; None for a bare file or a committee
     epochs: int | None
     source: str  # the run directory or the file
+    engine: str = "dynamic"  # which engine answers (``engines.ENGINES``); a committee's members' joined
+    weights_sha256: str | None = None  # of the state file it reads (its export's, on onnx or inference)
     committee: tuple[str, ...] | None = None  # the members' directories
     tta: str | None = None  # the test-time views, when read with any
 
@@ -127,7 +71,7 @@ class Predictor:
     encoding: Encoding
     classes: tuple[str, ...]
     summary: ModelSummary
-    inferred: str | None = None  # for a bare file: one line saying what was inferred from it
+    notes: tuple[str, ...] = ()  # lines for the user: what was inferred from a bare file, why an export is not used
 
     @classmethod
     def from_dir(
@@ -135,21 +79,36 @@ class Predictor:
         model_dir: str | Path = "output",
         *,
         weights: str = "best",
-        engine: str = "dynamic",
+        engine: str = "auto",
         inference_prefix: str | Path | None = None,
     ) -> Predictor:
         """Rebuild from a training output dir (``mnist.json`` says which model, loss and scaling),
-        a directory holding one bare ``.pdparams``, or ``weights`` naming such a file."""
-        predictor = load_trained(model_dir, weights)
-        prefix = Path(inference_prefix) if inference_prefix else Path(model_dir) / rundir.INFERENCE_PREFIX
-        if engine == "inference":
-            return dataclasses.replace(predictor, engine=InferenceEngine(prefix))
-        if engine == "onnx":
-            return dataclasses.replace(predictor, engine=OnnxEngine(Path(f"{prefix}.onnx")))
-        return predictor
+        a directory holding one bare ``.pdparams``, or ``weights`` naming such a file.
+
+        ``engine`` "auto" runs the run's ONNX export when it was made from these very weights and
+        onnxruntime is there (``engines.choose``), else the paddle model; "onnx" and "inference"
+        run their export whatever it was made from, with a note when the record says it is stale."""
+        model_dir = Path(model_dir)
+        bare = bare_state_file(model_dir, weights)
+        prefix = Path(inference_prefix) if inference_prefix else model_dir / rundir.INFERENCE_PREFIX
+        if bare is not None:
+            return on_engine(from_state_file(bare), "dynamic" if engine == "auto" else engine, prefix)
+        info = rundir.read(model_dir)
+        weights_sha = info.files.get(info.file_names[weights], "")
+        notes = ()
+        if engine == "auto":
+            engine, note = engines.choose(prefix, weights_sha)
+            notes = (note,) if note else ()
+        elif engine == "onnx" and engines.onnx_path(prefix).is_file():
+            reason = engines.stale(engines.onnx_path(prefix), weights_sha)
+            notes = (f"{engines.onnx_path(prefix)}: warning: {reason}",) if reason else ()
+        if engine == "dynamic":
+            return dataclasses.replace(load_trained(model_dir, weights), notes=notes)
+        predictor = Predictor(None, *described(info, model_dir, weights), notes=notes)
+        return on_engine(predictor, engine, prefix)
 
     @classmethod
-    def committee(cls, model_dirs: list, *, weights: str = "best", engine: str = "dynamic") -> Predictor:
+    def committee(cls, model_dirs: list, *, weights: str = "best", engine: str = "auto") -> Predictor:
         """Several trained models voting: their class probabilities averaged, as the best MNIST results do.
 
         The members must share the input scaling and the classes, and have class-probability heads.
@@ -172,9 +131,14 @@ class Predictor:
             first.summary,
             model=" + ".join(m.summary.model for m in members),
             eval_acc=None,
+            engine=" + ".join(m.summary.engine for m in members),
+            weights_sha256=None,
             committee=tuple(str(d) for d in model_dirs),
         )
-        return dataclasses.replace(first, engine=vote, loss=losses.LOSSES["cross_entropy"], summary=summary)
+        notes = tuple(note for m in members for note in m.notes)
+        return dataclasses.replace(
+            first, engine=vote, loss=losses.LOSSES["cross_entropy"], summary=summary, notes=notes
+        )
 
     def with_views(self, name: str, source: str = "the model") -> Predictor:
         """This predictor reading every digit in the test-time views ``name`` (``views.VIEW_SETS``)
@@ -247,20 +211,20 @@ class Predictor:
             result.raw = float(output[0])
 
 
-def load_trained(model_dir: str | Path = "output", weights: str = "best") -> Predictor:
-    """The network in ``model_dir`` (a run directory with ``mnist.json``, or a directory holding one
-    ``.pdparams``), or in ``weights`` when that is a ``.pdparams`` file rather than best / last, on the
-    dynamic engine (``predictor.engine.model`` is the ``paddle.nn.Layer``)."""
-    model_dir = Path(model_dir)
+def bare_state_file(model_dir: Path, weights: str) -> Path | None:
+    """The bare ``.pdparams`` to read: ``weights`` when it names a file, or a directory's one ``.pdparams``
+    when it holds no run; None for a run directory."""
     if weights not in ("best", "last"):
-        return from_state_file(Path(weights))
+        return Path(weights)
     if not (model_dir / rundir.METADATA).exists():
         bare = sorted(model_dir.glob("*.pdparams")) if model_dir.is_dir() else []
         if len(bare) == 1:
-            return from_state_file(bare[0])
-    info, state = rundir.read_with_weights(model_dir, weights)
-    model = models.build(info.model, info.head_size)
-    checkpoint.fit_state(model, state, rundir.weights_path(model_dir, info, weights))
+            return bare[0]
+    return None
+
+
+def described(info: rundir.RunInfo, model_dir: Path, weights: str) -> tuple:
+    """(loss, encoding, classes, summary) of a run, all from its metadata: no weights are read."""
     summary = ModelSummary(
         model=info.model,
         loss=info.loss,
@@ -269,8 +233,33 @@ def load_trained(model_dir: str | Path = "output", weights: str = "best") -> Pre
         eval_acc=info.metrics.eval_acc,
         epochs=info.epochs_done,
         source=str(model_dir),
+        weights_sha256=info.files.get(info.file_names[weights]),
     )
-    return Predictor(DynamicEngine(model), losses.LOSSES[info.loss], info.encoding, info.classes, summary)
+    return losses.LOSSES[info.loss], info.encoding, info.classes, summary
+
+
+def on_engine(predictor: Predictor, engine: str, prefix: Path) -> Predictor:
+    """``predictor`` answering through ``engine``: its own dynamic model, or the export under ``prefix``."""
+    if engine == "dynamic":
+        return predictor
+    runner = engines.InferenceEngine(prefix) if engine == "inference" else engines.OnnxEngine(engines.onnx_path(prefix))
+    return dataclasses.replace(predictor, engine=runner, summary=dataclasses.replace(predictor.summary, engine=engine))
+
+
+def load_trained(model_dir: str | Path = "output", weights: str = "best") -> Predictor:
+    """The network in ``model_dir`` (a run directory with ``mnist.json``, or a directory holding one
+    ``.pdparams``), or in ``weights`` when that is a ``.pdparams`` file rather than best / last, on the
+    dynamic engine (``predictor.engine.model`` is the ``paddle.nn.Layer``)."""
+    from paddle_mnist import models
+
+    model_dir = Path(model_dir)
+    bare = bare_state_file(model_dir, weights)
+    if bare is not None:
+        return from_state_file(bare)
+    info, state = rundir.read_with_weights(model_dir, weights)
+    model = models.build(info.model, info.head_size)
+    checkpoint.fit_state(model, state, rundir.weights_path(model_dir, info, weights))
+    return Predictor(engines.DynamicEngine(model), *described(info, model_dir, weights))
 
 
 def from_state_file(path: Path) -> Predictor:
@@ -278,6 +267,8 @@ def from_state_file(path: Path) -> Predictor:
     the network is the registry's one with the same parameter names and shapes, the loss follows
     the head (10 outputs: cross-entropy, 1: the tutorial's regression), pixels are scaled as the
     tutorial's data file stores them (pixel/256)."""
+    from paddle_mnist import models
+
     state = checkpoint.load_state(path)
     shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, np.ndarray)}
     matches = models.identify(shapes)
@@ -287,20 +278,26 @@ def from_state_file(path: Path) -> Predictor:
             f"{path}: matches no known network: it holds {held}{', ...' if len(shapes) > 4 else ''}; compared with "
             f"{', '.join(models.MODELS)}, each with a {' or '.join(map(str, models.HEADS))}-output head"
         )
-    name, outputs = matches[0]
-    loss = losses.LOSSES["cross_entropy" if outputs == 10 else "mse"]
-    model = models.build(name, outputs)
+    name, head_size = matches[0]
+    loss = losses.LOSSES["cross_entropy" if head_size == 10 else "mse"]
+    model = models.build(name, head_size)
     checkpoint.fit_state(model, state, path)
     inferred = (
-        f"{path}: a bare state dict; inferred the {name} network with a {outputs}-output head "
+        f"{path}: a bare state dict; inferred the {name} network with a {head_size}-output head "
         f"({loss.name}) and the tutorial's pixel scaling ({TUTORIAL_ENCODING.name})"
     )
     classes = tuple(MNIST_CLASSES)
     summary = ModelSummary(
-        model=name, loss=loss.name, dataset="mnist", classes=classes, eval_acc=None, epochs=None, source=str(path)
+        model=name,
+        loss=loss.name,
+        dataset="mnist",
+        classes=classes,
+        eval_acc=None,
+        epochs=None,
+        source=str(path),
+        weights_sha256=engines.file_sha256(path),
     )
-    return Predictor(DynamicEngine(model), loss, TUTORIAL_ENCODING, classes, summary, inferred)
-
+    return Predictor(engines.DynamicEngine(model), loss, TUTORIAL_ENCODING, classes, summary, (inferred,))
 
 def item_image(item) -> Image.Image:
     """A PIL image from a path, a PIL image, or a grey array: integers 0..255, or floats in [0, 1] (1 = white)."""
@@ -390,10 +387,11 @@ def add_model_flags(parser: argparse.ArgumentParser, *, committee: bool, runtime
         return
     add(
         "--engine",
-        choices=ENGINES,
-        default="dynamic",
-        help="dynamic = the paddle.nn model; inference = the exported model in Paddle Inference; "
-        "onnx = the ONNX export in onnxruntime (default: dynamic)",
+        choices=engines.ENGINES,
+        default="auto",
+        help="auto = the run's ONNX export when it was made from these weights and onnxruntime is installed "
+        "(no paddle import: fast), else dynamic; dynamic = the paddle.nn model; inference = the exported model "
+        "in Paddle Inference; onnx = the ONNX export in onnxruntime (default: auto)",
     )
     add(
         "--inference-prefix",
@@ -424,8 +422,8 @@ def from_flags(args: argparse.Namespace, command: str) -> Predictor:
             dirs[0], weights=args.weights, engine=args.engine, inference_prefix=args.inference_prefix
         )
     predictor = predictor.with_views(args.tta, source=" + ".join(map(str, dirs)))
-    if predictor.inferred:
-        print(f"{command}: {predictor.inferred}", file=sys.stderr)
+    for note in predictor.notes:
+        print(f"{command}: {note}", file=sys.stderr)
     return predictor
 
 
@@ -450,7 +448,8 @@ def main(argv=None) -> int:
     failed = False
     for result in predictor.predict_iter(args.images, topk=min(args.topk, 10), naive=args.naive):
         if args.json:
-            print(json.dumps({k: v for k, v in asdict(result).items() if v is not None}), flush=True)
+            row = {k: v for k, v in asdict(result).items() if v is not None}
+            print(json.dumps({**row, "engine": predictor.summary.engine}), flush=True)
         elif not result.error:
             print(format_line(result, predictor.classes), flush=True)
         if result.error:

@@ -33,9 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from paddle_mnist import checkpoint, errors, losses, models
-from paddle_mnist._paddle import paddle
-from paddle_mnist.config import DATASETS, Config, recipe_of
+from paddle_mnist import checkpoint, errors, losses
+from paddle_mnist.config import DATASETS, MODEL_NAMES, Config, recipe_of
 from paddle_mnist.data.encoding import ENCODINGS, Encoding
 from paddle_mnist.errors import UserError
 from paddle_mnist.fileio import atomic_path, read_capped, write_bytes_atomic
@@ -161,7 +160,7 @@ class RunInfo:
             best_epoch=state.best_epoch,
             files=dict(state.files),
             history=list(state.history),
-            paddle_version=paddle.__version__,
+            paddle_version=_paddle_version(),
             data_source=str(data.source),
             file_names=dict(state.file_names or FIXED_NAMES),
         )
@@ -192,6 +191,13 @@ class RunInfo:
     def from_json(cls, obj, path: Path) -> RunInfo:
         """Validate a parsed ``mnist.json``; every problem is one line naming ``path`` and the field."""
         return _Schema(obj, path).run_info()
+
+
+def _paddle_version() -> str:
+    """The version of the paddle that trained a run: imported here, so that reading runs never needs paddle."""
+    from paddle_mnist._paddle import paddle
+
+    return paddle.__version__
 
 
 class _Schema:
@@ -234,7 +240,7 @@ class _Schema:
         if set(file_names) != set(FIXED_NAMES):
             self.fail("weights", f"an object with keys {', '.join(FIXED_NAMES)}")
         return RunInfo(
-            model=self.choice("model", tuple(models.MODELS)),
+            model=self.choice("model", MODEL_NAMES),
             loss=loss.name,
             head_size=loss.head_size,
             label_dtype=loss.label_dtype,

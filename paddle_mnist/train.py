@@ -112,12 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
         "in OUT/launch-logs; part of the recipe, as BatchNorm layers normalise over each process's share "
         f"of a batch (default: {d.nproc})",
     )
+    add(
+        "--export",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="end with the ONNX export of the best weights (OUT/inference/mnist.onnx), checked against the "
+        "model, when paddle2onnx and onnxruntime are installed: predict then answers without importing "
+        "paddle; --no-export skips it (default: on)",
+    )
     return parser
 
 
 def _models_epilog() -> str:
     lines = ["models (parameters with a 10-class head):"]
-    for name, cls in models.MODELS.items():
+    for name, cls in models.MODELS.items():  # config.MODEL_NAMES, in the same order
         lines.append(f"  {name:<9} {models.parameter_count(cls(10)):>9,}  {cls.__doc__.splitlines()[0]}")
     lines.append("\nlosses:")
     lines += [f"  {loss.name:<13} {loss.summary}" for loss in losses.LOSSES.values()]
@@ -434,6 +442,12 @@ def main(argv=None) -> int:
     if config.nproc > 1 and parallel.world_size() == 1:
         return parallel.launch(config.nproc, argv, Path(config.out) / "launch-logs")
     fit(config)
+    if args.export and parallel.is_main():
+        from paddle_mnist import export  # paddle2onnx is an extra: imported only when it is used
+
+        line = export.after_training(Path(config.out))
+        if line:
+            print(line, flush=True)
     return 0
 
 

@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from paddle_mnist import augment
-from paddle_mnist._paddle import paddle
+SIZE = 28  # the model input's side
 
 
 def affine(dy: int = 0, dx: int = 0, degrees: float = 0.0, scale: float = 1.0) -> np.ndarray:
@@ -23,7 +22,7 @@ def affine(dy: int = 0, dx: int = 0, degrees: float = 0.0, scale: float = 1.0) -
     pixels, turns it and scales it about the centre."""
     angle = np.deg2rad(degrees)
     cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
-    step = 2 / augment.SIZE
+    step = 2 / SIZE
     return np.array([[cos, -sin, -dx * step], [sin, cos, -dy * step]], np.float32)
 
 
@@ -62,11 +61,29 @@ def add_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@paddle.no_grad()
 def warp(images: np.ndarray, theta: np.ndarray, background: float) -> np.ndarray:
-    """``images`` [N,1,28,28] all warped by one map, what moves in from outside the frame blank."""
-    thetas = np.repeat(theta[None], len(images), axis=0)
-    return augment.apply_affine(paddle.to_tensor(images), thetas, background).numpy()
+    """``images`` [N,1,H,W] all warped by one map, what moves in from outside the frame blank.
+
+    The same bilinear sample as ``augment.apply_affine`` (paddle's ``affine_grid`` and ``grid_sample``,
+    ``align_corners=False``, zeros outside), in numpy: a prediction on onnxruntime never imports paddle.
+    One map for the whole batch, so the four source pixels and weights of each output pixel are
+    computed once and gathered for all images at a time.
+    """
+    height, width = images.shape[-2:]
+    ys, xs = np.meshgrid((2 * np.arange(height) + 1) / height - 1, (2 * np.arange(width) + 1) / width - 1, indexing="ij")
+    theta = theta.astype(np.float64)
+    source_x = ((theta[0, 0] * xs + theta[0, 1] * ys + theta[0, 2] + 1) * width - 1) / 2
+    source_y = ((theta[1, 0] * xs + theta[1, 1] * ys + theta[1, 2] + 1) * height - 1) / 2
+    left, top = np.floor(source_x).astype(np.int64), np.floor(source_y).astype(np.int64)
+    right_weight, bottom_weight = source_x - left, source_y - top
+    ink = images - background
+    warped = np.zeros_like(ink)
+    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        y, x = top + dy, left + dx
+        weight = (bottom_weight if dy else 1 - bottom_weight) * (right_weight if dx else 1 - right_weight)
+        weight = weight * ((y >= 0) & (y < height) & (x >= 0) & (x < width))
+        warped += ink[..., np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)] * weight.astype(ink.dtype)
+    return warped + background
 
 
 def log_mean(probabilities: list[np.ndarray]) -> np.ndarray:

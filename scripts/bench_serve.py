@@ -1,7 +1,7 @@
 """Requests/s and latency of ``paddle-mnist serve`` for a drawn digit, with batching on and off; or,
 with ``--hostile``, each attack of tests/serve_attacks.py against the server with its default limits.
 
-    python scripts/bench_serve.py --model-dir output [--requests 400]
+    python scripts/bench_serve.py --model-dir output [--requests 400] [--engine dynamic onnx]
     python scripts/bench_serve.py --model-dir output --hostile      # a Markdown table, one row per attack
 
 Starts the real server on a free port for each setting, sends a 280x280 drawn-digit PNG from 1, 8
@@ -73,11 +73,12 @@ def hostile(model_dir: Path) -> str:
     return "\n".join(rows)
 
 
-def start(model_dir: Path, max_batch: int):
+def start(model_dir: Path, max_batch: int, engine: str = "auto"):
     """The real server (its log in a temporary file), its host and port."""
     import tempfile
 
-    server = attacks.Server(model_dir, Path(tempfile.mkdtemp()) / "server.log", "--max-batch", max_batch)
+    log = Path(tempfile.mkdtemp()) / "server.log"
+    server = attacks.Server(model_dir, log, "--max-batch", max_batch, "--engine", engine)
     return server, "127.0.0.1", server.port
 
 
@@ -108,14 +109,14 @@ def load(host: str, port: int, body: bytes, concurrency: int, requests: int) -> 
     }
 
 
-def breakdown(model_dir: Path, body: bytes, host: str, port: int) -> dict:
+def breakdown(model_dir: Path, body: bytes, host: str, port: int, engine: str = "auto") -> dict:
     """Milliseconds (median of 200) of each part of one request, measured in this process."""
     from paddle_mnist import preprocess
     from paddle_mnist.predict import Predictor
 
     from timing import median_ms
 
-    predictor = Predictor.from_dir(model_dir)
+    predictor = Predictor.from_dir(model_dir, engine=engine)
     connection = http.client.HTTPConnection(host, port, timeout=60)
 
     def healthz():
@@ -137,21 +138,29 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=Path("output"), help="trained model (default: output)")
     parser.add_argument("--requests", type=int, default=400, help="requests per setting (default: 400)")
     parser.add_argument("--hostile", action="store_true", help="run the attacks instead of the throughput table")
+    parser.add_argument(
+        "--engine",
+        nargs="+",
+        default=["auto"],
+        help="the server's --engine, each measured in turn (default: auto)",
+    )
     args = parser.parse_args()
     if args.hostile:
         print(hostile(args.model_dir))
         return
     body = drawn_seven()
     report = {"image": "280x280 drawn 7, PNG", "bytes": len(body), "settings": {}}
-    for label, max_batch in (("batching on (max-batch 32)", 32), ("batching off (max-batch 1)", 1)):
-        server, host, port = start(args.model_dir, max_batch)
-        try:
-            load(host, port, body, 4, 40)  # warm-up
-            report["settings"][label] = {c: load(host, port, body, c, max(args.requests, c)) for c in (1, 8, 32)}
-            if max_batch == 32:
-                report["one_request_ms"] = breakdown(args.model_dir, body, host, port)
-        finally:
-            server.stop()
+    for engine in args.engine:
+        for label, max_batch in (("batching on (max-batch 32)", 32), ("batching off (max-batch 1)", 1)):
+            server, host, port = start(args.model_dir, max_batch, engine)
+            try:
+                load(host, port, body, 4, 40)  # warm-up
+                cells = {c: load(host, port, body, c, max(args.requests, c)) for c in (1, 8, 32)}
+                report["settings"][f"{engine}, {label}"] = cells
+                if max_batch == 32:
+                    report[f"one_request_ms, {engine}"] = breakdown(args.model_dir, body, host, port, engine)
+            finally:
+                server.stop()
     print(json.dumps(report, indent=1))
 
 

@@ -45,10 +45,12 @@ def test_data_help_explains_every_flag():
     assert text.count("default") >= 4
 
 
-def test_predict_does_not_import_the_data_stack_or_matplotlib():
+def test_predict_does_not_import_paddle_the_data_stack_or_matplotlib():
+    """Paddle comes with the engine that needs it (``engines``), the data stack and matplotlib never."""
     code = (
-        "import sys, paddle_mnist.predict; "
-        "print(sorted(m for m in sys.modules if m.startswith(('paddle_mnist.data.', 'matplotlib'))))"
+        "import sys, paddle_mnist.predict, paddle_mnist.serve; "
+        "print(sorted(m for m in sys.modules if m.startswith(('paddle_mnist.data.', 'matplotlib', 'paddle.')) "
+        "or m == 'paddle'))"
     )
     result = run("-c", code)
     assert result.returncode == 0, result.stderr
@@ -74,6 +76,29 @@ def test_train_prints_which_file_it_trained_on(data_file, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert f"trained on {data_file} (found via $PADDLE_MNIST_DATA)" in result.stdout.splitlines()
+
+
+def test_train_ends_with_the_onnx_export_unless_told_not_to(data_file, tmp_path):
+    """With paddle2onnx there, a run predicts without paddle from the start: its export and record are written,
+    and auto answers with it; ``--no-export`` writes neither."""
+    from conftest import require_module
+
+    require_module("paddle2onnx")
+    require_module("onnxruntime")
+    flags = ("-m", "paddle_mnist.train", "--data", str(data_file), "--model", "linear", "--epochs", "1")
+    result = run(*flags, "--out", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    prefix = tmp_path / "o" / "inference" / "mnist"
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"exported {prefix}.onnx (onnxruntime matches the model to "), result.stdout
+    assert last.endswith("): predict answers without paddle") and "Paddle2ONNX" not in result.stdout
+    assert sorted(p.name for p in prefix.parent.iterdir()) == ["mnist.onnx", "mnist.onnx.json"]
+    from paddle_mnist.predict import Predictor
+
+    assert Predictor.from_dir(tmp_path / "o").summary.engine == "onnx"
+    result = run(*flags, "--out", str(tmp_path / "n"), "--no-export")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "n" / "inference").exists() and "exported" not in result.stdout
 
 
 def test_no_library_warning_reaches_the_user(data_file, tmp_path):

@@ -108,7 +108,7 @@ def assert_recovers(out, data_file, expected):
     if (out / rundir.METADATA).exists():
         info = rundir.read(out)
         assert info.epochs_done in (1, 2, 3)
-        Predictor.from_dir(out)
+        Predictor.from_dir(out, engine="dynamic")  # reads the weights themselves
         train_cli("--data", data_file, "--out", out, *FLAGS, "--resume")
     else:  # killed before the first commit: nothing to resume, a fresh start is the same run
         train_cli("--data", data_file, "--out", out, *FLAGS, "--overwrite")

@@ -126,7 +126,7 @@ def test_the_tutorials_mse_checkpoint_is_the_regression_head(tmp_path, data_file
     paddle.save(model.state_dict(), str(tmp_path / "mse.pdparams"))
     predictor = Predictor.from_dir(tmp_path / "nowhere", weights=str(tmp_path / "mse.pdparams"))
     assert (predictor.loss.name, predictor.loss.head_size) == ("mse", 1)
-    assert "1-output head (mse)" in predictor.inferred
+    assert "1-output head (mse)" in predictor.notes[0]
     assert predictor.predict(str(digit_picture(tmp_path / "one.png"))).raw is not None
 
 

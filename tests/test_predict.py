@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -167,7 +168,8 @@ def test_export_and_inference_engine_from_the_command_line(tiny_model_dir, tmp_p
     )
     assert result.returncode == 0, result.stderr
     assert "Paddle Inference matches the dynamic model" in result.stdout
-    assert sorted(p.name for p in (model_dir / "inference").iterdir()) == ["mnist.json", "mnist.pdiparams"]
+    inference = sorted(p.name for p in (model_dir / "inference").iterdir())
+    assert inference == ["mnist.json", "mnist.pdiparams", "mnist.pdiparams.json"], "the program, weights, record"
     picture = tmp_path / "block.png"
     pixels = np.zeros((28, 28), np.uint8)
     pixels[10:18, 2:10] = 255
@@ -178,6 +180,7 @@ def test_export_and_inference_engine_from_the_command_line(tiny_model_dir, tmp_p
     ]
     assert rows[0]["digit"] == rows[1]["digit"]
     assert abs(rows[0]["probability"] - rows[1]["probability"]) < 1e-5
+    assert [row["engine"] for row in rows] == ["dynamic", "inference"]
 
 
 def test_one_bad_item_never_stops_the_others(trained_dir, photo_set, tmp_path):
@@ -246,35 +249,136 @@ def test_large_jpegs_are_decoded_at_a_reduced_scale_with_the_same_answer(trained
         assert predictor.predict(fast).digit == predictor.predict(slow).digit
 
 
-def test_onnx_export_matches_on_real_images_and_predicts_without_paddle_calls(
-    trained_dir, photo_set, tmp_path, shared_eval
-):
+@pytest.fixture(scope="module")
+def exported_run(trained_dir, tmp_path_factory):
+    """A copy of the trained run with its ONNX export, written by ``paddle-mnist export`` (the session's
+    trained run stays without one, so every other test reads it on paddle)."""
     from conftest import require_module
 
     require_module("paddle2onnx")
     require_module("onnxruntime")
-    real = shared_eval.images[:64]
-    prefix = tmp_path / "onnx" / "mnist"
-    difference = export.export(trained_dir, prefix, fmt="onnx", batch=real)
-    assert difference <= 1e-5 and sorted(p.name for p in prefix.parent.iterdir()) == ["mnist.onnx"]
-    dynamic_engine = Predictor.from_dir(trained_dir).engine
-    onnx_engine = Predictor.from_dir(trained_dir, engine="onnx", inference_prefix=prefix).engine
-    np.testing.assert_allclose(onnx_engine(real), dynamic_engine(real), atol=1e-5)  # the two engines, compared here
-    paths = [str(p) for p, _, _ in photo_set[:12]]
-    dynamic = Predictor.from_dir(trained_dir).predict(paths, topk=10)
-    onnx = Predictor.from_dir(trained_dir, engine="onnx", inference_prefix=prefix).predict(paths, topk=10)
-    assert [r.digit for r in onnx] == [r.digit for r in dynamic]
-    for a, b in zip(onnx, dynamic):
-        np.testing.assert_allclose(sorted(a.topk), sorted(b.topk), atol=1e-5)
+    run = tmp_path_factory.mktemp("exported") / "run"
+    shutil.copytree(trained_dir, run, ignore=shutil.ignore_patterns("inference"))  # an earlier test exports there
     result = subprocess.run(
-        [sys.executable, "-m", "paddle_mnist", "export", "--model-dir", str(trained_dir), "--format", "onnx"],
+        [sys.executable, "-m", "paddle_mnist", "export", "--model-dir", str(run), "--format", "onnx"],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0 and "onnxruntime matches the dynamic model" in result.stdout, result.stderr
-    rows = run_predict(paths[0], "--model-dir", trained_dir, "--engine", "onnx", "--json")
-    assert rows.returncode == 0 and json.loads(rows.stdout)["digit"] == dynamic[0].digit, rows.stderr
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith(f"wrote {run / 'inference' / 'mnist.onnx'}; onnxruntime matches"), result.stdout
+    assert sorted(p.name for p in (run / "inference").iterdir()) == ["mnist.onnx", "mnist.onnx.json"]
+    return run
+
+
+def probabilities(predictions) -> np.ndarray:
+    return np.array([[dict(r.topk)[k] for k in range(10)] for r in predictions])
+
+
+def test_onnx_gives_the_digits_and_probabilities_of_paddle(exported_run, photo_set, shared_eval):
+    """On the eval split's first 1,000 images and on every photo style: the same digit, and each class
+    probability within 1e-5 of the paddle model's."""
+    dynamic = Predictor.from_dir(exported_run, engine="dynamic")
+    onnx = Predictor.from_dir(exported_run)  # auto: the export is current, so onnx answers
+    assert (dynamic.summary.engine, onnx.summary.engine) == ("dynamic", "onnx") and onnx.notes == ()
+    images = shared_eval.images[:1000]
+    paddle_scores, onnx_scores = (p.loss.scores(p.engine(images)) for p in (dynamic, onnx))
+    np.testing.assert_allclose(onnx_scores, paddle_scores, atol=1e-5)
+    assert (onnx_scores.argmax(1) == paddle_scores.argmax(1)).all()
+    paths = [str(p) for p, _, _ in photo_set]
+    assert {style for _, _, style in photo_set} == set(photos.STYLES)
+    by_paddle, by_onnx = dynamic.predict(paths, topk=10), onnx.predict(paths, topk=10)
+    assert [r.digit for r in by_onnx] == [r.digit for r in by_paddle]
+    np.testing.assert_allclose(probabilities(by_onnx), probabilities(by_paddle), atol=1e-5)
+
+
+def test_predict_on_an_onnx_export_never_imports_paddle(exported_run, photo_set):
+    """``python -X importtime`` lists every module a process imports: through the export (chosen by auto or
+    asked for), paddle is not among them, and the JSON says which engine answered."""
+    path = str(photo_set[0][0])
+    for engine in ("auto", "onnx"):
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "paddle_mnist.predict", path]
+            + ["--model-dir", str(exported_run), "--engine", engine, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        imported = {
+            line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
+        }
+        assert "onnxruntime" in imported and "PIL" in imported, "importtime must list the imports"
+        assert not {m for m in imported if m == "paddle" or m.startswith("paddle.")}, engine
+        assert json.loads(result.stdout)["engine"] == "onnx"
+
+
+def test_auto_falls_back_to_paddle_with_one_line_when_the_export_cannot_stand_for_the_weights(
+    exported_run, photo_set, tmp_path
+):
+    path = str(photo_set[0][0])
+    run = tmp_path / "run"
+    shutil.copytree(exported_run, run)
+    model_file = run / "inference" / "mnist.onnx"
+    record = json.loads((run / "inference" / "mnist.onnx.json").read_text())
+
+    def answer(*flags, hide_onnxruntime=False):
+        code = (
+            "import sys, runpy\n"
+            + ("sys.modules['onnxruntime'] = None\n" if hide_onnxruntime else "")
+            + f"sys.argv = ['predict', {path!r}, '--model-dir', {str(run)!r}, '--json', *{list(flags)!r}]\n"
+            + "runpy.run_module('paddle_mnist.predict', run_name='__main__')"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        notes = [line for line in result.stderr.splitlines() if line.startswith("paddle-mnist predict:")]
+        return json.loads(result.stdout)["engine"], notes
+
+    assert answer() == ("onnx", [])
+    assert answer(hide_onnxruntime=True) == (
+        "dynamic",
+        [
+            f"paddle-mnist predict: {model_file}: onnxruntime is not installed, so paddle answers "
+            "(pip install 'paddle-mnist[onnx]')"
+        ],
+    )
+    fallback = "; paddle answers (paddle-mnist export --format onnx redoes it)"
+    (run / "inference" / "mnist.onnx.json").write_text(json.dumps({**record, "weights_sha256": "0" * 64}))
+    assert answer() == (
+        "dynamic",
+        [
+            f"paddle-mnist predict: {model_file}: not used, it was made from other weights than the ones asked for{fallback}"
+        ],
+    )
+    engine, notes = answer("--engine", "onnx")  # asked for by name: used, with the warning
+    assert engine == "onnx" and notes == [
+        f"paddle-mnist predict: {model_file}: warning: it was made from other weights than the ones asked for"
+    ]
+    assert answer("--weights", "last")[0] == "dynamic", "the export is of the best weights"
+    (run / "inference" / "mnist.onnx.json").write_text(json.dumps(record))
+    model_file.write_bytes(model_file.read_bytes() + b"\0")
+    assert answer()[1] == [f"paddle-mnist predict: {model_file}: not used, it changed after it was exported{fallback}"]
+    (run / "inference" / "mnist.onnx.json").write_text("{")
+    assert answer()[1] == [
+        f"paddle-mnist predict: {model_file}: not used, its record is unusable (not valid JSON){fallback}"
+    ]
+    (run / "inference" / "mnist.onnx.json").unlink()
+    assert answer()[1] == [
+        f"paddle-mnist predict: {model_file}: not used, its record is unusable (no such file){fallback}"
+    ]
+    shutil.rmtree(run / "inference")
+    assert answer() == ("dynamic", []), "no export: nothing to say"
+
+
+def test_each_member_of_a_committee_runs_on_its_own_engine(exported_run, trained_dir, photo_set):
+    paths = [str(p) for p, _, _ in photo_set[:6]]
+    mixed = Predictor.committee([exported_run, trained_dir])
+    assert mixed.summary.engine == "onnx + dynamic"
+    on_paddle = Predictor.committee([exported_run, trained_dir], engine="dynamic")
+    assert on_paddle.summary.engine == "dynamic + dynamic"
+    np.testing.assert_allclose(
+        probabilities(mixed.predict(paths, topk=10)), probabilities(on_paddle.predict(paths, topk=10)), atol=1e-5
+    )
 
 
 def test_a_committee_averages_its_members_probabilities(trained_dir, photo_set, tiny_model_dir, tmp_path):
@@ -283,12 +387,12 @@ def test_a_committee_averages_its_members_probabilities(trained_dir, photo_set, 
     paths = [str(p) for p, _, _ in photo_set[:6]]
     other = tiny_model_dir()
 
-    def probabilities(predictor):
-        return np.array([[dict(r.topk)[k] for k in range(10)] for r in predictor.predict(paths, topk=10)])
+    def read(predictor):
+        return probabilities(predictor.predict(paths, topk=10))
 
-    first, second = probabilities(Predictor.from_dir(trained_dir)), probabilities(Predictor.from_dir(other))
+    first, second = read(Predictor.from_dir(trained_dir)), read(Predictor.from_dir(other))
     assert np.abs(first - second).max() > 0.1, "the members must disagree for this test to mean anything"
-    together = probabilities(Predictor.committee([trained_dir, other]))
+    together = read(Predictor.committee([trained_dir, other]))
     np.testing.assert_allclose(together, (first + second) / 2, atol=1e-5)
     result = run_predict(paths[0], "--model-dir", trained_dir, "--model-dir", other, "--json", "--topk", "10")
     assert result.returncode == 0, result.stderr
