@@ -180,8 +180,14 @@ def choose(prefix: Path, weights_sha256: str) -> tuple[str, str | None]:
     if not model_file.is_file():
         return "dynamic", None
     if importlib.util.find_spec("onnxruntime") is None:
-        return "dynamic", f"{model_file}: onnxruntime is not installed, so paddle answers (pip install 'paddle-mnist[onnx]')"
+        return (
+            "dynamic",
+            f"{model_file}: onnxruntime is not installed, so paddle answers (pip install 'paddle-mnist[onnx]')",
+        )
     reason = stale(model_file, weights_sha256)
     if reason:
-        return "dynamic", f"{model_file}: not used, {reason}; paddle answers (paddle-mnist export --format onnx redoes it)"
+        return (
+            "dynamic",
+            f"{model_file}: not used, {reason}; paddle answers (paddle-mnist export --format onnx redoes it)",
+        )
     return "onnx", None

@@ -299,6 +299,7 @@ def from_state_file(path: Path) -> Predictor:
     )
     return Predictor(engines.DynamicEngine(model), loss, TUTORIAL_ENCODING, classes, summary, (inferred,))
 
+
 def item_image(item) -> Image.Image:
     """A PIL image from a path, a PIL image, or a grey array: integers 0..255, or floats in [0, 1] (1 = white)."""
     if isinstance(item, Image.Image):

@@ -70,7 +70,9 @@ def warp(images: np.ndarray, theta: np.ndarray, background: float) -> np.ndarray
     computed once and gathered for all images at a time.
     """
     height, width = images.shape[-2:]
-    ys, xs = np.meshgrid((2 * np.arange(height) + 1) / height - 1, (2 * np.arange(width) + 1) / width - 1, indexing="ij")
+    ys, xs = np.meshgrid(
+        (2 * np.arange(height) + 1) / height - 1, (2 * np.arange(width) + 1) / width - 1, indexing="ij"
+    )
     theta = theta.astype(np.float64)
     source_x = ((theta[0, 0] * xs + theta[0, 1] * ys + theta[0, 2] + 1) * width - 1) / 2
     source_y = ((theta[1, 0] * xs + theta[1, 1] * ys + theta[1, 2] + 1) * height - 1) / 2
