@@ -215,6 +215,25 @@ def plot_confusion(out: Path, results: list[dict], loss: str) -> None:
     plots.save_figure(fig, out / f"confusion_{loss}.png")
 
 
+def misread(run_dir: str | Path, data: str | None, dataset: str = "mnist") -> list[tuple[np.ndarray, int, int]]:
+    """(pixels, true digit, digit read) of every eval digit of ``data`` the run's best weights misread."""
+    from paddle_mnist.data import MnistDataset
+    from paddle_mnist.predict import load_trained
+
+    predictor = load_trained(run_dir)
+    evaluation = MnistDataset("eval", data, dataset=dataset)
+    read = predictor.loss.digits(train.predict_outputs(predictor.engine.model, evaluation.images))
+    wrong = np.flatnonzero(read != evaluation.class_ids)
+    return [(evaluation.pixels[i], int(evaluation.class_ids[i]), int(read[i])) for i in wrong]
+
+
+def plot_misread(out: Path, base: Config, loss: str, seed: int) -> None:
+    """The eval digits the run of ``loss`` (and ``seed``) misreads, titled 'true -> read': where the tutorial's
+    question "why does MSE fail?" can be looked at."""
+    wrong = misread(run_config(base, out, loss, seed).out, base.data, base.dataset)
+    plots.misread_grid(wrong, out / f"misread_{loss}.png", what=f"eval digits, {loss} seed {seed}")
+
+
 def compare(base: Config, loss_names: list[str], seeds: list[int], out: Path, force: bool = False) -> list[dict]:
     """Train (or reuse) one run per loss and seed from the ``base`` recipe; write the tables and plots."""
     out.mkdir(parents=True, exist_ok=True)
@@ -235,6 +254,7 @@ def compare(base: Config, loss_names: list[str], seeds: list[int], out: Path, fo
     plot_losses(out, results, loss_names)
     for loss in loss_names:
         plot_confusion(out, results, loss)
+        plot_misread(out, base, loss, seeds[0])
     print("\n" + summary + f"\nwrote {out}/ in {time.perf_counter() - start:.0f} s")
     return table
 

@@ -196,26 +196,9 @@ def accuracy_by_style(predictor, rows, naive: bool, misread: list | None = None)
     return table
 
 
-def error_grid(misread: list, out: Path, columns: int = 8) -> None:
-    """The misread pictures, each titled 'true -> read' (at most 64)."""
-    from paddle_mnist.plots import save_figure, subplots
-
-    shown = misread[:64]
-    rows = max(1, -(-len(shown) // columns))
-    fig, axes = subplots(rows, columns, figsize=(columns * 1.5, rows * 1.7), squeeze=False)
-    for ax, item in zip(axes.flat, shown + [None] * (rows * columns - len(shown))):
-        ax.axis("off")
-        if item is not None:
-            path, label, digit = item
-            ax.imshow(Image.open(path).convert("L"), cmap="gray")
-            ax.set_title(f"{label} -> {'none' if digit is None else digit}", fontsize=8)
-    fig.suptitle(f"misread: {len(misread)} pictures" + (" (first 64)" if len(misread) > 64 else ""), fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, out)
-
-
 @cli_entry("paddle-mnist photos")
 def main(argv=None) -> int:
+    from paddle_mnist import plots
     from paddle_mnist.data import MnistDataset
     from paddle_mnist.predict import add_model_flags, from_flags
 
@@ -250,7 +233,8 @@ def main(argv=None) -> int:
             "naive": accuracy_by_style(predictor, rows, naive=True),
         }
         if args.errors:
-            error_grid(misread, args.errors)
+            pictures = [(Image.open(path).convert("L"), label, digit) for path, label, digit in misread]
+            plots.misread_grid(pictures, args.errors)
     print(json.dumps(report, indent=1))
     return 0
 

@@ -52,3 +52,20 @@ def training_curves(history: list[EpochRow], out: Path, title: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, out)
+
+
+def misread_grid(misread: list, out: Path, what: str = "pictures", columns: int = 8) -> None:
+    """The misread images (each a PIL image or a grey array, with its true label and what was read; None:
+    no digit found), titled 'true -> read', at most 64."""
+    shown = misread[:64]
+    rows = max(1, -(-len(shown) // columns))
+    fig, axes = subplots(rows, columns, figsize=(columns * 1.5, rows * 1.7), squeeze=False)
+    for ax, item in zip(axes.flat, shown + [None] * (rows * columns - len(shown))):
+        ax.axis("off")
+        if item is not None:
+            picture, label, digit = item
+            ax.imshow(picture, cmap="gray")
+            ax.set_title(f"{label} -> {'none' if digit is None else digit}", fontsize=8)
+    fig.suptitle(f"misread: {len(misread)} {what}" + (" (first 64)" if len(misread) > 64 else ""), fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, out)

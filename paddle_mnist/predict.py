@@ -439,14 +439,37 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the tutorial's preprocessing (grey, squash to 28x28, invert), for comparison (default: off)",
     )
+    parser.add_argument(
+        "--explain",
+        type=Path,
+        metavar="OUT.png",
+        default=None,
+        help="also draw what the network looked at into OUT.png: for each image read (the first 32), its "
+        "model input, then saliency and Grad-CAM maps for the digit read and the runner-up; computed with "
+        "paddle's gradients, so it loads the paddle model (default: off)",
+    )
     return parser
+
+
+def check_explainable(args: argparse.Namespace) -> None:
+    """``--explain`` takes the gradients of one paddle network: under auto or dynamic, of one model."""
+    if args.engine in ("onnx", "inference"):
+        raise UserError(
+            f"--explain needs gradients, which the {args.engine} export has not: leave --engine at auto or dynamic"
+        )
+    if len(model_dirs(args)) > 1:
+        raise UserError("--explain explains one model, not a committee: give one --model-dir")
 
 
 @cli_entry("paddle-mnist predict")
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.explain:
+        check_explainable(args)
     predictor = from_flags(args, "paddle-mnist predict")
-    failed = False
+    # whatever engine answers, the explanation is of the paddle network with the same weights
+    network = load_trained(model_dirs(args)[0], args.weights).engine.model if args.explain else None
+    failed, read = False, []
     for result in predictor.predict_iter(args.images, topk=min(args.topk, 10), naive=args.naive):
         if args.json:
             row = {k: v for k, v in asdict(result).items() if v is not None}
@@ -456,6 +479,16 @@ def main(argv=None) -> int:
         if result.error:
             print(f"paddle-mnist predict: error: {printable(result.error)}", file=sys.stderr, flush=True)
             failed = True
+        else:
+            read.append(result.source)
+    if network is not None and read:
+        from paddle_mnist import explain  # paddle's gradients: imported only to explain
+
+        explain.write_for(network, predictor, read[: explain.MAX_ROWS], args.explain)
+        print(
+            f"paddle-mnist predict: wrote {args.explain} ({min(len(read), explain.MAX_ROWS)} explained)",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 

@@ -63,12 +63,19 @@ def test_tiny_comparison(tmp_path, recorded, monkeypatch, capsys, data_file):
         "loss.png",
         "confusion_mse_onehot.png",
         "confusion_cross_entropy.png",
+        "misread_mse_onehot.png",
+        "misread_cross_entropy.png",
     } <= names
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert [(r["loss"], r["epoch"]) for r in rows] == [("mse_onehot", "1"), ("cross_entropy", "1")]
     results = json.loads((out / "results.json").read_text())
     assert {r["loss"] for r in results["runs"]} == {"mse_onehot", "cross_entropy"}
     assert all(len(r["eval_acc"]) == 1 and np.array(r["confusion"]).sum() == 100 for r in results["runs"])
+    for r in results["runs"]:  # the grid shows exactly the digits the confusion matrix counts as misread
+        confusion = np.array(r["confusion"])
+        wrong = compare.misread(out / "runs" / f"{r['loss']}-seed{r['seed']}", str(data_file))
+        assert len(wrong) == confusion.sum() - np.trace(confusion)
+        assert all(confusion[true, read] > 0 and true != read for _, true, read in wrong)
     summary = (out / "summary.md").read_text()
     assert "| cross_entropy |" in summary and "reaches the highest eval accuracy" in summary
     assert "reaches the highest eval accuracy" in capsys.readouterr().out
