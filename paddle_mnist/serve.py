@@ -32,7 +32,7 @@ from importlib import resources
 import numpy as np
 from PIL import Image
 
-from paddle_mnist import preprocess
+from paddle_mnist import preprocess, strokes
 from paddle_mnist.cli import non_negative_float, positive_float, positive_int
 from paddle_mnist.errors import UserError, cli_entry, json_reason
 from paddle_mnist.http_guard import H11_HEAD_LIMIT, Guard, QuietInvalidRequests, guarded_protocol, log, one_line
@@ -162,12 +162,34 @@ class Service:
             )
         return header
 
+    async def answer_drawing(self, drawing: strokes.Drawing, topk: int) -> dict:
+        """The result row of a drawing sent as its strokes, within the request deadline."""
+        try:
+            return await within(self.limits.request_timeout, self._drawing(drawing, topk))
+        except asyncio.TimeoutError:
+            raise busy(f"no answer within the {self.limits.request_timeout:g} s request deadline") from None
+
+    async def _drawing(self, drawing: strokes.Drawing, topk: int) -> dict:
+        with self.batcher.expecting():
+            pixels = await self.pool.run(DRAWING_COST, self._rendered, drawing)
+        return await self._row(pixels, "strokes", topk)
+
+    @staticmethod
+    def _rendered(drawing: strokes.Drawing) -> np.ndarray:
+        try:
+            return strokes.render(drawing)
+        except preprocess.NoDigitFound as e:
+            raise RequestError(422, str(e)) from None
+
     async def _predict(self, header, source: str, topk: int) -> dict:
         """One image's result: ``predict --json``'s fields plus the 28x28 input as a base64 PNG."""
         if isinstance(header, Exception):
             raise header
         with self.batcher.expecting():
             pixels = await self.pool.run(preprocess.decode_cost(header), self._pixels, header, source)
+        return await self._row(pixels, source, topk)
+
+    async def _row(self, pixels: np.ndarray, source: str, topk: int) -> dict:
         output = await self.batcher.submit(self.predictor.encoding.decode(pixels)[None])
         result = Prediction(source=source)
         self.predictor.fill(result, output, topk)
@@ -189,6 +211,10 @@ class Service:
 # The formats the server decodes: what cameras, phones, scanners and screenshots produce.  Pillow opens
 # dozens more; each is a decoder an attacker could aim at, and none is how a digit's picture arrives.
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # JPEG opens MPO (multi-picture) too
+
+
+# What rendering a drawing holds at most: the 82x82 canvas, its float copies and the 28x28 result.
+DRAWING_COST = 1 * MB
 
 
 def png_base64(pixels: np.ndarray) -> str:
@@ -282,12 +308,26 @@ def create_app(predictor: Predictor, *, max_batch: int = 32, max_wait: float = 0
                         }
                     },
                     "image/*": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["strokes", "width", "height"],
+                            "properties": {
+                                "strokes": {"type": "array", "items": {"type": "array"}},
+                                "width": {"type": "integer"},
+                                "height": {"type": "integer"},
+                            },
+                        }
+                    },
                 }
             }
         },
     )
     async def api_predict(request: Request, topk: int = 3):
         check_topk(topk)
+        if content_type(request) == "application/json":  # the pad's strokes
+            drawing = read_drawing(await json_body(request, max_bytes=strokes.MAX_BYTES))
+            return {"results": [await service.answer_drawing(drawing, topk)]}
         images = await read_images(request, limits)
         rows = await service.answer(images, topk)
         if len(rows) == 1 and isinstance(rows[0], Exception):
@@ -341,9 +381,20 @@ def allowed_methods(app, scope) -> list[str]:
     return sorted(methods | {"OPTIONS"}) if methods else []
 
 
+def content_type(request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def read_drawing(body: dict) -> strokes.Drawing:
+    try:
+        return strokes.parse(body)
+    except strokes.StrokesError as e:
+        raise RequestError(422, str(e)) from None
+
+
 async def read_images(request, limits: Limits) -> list[tuple[str, bytes]]:
     """(name, bytes) of every image in a multipart form, or of a raw image body."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    kind = content_type(request)
     if kind == "multipart/form-data":
         files = await read_form(request, limits)
         if not files:
@@ -354,7 +405,10 @@ async def read_images(request, limits: Limits) -> list[tuple[str, bytes]]:
         if not data:
             raise RequestError(400, "empty request body (no image data)")
         return [("upload", data)]
-    raise RequestError(415, f"content type {kind or 'none'!r}: send multipart/form-data files or an image/* body")
+    raise RequestError(
+        415,
+        f"content type {kind or 'none'!r}: send multipart/form-data files, an image/* body or application/json strokes",
+    )
 
 
 async def read_form(request, limits: Limits) -> list[tuple[str, bytes]]:
@@ -381,12 +435,16 @@ async def read_form(request, limits: Limits) -> list[tuple[str, bytes]]:
         await form.close()
 
 
-async def json_body(request) -> dict:
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+async def json_body(request, max_bytes: int | None = None) -> dict:
+    """The request's JSON object; ``max_bytes`` bounds it below the upload limit (a drawing's strokes)."""
+    kind = content_type(request)
     if kind != "application/json":
         raise RequestError(415, f"content type {kind or 'none'!r}: send application/json")
+    data = await request.body()
+    if max_bytes is not None and len(data) > max_bytes:
+        raise RequestError(413, f"a drawing's JSON is at most {max_bytes // 1024} KB")
     try:
-        body = json.loads(await request.body())
+        body = json.loads(data)
     except (ValueError, RecursionError) as e:
         raise RequestError(400, f"malformed JSON ({json_reason(e)})") from None
     if not isinstance(body, dict):

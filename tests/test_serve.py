@@ -150,7 +150,9 @@ def big_png() -> bytes:
         ("/api/predict", None, "big", 400, "pixels is over the 40,000,000-pixel limit"),
         ("/api/predict", BLANK, "image/png", 422, "upload: no digit found"),
         ("/api/predict", Image.new("L", (50, 50), 128).tobytes(), "image/x-portable-graymap", 400, "not an image"),
-        ("/api/predict", b"{}", "application/json", 415, "content type 'application/json'"),
+        ("/api/predict", b"{}", "application/json", 422, 'a drawing is {"strokes": [[[x, y], ...], ...]'),
+        ("/api/predict", b"{not json", "application/json", 400, "malformed JSON"),
+        ("/api/predict", b"{}", "text/plain", 415, "or application/json strokes"),
         ("/api/predict?topk=0", ONE, "image/png", 422, "topk must be 1..10"),
         ("/image-classification", b"{not json", "application/json", 400, "malformed JSON"),
         ("/image-classification", b"{}", "text/plain", 415, "send application/json"),
@@ -164,6 +166,55 @@ def test_bad_requests_get_one_line_and_the_server_keeps_serving(server, path, da
     text = body.get("error") or body.get("errorMsg")
     assert got == status and message in text and "\n" not in text, body
     assert call(server, "/healthz")[0] == 200
+
+
+def test_strokes_are_read_as_mnist_digits(server):
+    """The pad's strokes as the page sends them: 50 drawings of every digit in its usual ways (small to
+    filling the pad, tilted, squashed) are read as the image route reads a photo, with the same fields."""
+    import drawn_digits
+
+    read = []
+    for label, _style, strokes in drawn_digits.benchmark(50, seed=5):
+        body = json.dumps(drawn_digits.as_json(strokes)).encode()
+        status, answer = call(server, "/api/predict?topk=10", body, "application/json", method="POST")
+        assert status == 200, answer
+        [row] = answer["results"]
+        assert row["source"] == "strokes" and len(row["topk"]) == 10 and row["model_input"]
+        read.append(row["digit"] == label)
+    assert sum(read) >= 47, f"{sum(read)} of 50 drawings read right"
+
+
+@pytest.mark.parametrize(
+    "drawing, status, message",
+    [
+        ({"strokes": [], "width": 280, "height": 280}, 422, "no digit found (the drawing is empty)"),
+        ({"strokes": [[[140, 140]]], "width": 280, "height": 280}, 422, "no digit found (the drawing is a single dot)"),
+        ({"strokes": [[[1, 2]]] * 257, "width": 280, "height": 280}, 422, "more than 256 strokes"),
+        ({"strokes": [[[1, 2]] * 20_001], "width": 280, "height": 280}, 422, "more than 20000 points"),
+        ({"strokes": [[[1, "2"]]], "width": 280, "height": 280}, 422, "each point must be [x, y], two finite numbers"),
+        ({"strokes": [[[1, 2, 3]]], "width": 280, "height": 280}, 422, "each point must be [x, y]"),
+        ({"strokes": [[[10, 10], [1e9, 10]]], "width": 280, "height": 280}, 422, "outside the 280x280 pad"),
+        ({"strokes": [[[10, 10]]], "width": 0, "height": 280}, 422, "width must be the pad's size"),
+        ({"strokes": [[[10, 10]]], "width": 10**40, "height": 280}, 422, "width must be the pad's size"),
+        ({"strokes": "abc", "width": 280, "height": 280}, 422, 'a drawing is {"strokes"'),
+        ({"strokes": [5], "width": 280, "height": 280}, 422, "each stroke must be a list"),
+    ],
+)
+def test_bad_drawings_get_one_json_line(server, drawing, status, message):
+    got, body = call(server, "/api/predict", json.dumps(drawing).encode(), "application/json", method="POST")
+    assert got == status and message in body["error"] and "\n" not in body["error"], body
+    assert call(server, "/healthz")[0] == 200
+
+
+def test_non_finite_and_oversized_drawings_are_refused(server):
+    nan = b'{"strokes": [[[NaN, 1], [2, 2]]], "width": 280, "height": 280}'  # Python's json reads NaN
+    assert call(server, "/api/predict", nan, "application/json", method="POST") == (
+        422,
+        {"error": "each point must be [x, y], two finite numbers"},
+    )
+    big = json.dumps({"strokes": [[[100.123456, 100.123456]] * 60_000], "width": 280, "height": 280}).encode()
+    status, body = call(server, "/api/predict", big, "application/json", method="POST")
+    assert status == 413 and "at most 1024 KB" in body["error"], body
 
 
 def test_wrong_method(server):
@@ -362,12 +413,22 @@ def bar_total(driver) -> float:
     return sum(float(item.get_attribute("data-score")) for item in driver.find_elements("css selector", "#bars li"))
 
 
+SENT = """window.sent = [];
+const fetched = window.fetch;
+window.fetch = (url, options) => {
+  if (options && options.method === "POST") window.sent.push(options.headers["Content-Type"]);
+  return fetched(url, options);
+};"""
+
+
 def test_the_page_draws_clears_and_reads_photos(server, browser, photo_set, tmp_path):
     browser.get(server)
     assert "Draw a digit" in browser.title + browser.find_element("tag name", "h1").text
     assert "convnet" in shown_info(browser)
+    browser.execute_script(SENT)  # what the page posts, by content type
     draw(browser, [[(140, 40), (140, 240)]])
     assert shown(browser, "1") == "1"
+    assert set(browser.execute_script("return window.sent")) == {"application/json"}, "a drawing goes as strokes"
     assert abs(bar_total(browser) - 1) < 1e-3, "the bars are the ten probabilities"
     browser.find_element("id", "clear").click()
     assert shown(browser, "–") == "–" and "no digit" in browser.find_element("id", "status").text
@@ -381,6 +442,7 @@ def test_the_page_draws_clears_and_reads_photos(server, browser, photo_set, tmp_
     path, label, _ = photo_set[0]
     browser.find_element("id", "file").send_keys(str(path))
     assert shown(browser, str(label)) == str(label)
+    assert browser.execute_script("return window.sent")[-1] != "application/json", "a photo goes as an image"
 
 
 def shown_info(driver, timeout=20) -> str:

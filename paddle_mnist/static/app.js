@@ -1,7 +1,7 @@
-// The draw-a-digit page: strokes on a canvas (Pointer Events: mouse, touch, pen), sent as a PNG to
-// POST /api/predict shortly after the pen lifts or while drawing; the server preprocesses it the way
-// MNIST was made (20 px box, centre of mass) and answers with the classes' probabilities and the
-// 28x28 image the model saw.
+// The draw-a-digit page: strokes on a canvas (Pointer Events: mouse, touch, pen), sent as the strokes
+// themselves (JSON) to POST /api/predict shortly after the pen lifts or while drawing; the server draws
+// them again the way MNIST's digits look (20 px box, a pen in proportion, centre of mass) and answers
+// with the classes' probabilities and the 28x28 image the model saw. A photo goes as an image.
 "use strict";
 
 const pad = document.getElementById("pad");
@@ -80,7 +80,8 @@ function schedule(delay) {
 
 function sendDrawing() {
   if (!strokes.length) { showBlank(); return; }
-  pad.toBlob((blob) => send(blob, "image/png"), "image/png");
+  const points = strokes.map((stroke) => stroke.map(([x, y]) => [Math.round(x * 10) / 10, Math.round(y * 10) / 10]));
+  send(JSON.stringify({ strokes: points, width: pad.width, height: pad.height }), "application/json");
 }
 
 async function send(body, type) {
