@@ -103,6 +103,16 @@ def heat_map(image: np.ndarray, explanation: np.ndarray) -> np.ndarray:
     return np.rint(255 * np.clip(grey + red * 0.8, 0, 1)).astype(np.uint8)
 
 
+def heat_map_of(model: paddle.nn.Layer, batch: np.ndarray, digit: int) -> np.ndarray:
+    """RGB [28,28,3]: Grad-CAM of ``digit`` (saliency for a network without a convolution) over the one
+    model input in ``batch`` [1,1,28,28], the input shown as 0..1 whatever its pixel encoding."""
+    [maps] = explain(model, batch, np.array([digit]))
+    shown = batch[0, 0] - batch[0, 0].min()
+    return heat_map(
+        shown / max(float(shown.max()), 1e-12), maps.grad_cam if maps.grad_cam is not None else maps.saliency
+    )
+
+
 MAX_ROWS = 32  # images in one --explain figure: one row each
 
 

@@ -25,9 +25,11 @@ import io
 import json
 import logging
 import sys
+import threading
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -37,7 +39,7 @@ from paddle_mnist.cli import non_negative_float, positive_float, positive_int
 from paddle_mnist.errors import UserError, cli_entry, json_reason
 from paddle_mnist.http_guard import H11_HEAD_LIMIT, Guard, QuietInvalidRequests, guarded_protocol, log, one_line
 from paddle_mnist.limits import MB, SMALL_BODY, DecodePool, Limits, within
-from paddle_mnist.predict import Prediction, Predictor, add_model_flags, from_flags
+from paddle_mnist.predict import Prediction, Predictor, add_model_flags, from_flags, model_dirs
 
 MAX_TOPK = 10
 
@@ -111,22 +113,58 @@ class Batcher:
                     future.set_result(row)
 
 
+# What rendering a drawing holds at most: the 82x82 canvas, its float copies and the 28x28 result;
+# and what an explanation holds beyond the model: 16 noisy copies of one input and their gradients.
+DRAWING_COST, EXPLAIN_COST = 1 * MB, 1 * MB
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a request asks of each of its images: how many ranked guesses, and the heat map or not."""
+
+    topk: int = 3
+    explain: bool = False
+
+
+class Explainer:
+    """``?explain=1``: the heat map of a model input, from the paddle model of the weights being served.
+
+    The model is loaded at the first explanation, not with the server, so a server on the ONNX export
+    imports paddle only once someone asks why.  One explanation runs at a time (each is 16 backward
+    passes, ~50 ms), in the decode pool like any other per-request work."""
+
+    def __init__(self, model_dir: Path, weights: str):
+        self.model_dir, self.weights = model_dir, weights
+        self._model, self._lock = None, threading.Lock()
+
+    def __call__(self, batch: np.ndarray, digit: int) -> np.ndarray:
+        from paddle_mnist import explain  # paddle's gradients: imported at the first explanation
+        from paddle_mnist.predict import load_trained
+
+        with self._lock:
+            if self._model is None:
+                self._model = load_trained(self.model_dir, self.weights).engine.model
+            return explain.heat_map_of(self._model, batch, digit)
+
+
 class Service:
     """What the routes share: the predictor, its batcher, the decode pool, the limits."""
 
-    def __init__(self, predictor: Predictor, max_batch: int, max_wait: float, limits: Limits):
-        self.predictor, self.limits = predictor, limits
+    def __init__(
+        self, predictor: Predictor, max_batch: int, max_wait: float, limits: Limits, explainer: Explainer | None
+    ):
+        self.predictor, self.limits, self.explainer = predictor, limits, explainer
         self.batcher = Batcher(lambda batch: predictor.engine(batch.astype(np.float32)), max_batch, max_wait)
         self.pool = DecodePool(limits.decode_workers, limits.decode_budget)
 
-    async def answer(self, images: list[tuple[str, bytes]], topk: int) -> list:
+    async def answer(self, images: list[tuple[str, bytes]], ask: Ask) -> list:
         """Each image's result row, or the exception that stopped it, within the request deadline."""
         try:
-            return await within(self.limits.request_timeout, self._answer(images, topk))
+            return await within(self.limits.request_timeout, self._answer(images, ask))
         except asyncio.TimeoutError:
             raise busy(f"no answer within the {self.limits.request_timeout:g} s request deadline") from None
 
-    async def _answer(self, images, topk) -> list:
+    async def _answer(self, images, ask: Ask) -> list:
         if sum(len(data) for _, data in images) <= SMALL_BODY:  # a drawing: its header is read in microseconds
             headers = self._headers(images)
         else:  # a big file's header can take milliseconds (a PNG's chunks are walked up to its pixels)
@@ -139,7 +177,7 @@ class Service:
                 f"decode, over the {self.limits.request_budget // MB} MB per-request budget",
             )
         return await asyncio.gather(
-            *(self._predict(header, name, topk) for (name, _), header in zip(images, headers)), return_exceptions=True
+            *(self._predict(header, name, ask) for (name, _), header in zip(images, headers)), return_exceptions=True
         )
 
     def _headers(self, images) -> list:
@@ -162,17 +200,17 @@ class Service:
             )
         return header
 
-    async def answer_drawing(self, drawing: strokes.Drawing, topk: int) -> dict:
+    async def answer_drawing(self, drawing: strokes.Drawing, ask: Ask) -> dict:
         """The result row of a drawing sent as its strokes, within the request deadline."""
         try:
-            return await within(self.limits.request_timeout, self._drawing(drawing, topk))
+            return await within(self.limits.request_timeout, self._drawing(drawing, ask))
         except asyncio.TimeoutError:
             raise busy(f"no answer within the {self.limits.request_timeout:g} s request deadline") from None
 
-    async def _drawing(self, drawing: strokes.Drawing, topk: int) -> dict:
+    async def _drawing(self, drawing: strokes.Drawing, ask: Ask) -> dict:
         with self.batcher.expecting():
             pixels = await self.pool.run(DRAWING_COST, self._rendered, drawing)
-        return await self._row(pixels, "strokes", topk)
+        return await self._row(pixels, "strokes", ask)
 
     @staticmethod
     def _rendered(drawing: strokes.Drawing) -> np.ndarray:
@@ -181,20 +219,24 @@ class Service:
         except preprocess.NoDigitFound as e:
             raise RequestError(422, str(e)) from None
 
-    async def _predict(self, header, source: str, topk: int) -> dict:
+    async def _predict(self, header, source: str, ask: Ask) -> dict:
         """One image's result: ``predict --json``'s fields plus the 28x28 input as a base64 PNG."""
         if isinstance(header, Exception):
             raise header
         with self.batcher.expecting():
             pixels = await self.pool.run(preprocess.decode_cost(header), self._pixels, header, source)
-        return await self._row(pixels, source, topk)
+        return await self._row(pixels, source, ask)
 
-    async def _row(self, pixels: np.ndarray, source: str, topk: int) -> dict:
-        output = await self.batcher.submit(self.predictor.encoding.decode(pixels)[None])
+    async def _row(self, pixels: np.ndarray, source: str, ask: Ask) -> dict:
+        batch = self.predictor.encoding.decode(pixels)[None, None]
+        output = await self.batcher.submit(batch[0])
         result = Prediction(source=source)
-        self.predictor.fill(result, output, topk)
+        self.predictor.fill(result, output, ask.topk)
         row = {k: v for k, v in asdict(result).items() if v is not None}
         row["model_input"] = png_base64(pixels)
+        if ask.explain:
+            heat = await self.pool.run(EXPLAIN_COST, self.explainer, batch.astype(np.float32), result.digit)
+            row["explanation"] = png_base64(heat)
         return row
 
     @staticmethod
@@ -213,21 +255,25 @@ class Service:
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # JPEG opens MPO (multi-picture) too
 
 
-# What rendering a drawing holds at most: the 82x82 canvas, its float copies and the 28x28 result.
-DRAWING_COST = 1 * MB
-
-
 def png_base64(pixels: np.ndarray) -> str:
+    """A uint8 grey [H,W] or RGB [H,W,3] array as a base64 PNG."""
     buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(buffer, "PNG")
+    Image.fromarray(pixels).save(buffer, "PNG")
     return base64.b64encode(buffer.getvalue()).decode()
 
 
 # --- the ASGI application -------------------------------------------------------------
 
 
-def create_app(predictor: Predictor, *, max_batch: int = 32, max_wait: float = 0.005, limits: Limits | None = None):
-    """The ASGI application over ``predictor``, inside its ``Guard``."""
+def create_app(
+    predictor: Predictor,
+    *,
+    max_batch: int = 32,
+    max_wait: float = 0.005,
+    limits: Limits | None = None,
+    explainer: Explainer | None = None,
+):
+    """The ASGI application over ``predictor``, inside its ``Guard``; ``explainer`` answers ``?explain=1``."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
@@ -238,7 +284,7 @@ def create_app(predictor: Predictor, *, max_batch: int = 32, max_wait: float = 0
     from starlette.requests import ClientDisconnect
 
     limits = limits or Limits()
-    service = Service(predictor, max_batch, max_wait, limits)
+    service = Service(predictor, max_batch, max_wait, limits, explainer)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -323,13 +369,16 @@ def create_app(predictor: Predictor, *, max_batch: int = 32, max_wait: float = 0
             }
         },
     )
-    async def api_predict(request: Request, topk: int = 3):
+    async def api_predict(request: Request, topk: int = 3, explain: bool = False):
         check_topk(topk)
+        if explain and service.explainer is None:
+            raise RequestError(422, "explain=1 needs one model: this server reads a committee")
+        ask = Ask(topk, explain)
         if content_type(request) == "application/json":  # the pad's strokes
             drawing = read_drawing(await json_body(request, max_bytes=strokes.MAX_BYTES))
-            return {"results": [await service.answer_drawing(drawing, topk)]}
+            return {"results": [await service.answer_drawing(drawing, ask)]}
         images = await read_images(request, limits)
-        rows = await service.answer(images, topk)
+        rows = await service.answer(images, ask)
         if len(rows) == 1 and isinstance(rows[0], Exception):
             raise rows[0]
         return {
@@ -346,7 +395,7 @@ def create_app(predictor: Predictor, *, max_batch: int = 32, max_wait: float = 0
         if not isinstance(topk, int) or isinstance(topk, bool):
             raise RequestError(422, f"topk must be an integer 1..{MAX_TOPK}")
         check_topk(topk)
-        [row] = await service.answer([("image", decode_base64(body.get("image")))], topk)
+        [row] = await service.answer([("image", decode_base64(body.get("image")))], Ask(topk))
         if isinstance(row, Exception):
             raise row
         categories = [{"id": k, "name": service.predictor.classes[k], "score": p} for k, p in row["topk"]]
@@ -598,7 +647,11 @@ def main(argv=None) -> int:
     limits = limits_from_args(args)
     return_freed_memory()
     predictor = from_flags(args, "paddle-mnist serve")
-    app = create_app(predictor, max_batch=args.max_batch, max_wait=args.max_wait_ms / 1000, limits=limits)
+    dirs = model_dirs(args)
+    explainer = Explainer(dirs[0], args.weights) if len(dirs) == 1 else None  # one model's gradients
+    app = create_app(
+        predictor, max_batch=args.max_batch, max_wait=args.max_wait_ms / 1000, limits=limits, explainer=explainer
+    )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"paddle-mnist serve: warning: listening on {args.host}: the API has no authentication", file=sys.stderr)
     config = uvicorn.Config(

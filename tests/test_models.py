@@ -85,3 +85,10 @@ def test_label_smoothing_is_cross_entropy_against_the_smoothed_target():
     assert abs(got - expected) < 1e-5
     plain = float(losses.LOSSES["cross_entropy"](paddle.to_tensor(logits), paddle.to_tensor(labels, dtype="int64")))
     assert abs(plain - expected) > 0.01, "smoothing must change the loss"
+
+
+def test_the_recipe_names_the_networks_the_registry_builds():
+    """config.MODEL_NAMES lets a recipe or a run's metadata be checked without paddle; it must be the registry."""
+    from paddle_mnist import config
+
+    assert config.MODEL_NAMES == tuple(models.MODELS)

@@ -217,6 +217,33 @@ def test_non_finite_and_oversized_drawings_are_refused(server):
     assert status == 413 and "at most 1024 KB" in body["error"], body
 
 
+def test_explain_adds_a_heat_map_of_where_the_model_looked(server, trained_dir):
+    import drawn_digits
+
+    [(label, _, strokes)] = drawn_digits.benchmark(1, seed=2)
+    body = json.dumps(drawn_digits.as_json(strokes)).encode()
+    status, answer = call(server, "/api/predict?explain=1", body, "application/json", method="POST")
+    assert status == 200, answer
+    [row] = answer["results"]
+    heat = Image.open(io.BytesIO(base64.b64decode(row["explanation"])))
+    assert heat.mode == "RGB" and heat.size == (28, 28)
+    red = np.asarray(heat)[..., 0].astype(float) - np.asarray(heat)[..., 2]
+    assert red.max() > 100, "the map is drawn in red over the grey input"
+    status, plain = call(server, "/api/predict", ONE, "image/png", method="POST")
+    assert status == 200 and "explanation" not in plain["results"][0]
+
+    from fastapi.testclient import TestClient
+
+    from paddle_mnist import serve
+    from paddle_mnist.predict import Predictor
+
+    with TestClient(serve.create_app(Predictor.from_dir(trained_dir))) as client:  # no explainer: a committee
+        refused = client.post("/api/predict?explain=1", content=ONE, headers={"Content-Type": "image/png"})
+    assert refused.status_code == 422 and refused.json() == {
+        "error": "explain=1 needs one model: this server reads a committee"
+    }
+
+
 def test_wrong_method(server):
     status, body = call(server, "/api/predict")
     assert status == 405 and body == {"error": "Method Not Allowed"}
@@ -443,6 +470,22 @@ def test_the_page_draws_clears_and_reads_photos(server, browser, photo_set, tmp_
     browser.find_element("id", "file").send_keys(str(path))
     assert shown(browser, str(label)) == str(label)
     assert browser.execute_script("return window.sent")[-1] != "application/json", "a photo goes as an image"
+    seen = browser.find_element("id", "seen")
+    assert seen.get_attribute("data-showing") == "input"
+    browser.find_element("id", "explain").click()  # the toggle: the photo is sent again, with explain=1
+    assert wait_for(lambda: seen.get_attribute("data-showing") == "explanation"), "the heat map is shown"
+    assert "where the model looked" in browser.find_element("id", "seen-caption").text
+    browser.find_element("id", "explain").click()
+    assert wait_for(lambda: seen.get_attribute("data-showing") == "input")
+
+
+def wait_for(condition, timeout=20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def shown_info(driver, timeout=20) -> str:

@@ -12,6 +12,9 @@ let classes = [...Array(10).keys()].map(String);
 let pending = null;          // debounce timer
 let generation = 0;          // answers to older drawings are ignored
 
+const explainBox = document.getElementById("explain");
+let lastPhoto = null;        // the photo on show, sent again when the heat-map toggle changes
+
 const STROKE = 20;           // px on the 280 px pad: ~2 px of a 28 px MNIST digit after the 20 px box fit
 
 function redraw() {
@@ -38,6 +41,7 @@ pad.addEventListener("pointerdown", (event) => {
   pad.setPointerCapture(event.pointerId);
   drawing = [point(event)];
   strokes.push(drawing);
+  lastPhoto = null;
   redraw();
 });
 pad.addEventListener("pointermove", (event) => {
@@ -57,6 +61,7 @@ for (const type of ["pointerup", "pointercancel"]) {
 
 function clearPad() {
   strokes.length = 0;
+  lastPhoto = null;
   redraw();
   schedule(0);
 }
@@ -89,7 +94,8 @@ async function send(body, type) {
   setStatus("thinking…");
   let answer, status;
   try {
-    const response = await fetch("/api/predict?topk=10", { method: "POST", headers: { "Content-Type": type }, body });
+    const url = "/api/predict?topk=10" + (explainBox.checked ? "&explain=1" : "");
+    const response = await fetch(url, { method: "POST", headers: { "Content-Type": type }, body });
     status = response.status;
     answer = await response.json();
   } catch (error) {
@@ -135,7 +141,13 @@ function show(result) {
     c.imageSmoothingEnabled = false;
     c.drawImage(seen, 0, 0);
   };
-  seen.src = "data:image/png;base64," + result.model_input;
+  // with the toggle on: the model input under a heat map of where the evidence for the digit read lies
+  const heat = explainBox.checked && result.explanation;
+  document.getElementById("seen").dataset.showing = heat ? "explanation" : "input";
+  document.getElementById("seen-caption").textContent = heat
+    ? `where the model looked for its ${classes[result.digit]} (Grad-CAM)`
+    : "what the model saw (28×28)";
+  seen.src = "data:image/png;base64," + (heat ? result.explanation : result.model_input);
 }
 
 function renderBars(scores, top) {
@@ -167,7 +179,13 @@ document.addEventListener("drop", (event) => {
   const file = event.dataTransfer.files[0];
   if (file) sendPhoto(file);
 });
+explainBox.addEventListener("change", () => {
+  if (strokes.length) sendDrawing();
+  else if (lastPhoto) sendPhoto(lastPhoto);
+});
+
 function sendPhoto(file) {
+  lastPhoto = file;
   strokes.length = 0;
   redraw();
   send(file, file.type || "application/octet-stream");
