@@ -86,8 +86,9 @@ class Predictor:
         a directory holding one bare ``.pdparams``, or ``weights`` naming such a file.
 
         ``engine`` "auto" runs the run's ONNX export when it was made from these very weights and
-        onnxruntime is there (``engines.choose``), else the paddle model; "onnx" and "inference"
-        run their export whatever it was made from, with a note when the record says it is stale."""
+        onnxruntime is there (``engines.choose``), else the paddle model; "onnx" runs the export
+        whatever it was made from, with a note when its record says it is stale; "inference" runs
+        the Paddle Inference export."""
         model_dir = Path(model_dir)
         bare = bare_state_file(model_dir, weights)
         prefix = Path(inference_prefix) if inference_prefix else model_dir / rundir.INFERENCE_PREFIX
