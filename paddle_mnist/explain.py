@@ -103,14 +103,17 @@ def heat_map(image: np.ndarray, explanation: np.ndarray) -> np.ndarray:
     return np.rint(255 * np.clip(grey + red * 0.8, 0, 1)).astype(np.uint8)
 
 
+def displayed(images: np.ndarray) -> np.ndarray:
+    """Model inputs [N,H,W] in any pixel encoding, each scaled to 0..1 for showing."""
+    shown = images - images.min(axis=(1, 2), keepdims=True)
+    return shown / np.maximum(shown.max(axis=(1, 2), keepdims=True), 1e-12)
+
+
 def heat_map_of(model: paddle.nn.Layer, batch: np.ndarray, digit: int) -> np.ndarray:
     """RGB [28,28,3]: Grad-CAM of ``digit`` (saliency for a network without a convolution) over the one
     model input in ``batch`` [1,1,28,28], the input shown as 0..1 whatever its pixel encoding."""
     [maps] = explain(model, batch, np.array([digit]))
-    shown = batch[0, 0] - batch[0, 0].min()
-    return heat_map(
-        shown / max(float(shown.max()), 1e-12), maps.grad_cam if maps.grad_cam is not None else maps.saliency
-    )
+    return heat_map(displayed(batch[:, 0])[0], maps.grad_cam if maps.grad_cam is not None else maps.saliency)
 
 
 MAX_ROWS = 32  # images in one --explain figure: one row each
@@ -122,9 +125,9 @@ def write_for(model: paddle.nn.Layer, predictor, sources: list[str], out: Path) 
     inputs = np.concatenate([predictor.model_input(source)[None] for source in sources])
     top = top_two(model, inputs)
     read, runner_up = (explain(model, inputs, top[:, k]) for k in (0, 1))
-    shown = inputs[:, 0] - inputs[:, 0].min(axis=(1, 2), keepdims=True)  # any pixel encoding, shown as 0..1
-    shown = shown / np.maximum(shown.max(axis=(1, 2), keepdims=True), 1e-12)
-    write_figure(out, sources, shown, [list(pair) for pair in zip(read, runner_up)], predictor.classes)
+    write_figure(
+        out, sources, displayed(inputs[:, 0]), [list(pair) for pair in zip(read, runner_up)], predictor.classes
+    )
 
 
 def write_figure(out: Path, sources: list[str], inputs: np.ndarray, rows: list[list[Explanation]], classes) -> None:

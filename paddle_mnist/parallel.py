@@ -75,7 +75,12 @@ def console_script() -> Path:
 
 def launch(nproc: int, train_args: list[str], log_dir: Path) -> int:
     """``paddle-mnist train --nproc N ...``: run Paddle's launcher over this same command."""
-    command = [
+    return subprocess.call([*launcher(nproc, log_dir), str(console_script()), "train", *train_args])
+
+
+def launcher(nproc: int, log_dir: Path) -> list[str]:
+    """The start of a command that runs a script on ``nproc`` processes through Paddle's launcher."""
+    return [
         sys.executable,
         "-m",
         "paddle.distributed.launch",
@@ -83,8 +88,4 @@ def launch(nproc: int, train_args: list[str], log_dir: Path) -> int:
         str(nproc),
         "--log_dir",
         str(log_dir),
-        str(console_script()),
-        "train",
-        *train_args,
     ]
-    return subprocess.call(command)

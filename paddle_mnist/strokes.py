@@ -82,6 +82,17 @@ def _points(stroke: list, width: int, height: int) -> np.ndarray:
     return points
 
 
+def draw_pen(draw: ImageDraw.ImageDraw, strokes: list[np.ndarray], width: float, fill: int) -> None:
+    """Each stroke ([N,2] points) as a pen of ``width`` leaves it: lines with round caps and joins."""
+    radius = width / 2
+    for stroke in strokes:
+        xy = [tuple(p) for p in stroke]
+        for x, y in xy:
+            draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=fill)
+        if len(xy) > 1:
+            draw.line(xy, fill=fill, width=max(1, round(width)))
+
+
 def render(drawing: Drawing, pen: float = PEN) -> np.ndarray:
     """uint8 [28,28] white-on-black: the drawing as an MNIST digit."""
     if not drawing.strokes:
@@ -97,13 +108,7 @@ def render(drawing: Drawing, pen: float = PEN) -> np.ndarray:
     scale = (size - width) / side  # the pen's width stays inside the box
     canvas = Image.new("L", (size + 2, size + 2), 0)
     draw = ImageDraw.Draw(canvas)
-    for stroke in drawing.strokes:
-        xy = [tuple(p) for p in (stroke - low) * scale + width / 2 + 1]
-        radius = width / 2
-        for x, y in xy:  # round caps and joins, as a pen leaves them
-            draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=255)
-        if len(xy) > 1:
-            draw.line(xy, fill=255, width=max(1, round(width)))
+    draw_pen(draw, [(stroke - low) * scale + width / 2 + 1 for stroke in drawing.strokes], width, 255)
     ink = np.asarray(canvas, dtype=np.float32) / 255
     ink = preprocess.crop_to_ink(ink)
     digit = preprocess.center_of_mass_canvas(preprocess.fit_box(ink))

@@ -14,7 +14,6 @@ import csv
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -38,16 +37,7 @@ def images_per_s(nproc: int, data: str, images: int, model: str, work: Path) -> 
         str(out),
     ]
     if nproc > 1:
-        train = [
-            sys.executable,
-            "-m",
-            "paddle.distributed.launch",
-            "--nproc_per_node",
-            str(nproc),
-            "--log_dir",
-            str(work / f"logs{nproc}"),
-            *train,
-        ]
+        train = [*parallel.launcher(nproc, work / f"logs{nproc}"), *train]
     subprocess.run(train, check=True, capture_output=True)
     with open(out / "history.csv") as f:
         return float(next(csv.DictReader(f))["images_per_s"])

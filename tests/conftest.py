@@ -111,26 +111,14 @@ def no_curves(request, monkeypatch):
 
 @pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory, shared_cache) -> Path:
-    """A convnet trained briefly on 10,000 real MNIST images (~97-98 %), once per session."""
+    """The `fast` recipe (a convnet) trained briefly: 2 epochs on 10,000 real MNIST images (~97-98 %), once per session."""
     from paddle_mnist import train
 
     data = require(SHARED / "mnist.json.gz")
     out = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PADDLE_MNIST_CACHE", str(shared_cache))
-        train.fit(
-            Config(
-                data=str(data),
-                model="convnet",
-                optimizer="adam",
-                lr=0.003,
-                batch_size=128,
-                epochs=2,
-                schedule="onecycle",
-                limit_train=10_000,
-                out=str(out),
-            )
-        )
+        train.fit(Config.from_preset("fast", data=str(data), epochs=2, limit_train=10_000, out=str(out)))
     return out
 
 

@@ -134,13 +134,10 @@ def tremble(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def as_png(strokes: list[np.ndarray]) -> bytes:
     """The drawing as the page drew it on its canvas: black, a 20 px round pen on a white 280 px pad."""
+    from paddle_mnist.strokes import draw_pen
+
     image = Image.new("L", (PAD, PAD), 255)
-    draw = ImageDraw.Draw(image)
-    for stroke in strokes:
-        xy = [tuple(p) for p in stroke]
-        for x, y in xy:
-            draw.ellipse((x - PEN / 2, y - PEN / 2, x + PEN / 2, y + PEN / 2), fill=0)
-        draw.line(xy, fill=0, width=PEN)
+    draw_pen(ImageDraw.Draw(image), strokes, PEN, 0)
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
