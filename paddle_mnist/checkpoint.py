@@ -101,11 +101,6 @@ def save_state(path: Path, state: dict) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load_weights(model: paddle.nn.Layer, path: Path, hashes: dict[str, str] | None = None) -> None:
-    """Load ``path`` into ``model`` (see ``load_state`` for ``hashes``)."""
-    fit_state(model, load_state(path, hashes), path)
-
-
 def fit_state(model: paddle.nn.Layer, state: dict, path: Path) -> None:
     """Set ``model``'s weights from ``state``, naming missing or unexpected keys, shapes and dtypes that differ."""
     expected = model.state_dict()
@@ -155,20 +150,19 @@ def optimizer_state(model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimize
     return _rename_prefixes(optimizer.state_dict(), _param_names(model))
 
 
-def load_optimizer_state(
+def set_optimizer_state(
     model: paddle.nn.Layer,
     optimizer: paddle.optimizer.Optimizer,
+    state: dict,
     path: Path,
-    hashes: dict[str, str] | None = None,
     *,
     scheduler=None,
     steps_done: int | None = None,
 ) -> None:
-    """Set ``optimizer``'s state from ``path`` once it is checked to be this optimizer's whole state
-    (``check_optimizer_state``): paddle would take a partial one and restart what is missing from zero."""
+    """Set ``optimizer``'s state from ``state`` (read from ``path``) once it is checked to be this optimizer's
+    whole state (``check_optimizer_state``): paddle would take a partial one and restart what is missing from zero."""
     from paddle_mnist._paddle import paddle
 
-    state = load_state(path, hashes)
     pairs = [(structured, name) for name, structured in _param_names(model)]
     pairs.sort(key=lambda pair: -len(pair[0]))
     check_optimizer_state(state, model, optimizer, path, scheduler=scheduler, steps_done=steps_done)

@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from paddle_mnist import config as recipe
-from paddle_mnist import losses, plots, rundir, train
+from paddle_mnist import losses, plots, rundir, trainer
 from paddle_mnist.cli import non_negative_int
 from paddle_mnist.config import Config
 from paddle_mnist.errors import UserError, cli_entry
 from paddle_mnist.fileio import write_bytes_atomic
+from paddle_mnist.runinfo import RunInfo
 
 DEFAULT_LOSSES = ("mse", "mse_onehot", "cross_entropy")
 
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--out", type=Path, default=Path("compare"), help="output directory (default: compare)")
     add("--force", action="store_true", help="retrain runs that are already finished (default: reuse them)")
-    recipe.add_recipe_flags(parser)
+    recipe.add_recipe_flags(parser, varied=("loss", "label_smoothing", "seed", "nproc"))
     return parser
 
 
@@ -58,7 +59,7 @@ def run_config(base: Config, out: Path, loss: str, seed: int) -> Config:
     return replace(base, loss=loss, seed=seed, out=str(out / "runs" / f"{loss}-seed{seed}"), track_eval=True)
 
 
-def finished(config: Config) -> rundir.RunInfo | None:
+def finished(config: Config) -> RunInfo | None:
     """The saved metadata if this exact run already completed, else None."""
     try:
         info = rundir.read(Path(config.out))
@@ -68,7 +69,7 @@ def finished(config: Config) -> rundir.RunInfo | None:
     return info if same and info.epochs_done == config.epochs and info.metrics.eval_acc is not None else None
 
 
-def train_or_reuse(config: Config, force: bool) -> tuple[rundir.RunInfo, bool]:
+def train_or_reuse(config: Config, force: bool) -> tuple[RunInfo, bool]:
     """(metadata, reused): a finished identical run is reused, an interrupted one resumes, and only a run
     of other settings (or ``force``) is trained afresh over.  Any other failure (no data, a NaN, a locked
     or unreadable run) is the user's to see: the saved run stays as it is."""
@@ -77,10 +78,10 @@ def train_or_reuse(config: Config, force: bool) -> tuple[rundir.RunInfo, bool]:
         return info, True
     saved = not force and (Path(config.out) / rundir.METADATA).exists()
     other = saved and bool(rundir.recipe_changes(rundir.read(Path(config.out)), config))
-    return train.fit(replace(config, resume=saved and not other, overwrite=force or other)), False
+    return trainer.fit(replace(config, resume=saved and not other, overwrite=force or other)), False
 
 
-def result_row(loss: str, seed: int, info: rundir.RunInfo) -> dict:
+def result_row(loss: str, seed: int, info: RunInfo) -> dict:
     history = info.history
     return {
         "loss": loss,
@@ -218,11 +219,11 @@ def plot_confusion(out: Path, results: list[dict], loss: str) -> None:
 def misread(run_dir: str | Path, data: str | None, dataset: str = "mnist") -> list[tuple[np.ndarray, int, int]]:
     """(pixels, true digit, digit read) of every eval digit of ``data`` the run's best weights misread."""
     from paddle_mnist.data import MnistDataset
-    from paddle_mnist.predict import load_trained
+    from paddle_mnist.predictor import on_paddle
 
-    predictor = load_trained(run_dir)
+    predictor = on_paddle(rundir.open_run(run_dir))
     evaluation = MnistDataset("eval", data, dataset=dataset)
-    read = predictor.loss.digits(train.predict_outputs(predictor.engine.model, evaluation.images))
+    read = predictor.loss.digits(trainer.predict_outputs(predictor.network, evaluation.images))
     wrong = np.flatnonzero(read != evaluation.class_ids)
     return [(evaluation.pixels[i], int(evaluation.class_ids[i]), int(read[i])) for i in wrong]
 

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field, fields
 
 from paddle_mnist import losses
-from paddle_mnist.cli import non_negative_float, positive_float, positive_int
+from paddle_mnist.cli import non_negative_float, non_negative_int, positive_float, positive_int
 from paddle_mnist.errors import UserError
 
 DATASETS = ("mnist", "fashion-mnist")
@@ -143,13 +143,31 @@ def preset_lines() -> list[str]:
     ]
 
 
-def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags that pick a recipe, shared by ``train`` and ``compare``; unset flags stay None."""
-    add, d = parser.add_argument, DEFAULTS
+def add_recipe_flags(parser: argparse.ArgumentParser, varied: tuple[str, ...] = ()) -> None:
+    """The flags that pick a recipe, shared by ``train`` and ``compare``; unset flags stay None.  The
+    ``Config`` fields in ``varied`` get no flag: the command sets them itself (compare's losses and seeds)."""
+    d = DEFAULTS
+
+    def add(flag: str, **kwargs) -> None:
+        if flag[2:].replace("-", "_") not in varied:
+            parser.add_argument(flag, **kwargs)
+
     add("--data", help="data file or IDX directory (default: the search of docs/data.md)")
     add("--dataset", choices=DATASETS, help=f"which data set (default: {d.dataset})")
     add("--preset", choices=tuple(PRESETS), help=f"a named recipe; explicit flags override it (default: {d.preset})")
     add("--model", choices=MODEL_NAMES, help=f"network, see below (default: {d.model}, the tutorial's)")
+    add(
+        "--loss",
+        choices=tuple(losses.LOSSES),
+        help=f"loss, which also sets the head size and label dtype (default: {d.loss})",
+    )
+    add(
+        "--label-smoothing",
+        type=non_negative_float,
+        metavar="EPS",
+        help="cross_entropy's target: 1 - EPS + EPS/10 for the label, EPS/10 for each other digit; every "
+        f"loss reported includes it (default: {d.label_smoothing:g})",
+    )
     add("--optimizer", choices=OPTIMIZERS, help=f"optimizer; momentum is 0.9, Nesterov (default: {d.optimizer})")
     add("--lr", type=positive_float, help=f"learning rate, the peak rate for onecycle (default: {d.lr})")
     add(
@@ -193,6 +211,19 @@ def add_recipe_flags(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         metavar="N",
         help="train on the first N training images only, for quick runs (default: all)",
+    )
+    add(
+        "--seed",
+        type=non_negative_int,
+        help=f"seed for initial weights, data order and augmentation (default: {d.seed})",
+    )
+    add(
+        "--nproc",
+        type=positive_int,
+        metavar="N",
+        help="run N data-parallel processes through python -m paddle.distributed.launch, with its per-rank logs "
+        "in OUT/launch-logs; part of the recipe, as BatchNorm layers normalise over each process's share "
+        f"of a batch (default: {d.nproc})",
     )
 
 

@@ -15,7 +15,6 @@ and with paddle otherwise, saying in one line why when an export is there but ca
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.util
 import json
 import math
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from paddle_mnist.errors import UserError
-from paddle_mnist.fileio import read_capped, write_bytes_atomic
+from paddle_mnist.fileio import file_sha256, read_capped, write_bytes_atomic
 
 if TYPE_CHECKING:
     from paddle_mnist._paddle import paddle
@@ -125,14 +124,6 @@ class ExportRecord:
 
 def record_path(model_file: Path) -> Path:
     return model_file.with_name(model_file.name + ".json")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_record(model_file: Path, record: ExportRecord) -> None:

@@ -28,7 +28,8 @@ from paddle_mnist import engines, rundir
 from paddle_mnist._paddle import paddle
 from paddle_mnist.engines import TOLERANCE, DynamicEngine, ExportRecord, InferenceEngine, OnnxEngine
 from paddle_mnist.errors import UserError, cli_entry
-from paddle_mnist.predict import add_model_flags, load_trained
+from paddle_mnist.predict import add_model_flags
+from paddle_mnist.predictor import on_paddle
 
 InputSpec = paddle.static.InputSpec
 
@@ -41,8 +42,8 @@ def export(
 ) -> float:
     """Write the model under ``prefix`` in ``fmt`` and its record; return the largest output difference
     from the dynamic model on ``batch`` (default: 16 random images) through the exported model's runtime."""
-    trained = load_trained(model_dir, weights)
-    model = trained.engine.model
+    trained = on_paddle(rundir.open_run(model_dir, weights))
+    model = trained.network
     model.eval()
     model_file = Path(f"{prefix}{SUFFIXES[fmt][0]}")
     try:

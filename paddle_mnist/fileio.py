@@ -8,6 +8,7 @@ refused instead of hanging or streaming forever.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import tempfile
@@ -101,3 +102,12 @@ def _refuse_unless_regular(mode: int, path, error: type[UserError]) -> None:
     if not stat.S_ISREG(mode):
         kind = next((name for test, name in KINDS if test(mode)), "not a file")
         raise error(f"{path}: {kind}" if kind == "a directory" else f"{path}: {kind}, not a regular file")
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

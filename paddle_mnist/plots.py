@@ -14,8 +14,8 @@ from matplotlib.ticker import MaxNLocator
 
 from paddle_mnist.fileio import atomic_path
 
-if TYPE_CHECKING:  # rundir imports this module to draw a run's curves
-    from paddle_mnist.rundir import EpochRow
+if TYPE_CHECKING:
+    from paddle_mnist.runinfo import EpochRow
 
 
 def subplots(rows: int = 1, columns: int = 1, **figure_args):

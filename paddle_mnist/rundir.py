@@ -1,21 +1,19 @@
 """The run directory: the one module that knows what a training run leaves behind.
 
-    mnist.json            the metadata (``RunInfo``), replaced last: the commit of each save.
+    mnist.json            the metadata (``runinfo.RunInfo``), replaced last: the commit of each save.
                           It names the files of the current set and records their SHA-256.
     epoch-NNNN.pdparams   the last epoch's weights      epoch-NNNN.pdopt   its optimizer state
     best-NNNN.pdparams    the best epoch's weights (by valid accuracy)
     mnist.pdparams, mnist.pdopt, best.pdparams
                           the same files under the tutorial's names (hard links, updated after each commit)
     history.csv, curves.png   one row per epoch, and its plot: views of the metadata
-    inference/            ``paddle-mnist export``'s Paddle Inference model
+    inference/            ``paddle-mnist export``'s models, each with its record (``engines.ExportRecord``)
     .lock                 held by the one trainer writing the directory
 
-The trainer saves through a ``RunWriter`` and continues through ``resume``;
-the predictor, the exporter and the loss comparison read through ``read`` and
-``read_with_weights``, which check the weights against the recorded hashes.
-``RunInfo.from_json`` validates every field's type and range before anything
-is built from it.  Schema 1 (fixed file names, before crash-consistent saves)
-still reads.
+Readers go through ``open_run``, which settles once whether a path is a run
+directory or a bare ``.pdparams`` (the tutorial's own checkpoint) and returns a
+``Run``: the metadata, the weights file asked for and its digest.  The trainer
+saves through a ``RunWriter`` and continues from what ``resume`` returns.
 """
 
 from __future__ import annotations
@@ -24,316 +22,34 @@ import contextlib
 import csv
 import dataclasses
 import fcntl
+import functools
 import io
 import json
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from paddle_mnist import checkpoint, errors, losses
-from paddle_mnist.config import DATASETS, MODEL_NAMES, Config, recipe_of
-from paddle_mnist.data.encoding import ENCODINGS, Encoding
+from paddle_mnist import checkpoint, errors
+from paddle_mnist.config import Config, recipe_of
 from paddle_mnist.errors import UserError
-from paddle_mnist.fileio import atomic_path, read_capped, write_bytes_atomic
-
-if TYPE_CHECKING:  # the data stack (locate, download) is not needed to read a run
-    from paddle_mnist.data.splits import MnistData
+from paddle_mnist.fileio import atomic_path, file_sha256, read_capped, write_bytes_atomic
+from paddle_mnist.runinfo import (
+    BEST_WEIGHTS,
+    HISTORY_COLUMNS,
+    LAST_WEIGHTS,
+    OPTIMIZER,
+    EpochRow,
+    RunDirError,
+    RunInfo,
+    RunState,
+)
 
 METADATA = "mnist.json"
-LAST_WEIGHTS, BEST_WEIGHTS, OPTIMIZER = "mnist.pdparams", "best.pdparams", "mnist.pdopt"
 HISTORY, CURVES = "history.csv", "curves.png"
 INFERENCE_PREFIX = Path("inference") / "mnist"  # export's default, inside the run directory
-SCHEMA_VERSION = 2
-# The file of each role under its fixed name: schema 1 had only these, and they stay as links to the current set.
-FIXED_NAMES = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS, "optimizer": OPTIMIZER}
-
-
-@dataclass(frozen=True)
-class EpochRow:
-    """One epoch of a run, as ``train.run_epoch`` measures it: a row of ``history.csv`` and of the metadata's
-    history, read by the trainer (best epoch), the loss comparison and the curves."""
-
-    epoch: int
-    train_loss: float
-    train_acc: float
-    valid_loss: float
-    valid_acc: float
-    seconds: float
-    images_per_s: float
-    eval_loss: float | None = None  # only when the eval split is tracked (``track_eval``: compare)
-    eval_acc: float | None = None
-
-    def to_json(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-
-
-HISTORY_COLUMNS = tuple(f.name for f in dataclasses.fields(EpochRow))
-_REQUIRED_COLUMNS = {f.name for f in dataclasses.fields(EpochRow) if f.default is dataclasses.MISSING}
-
-
-@dataclass
-class Metrics:
-    """What a run scored: valid figures updated each epoch, eval figures once training ends (``train.finish``)."""
-
-    best_valid_acc: float | None = None
-    valid_acc: float | None = None
-    valid_loss: float | None = None
-    eval_acc: float | None = None  # with the best-validation epoch's weights (the last's under --train-on-valid)
-    eval_loss: float | None = None
-    eval_acc_last: float | None = None  # with the last epoch's weights
-    confusion: list[list[int]] | None = None  # counts[true digit][predicted digit] on the eval split
-
-    def to_json(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-
-
-class RunDirError(UserError):
-    pass
-
-
-@dataclass
-class RunState:
-    """Where a run stands: what the trainer updates each epoch and ``resume`` restores."""
-
-    epoch: int = 0
-    history: list[EpochRow] = field(default_factory=list)
-    best_epoch: int = 0
-    metrics: Metrics = field(default_factory=Metrics)
-    files: dict[str, str] = field(default_factory=dict)  # file name -> SHA-256, of the committed set
-    file_names: dict[str, str] = field(default_factory=dict)  # "last" / "best" / "optimizer" -> file name
-    best_state: dict | None = None  # the best epoch's state dict, in memory only: every rank keeps its own
-
-    def record(self, row: EpochRow, by_valid: bool = True) -> bool:
-        """Add an epoch's row; True when it is the best by valid accuracy so far, or, when
-        ``by_valid`` is off (valid was trained on), always: the best epoch is the last."""
-        self.history.append(row)
-        improved = not by_valid or not self.best_epoch or row.valid_acc > self.metrics.best_valid_acc
-        if improved:
-            self.best_epoch = row.epoch
-            self.metrics.best_valid_acc = row.valid_acc
-        self.epoch = row.epoch
-        self.metrics.valid_acc, self.metrics.valid_loss = row.valid_acc, row.valid_loss
-        return improved
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """``mnist.json``: everything a predictor needs to rebuild the model with no flags, and a resume to continue."""
-
-    model: str
-    loss: str
-    head_size: int  # mnist.json calls it "outputs", as the first runs did
-    label_dtype: str
-    encoding: Encoding
-    dataset: str
-    classes: tuple[str, ...]
-    epochs_done: int
-    seed: int
-    config: dict
-    metrics: Metrics
-    best_epoch: int
-    files: dict[str, str]
-    history: list[EpochRow]
-    paddle_version: str = ""
-    data_source: str | None = None
-    file_names: dict[str, str] = field(default_factory=lambda: dict(FIXED_NAMES))  # mnist.json: "weights"
-
-    @classmethod
-    def describe(cls, config: Config, data: MnistData, state: RunState) -> RunInfo:
-        """The metadata of a run of ``config`` on ``data`` that has reached ``state``."""
-        loss = losses.LOSSES[config.loss]
-        return cls(
-            model=config.model,
-            loss=loss.name,
-            head_size=loss.head_size,
-            label_dtype=loss.label_dtype,
-            encoding=data.encoding,
-            dataset=data.dataset,
-            classes=data.classes,
-            epochs_done=state.epoch,
-            seed=config.seed,
-            config=dataclasses.asdict(config),
-            metrics=dataclasses.replace(state.metrics),
-            best_epoch=state.best_epoch,
-            files=dict(state.files),
-            history=list(state.history),
-            paddle_version=_paddle_version(),
-            data_source=str(data.source),
-            file_names=dict(state.file_names or FIXED_NAMES),
-        )
-
-    def to_json(self) -> dict:
-        return {
-            "format": SCHEMA_VERSION,
-            "model": self.model,
-            "loss": self.loss,
-            "outputs": self.head_size,
-            "label_dtype": self.label_dtype,
-            "normalization": dataclasses.asdict(self.encoding),
-            "dataset": self.dataset,
-            "classes": list(self.classes),
-            "data_source": self.data_source,
-            "epochs_done": self.epochs_done,
-            "seed": self.seed,
-            "config": self.config,
-            "metrics": self.metrics.to_json(),
-            "best_epoch": self.best_epoch,
-            "weights": self.file_names,
-            "files": self.files,
-            "paddle_version": self.paddle_version,
-            "history": [row.to_json() for row in self.history],
-        }
-
-    @classmethod
-    def from_json(cls, obj, path: Path) -> RunInfo:
-        """Validate a parsed ``mnist.json``; every problem is one line naming ``path`` and the field."""
-        return _Schema(obj, path).run_info()
-
-
-def _paddle_version() -> str:
-    """The version of the paddle that trained a run: imported here, so that reading runs never needs paddle."""
-    from paddle_mnist._paddle import paddle
-
-    return paddle.__version__
-
-
-class _Schema:
-    """Checks of ``mnist.json``'s fields, one method per kind, each failing with the field's name."""
-
-    def __init__(self, obj, path: Path):
-        if not isinstance(obj, dict):
-            raise RunDirError(f"{path}: expected a JSON object, got {type(obj).__name__}")
-        self.obj, self.path = obj, path
-
-    def fail(self, name: str, expected: str):
-        raise RunDirError(f"{self.path}: {name!r} must be {expected}, got {_short(self.obj.get(name))}")
-
-    def get(self, name: str, kind, expected: str, ok=lambda v: True, optional: bool = False):
-        if optional and self.obj.get(name) is None:
-            return None
-        value = self.obj.get(name)
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool) or not ok(value):
-            self.fail(name, expected)
-        return value
-
-    def choice(self, name: str, allowed) -> str:
-        return self.get(name, str, f"one of {', '.join(allowed)}", lambda v: v in allowed)
-
-    def count(self, name: str) -> int:
-        return self.get(name, int, "an integer of 0 or more", lambda v: 0 <= v < 1 << 31)
-
-    def names(self, name: str, ok, expected: str) -> dict:
-        return self.get(name, dict, expected, lambda d: all(isinstance(k, str) and ok(v) for k, v in d.items()))
-
-    def run_info(self) -> RunInfo:
-        version = self.get(
-            "format", int, f"a schema version up to {SCHEMA_VERSION}", lambda v: 1 <= v <= SCHEMA_VERSION
-        )
-        del version  # every version so far reads the same way
-        loss = losses.LOSSES[self.choice("loss", tuple(losses.LOSSES))]
-        self.get("outputs", int, f"{loss.head_size} for the {loss.name} loss", lambda v: v == loss.head_size)
-        self.get("label_dtype", str, f"{loss.label_dtype!r} for the {loss.name} loss", lambda v: v == loss.label_dtype)
-        file_names = self.names("weights", _plain_name, "file names inside the run directory")
-        if set(file_names) != set(FIXED_NAMES):
-            self.fail("weights", f"an object with keys {', '.join(FIXED_NAMES)}")
-        return RunInfo(
-            model=self.choice("model", MODEL_NAMES),
-            loss=loss.name,
-            head_size=loss.head_size,
-            label_dtype=loss.label_dtype,
-            encoding=self.encoding(),
-            dataset=self.choice("dataset", DATASETS),
-            classes=tuple(
-                self.get(
-                    "classes",
-                    list,
-                    "a list of 10 class names",
-                    lambda v: len(v) == 10 and all(isinstance(c, str) for c in v),
-                )
-            ),
-            epochs_done=self.count("epochs_done"),
-            seed=self.count("seed"),
-            config=self.get("config", dict, "an object"),
-            metrics=self.metrics(),
-            best_epoch=self.count("best_epoch"),
-            files=self.names("files", lambda v: isinstance(v, str) and len(v) == 64, "an object of SHA-256 digests"),
-            history=self.history(),
-            paddle_version=self.get("paddle_version", str, "a string", optional=True) or "",
-            data_source=self.get("data_source", str, "a path", optional=True),
-            file_names=file_names,
-        )
-
-    def history(self) -> list[EpochRow]:
-        rows = self.get(
-            "history",
-            list,
-            f"a list of epoch rows of {', '.join(HISTORY_COLUMNS)} (numbers; the last two optional)",
-            lambda v: all(
-                isinstance(r, dict)
-                and _REQUIRED_COLUMNS <= set(r) <= set(HISTORY_COLUMNS)
-                and all(_number(x) for x in r.values())
-                and type(r["epoch"]) is int
-                for r in v
-            ),
-        )
-        return [EpochRow(**row) for row in rows]
-
-    def metrics(self) -> Metrics:
-        """Accuracies and losses (numbers), and the eval split's 10x10 confusion matrix of counts; a key this
-        version does not know (none was ever written) is refused like a wrong value."""
-        known = {f.name for f in dataclasses.fields(Metrics)}
-
-        def ok(key, value):
-            if key == "confusion":
-                return (
-                    isinstance(value, list)
-                    and len(value) == 10
-                    and all(
-                        isinstance(row, list)
-                        and len(row) == 10
-                        and all(type(n) is int and 0 <= n < 1 << 31 for n in row)
-                        for row in value
-                    )
-                )
-            return _number(value)
-
-        values = self.get(
-            "metrics",
-            dict,
-            f"an object of {', '.join(sorted(known))}: numbers, and a 10x10 confusion matrix",
-            lambda d: all(k in known and ok(k, v) for k, v in d.items()),
-        )
-        return Metrics(**values)
-
-    def encoding(self) -> Encoding:
-        norm = self.get(
-            "normalization",
-            dict,
-            f"an object naming one of {', '.join(ENCODINGS)}",
-            lambda v: v.get("name") in ENCODINGS,
-        )
-        known = ENCODINGS[norm["name"]]
-        if (norm.get("scale"), norm.get("offset")) != (known.scale, known.offset):
-            self.fail("normalization", f"{known.name}'s scale {known.scale} and offset {known.offset}")
-        return known
-
-
-def _number(value) -> bool:
-    """A finite int or float of a size a metric can have (bounded before anything prints or plots it)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e15 and value == value
-
-
-def _plain_name(value) -> bool:
-    """A file name in the run directory itself: no separators, no '..'."""
-    return isinstance(value, str) and value not in ("", ".", "..") and "/" not in value and "\0" not in value
-
-
-def _short(value) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+WEIGHTS_CHOICES = ("best", "last")  # --weights also takes a .pdparams file: a bare state dict
 
 
 # --- reading -------------------------------------------------------------------
@@ -366,27 +82,68 @@ def weights_path(run_dir: str | Path, info: RunInfo, which: str = "best") -> Pat
     return path
 
 
-def read_with_weights(run_dir: str | Path, which: str = "best") -> tuple[RunInfo, dict]:
-    """The metadata and the state dict it names, as one consistent set even while a trainer saves.
+@dataclass(frozen=True)
+class Run:
+    """A trained model on disk, as ``open_run`` found it: a run directory's metadata and the weights file
+    asked for, or a bare ``.pdparams`` (``info`` None), whose network the predictor infers from its arrays."""
 
-    A trainer removes the previous set's files right after committing a new
-    one; a reader that lost that race reads the new metadata and tries again.
-    """
-    run_dir = Path(run_dir)
-    for _ in range(3):
-        info = read(run_dir)
-        try:
-            return info, checkpoint.load_state(weights_path(run_dir, info, which), info.files)
-        except checkpoint.CheckpointError:
-            if read(run_dir) == info:
-                raise
-    raise RunDirError(f"{run_dir}: the run changed three times while being read; try again")
+    directory: Path  # the run directory, or the directory a bare file was found in
+    weights: str  # what was asked for: best, last, or a file
+    weights_file: Path
+    info: RunInfo | None
+
+    @property
+    def bare(self) -> bool:
+        return self.info is None
+
+    @functools.cached_property
+    def weights_sha256(self) -> str:
+        """The digest of the weights: as the metadata records it (no read), or a bare file's, hashed."""
+        if self.info is not None:
+            return self.info.files.get(self.weights_file.name, "")
+        return file_sha256(self.weights_file)
+
+    @property
+    def export_prefix(self) -> Path:
+        """Where ``export`` writes by default, and where ``--engine auto`` looks for an export."""
+        return self.directory / INFERENCE_PREFIX
+
+    def load_state(self) -> tuple[Run, dict]:
+        """The state dict of the weights, with the run it belongs to: ``self``, or the set a trainer committed
+        meanwhile.  A trainer removes the previous set's files right after committing a new one; a reader
+        that lost that race reads the new metadata and tries again, so the pair is always one set."""
+        run = self
+        for _ in range(3):
+            try:
+                return run, checkpoint.load_state(run.weights_file, None if run.bare else run.info.files)
+            except checkpoint.CheckpointError:
+                again = None if run.bare else open_run(run.directory, run.weights)
+                if again is None or again.info == run.info:
+                    raise
+                run = again
+        raise RunDirError(f"{self.directory}: the run changed three times while being read; try again")
+
+
+def open_run(path: str | Path, weights: str = "best") -> Run:
+    """The trained model at ``path``: a run directory (``weights`` best or last), a directory holding no
+    run but one ``.pdparams``, or, when ``weights`` names a file, that bare state dict.  Reads
+    ``mnist.json`` once; the weights are read by ``Run.load_state``."""
+    path = Path(path)
+    if weights not in WEIGHTS_CHOICES:
+        return Run(path, weights, Path(weights), None)
+    if not (path / METADATA).exists():
+        bare = sorted(path.glob("*.pdparams")) if path.is_dir() else []
+        if len(bare) == 1:
+            return Run(path, weights, bare[0], None)
+    info = read(path)
+    return Run(path, weights, weights_path(path, info, weights), info)
 
 
 # --- writing -------------------------------------------------------------------
 
 LOCK = ".lock"
-_VERSIONED = re.compile(r"(epoch|best)-\d+\.(pdparams|pdopt)|\..+\.tmp")
+_VERSIONED = re.compile(r"(epoch|best)-\d+\.(pdparams|pdopt)")
+_TEMPORARY = re.compile(r"\..+\.tmp")  # an atomic write that never reached its rename: no set names one
 
 
 def versioned_names(epoch: int, best_epoch: int) -> dict[str, str]:
@@ -516,7 +273,7 @@ class RunWriter:
             except UserError:
                 keep = set()
         for path in self.out.iterdir():
-            if _VERSIONED.fullmatch(path.name) and path.name not in keep:
+            if (_VERSIONED.fullmatch(path.name) or _TEMPORARY.fullmatch(path.name)) and path.name not in keep:
                 path.unlink(missing_ok=True)
 
     def _refresh_views(self, state: RunState, info: RunInfo) -> None:
@@ -581,29 +338,35 @@ def recipe_changes(info: RunInfo, config: Config) -> list[str]:
     return changed
 
 
-def resume(out: Path, config: Config, trainee) -> RunState:
-    """Load the run in ``out`` into ``trainee`` (``train.Trainee``) after checking it is the same run, its
-    files are intact and the optimizer state is all of this optimizer's."""
+@dataclass(frozen=True)
+class Resumed:
+    """What a run directory holds for the trainer to continue from, each state checked against its hash."""
+
+    state: RunState  # history, best epoch, metrics and the committed files, with the best weights in memory
+    weights: dict  # the last epoch's model state
+    optimizer: dict  # its optimizer state (checked against the optimizer by ``checkpoint.set_optimizer_state``)
+    optimizer_file: Path  # named in the optimizer state's errors
+
+
+def resume(out: Path, config: Config) -> Resumed:
+    """The run in ``out``, once it is known to be the same recipe as ``config`` and its files are intact."""
     info = read(out)
     changed = recipe_changes(info, config)
     if changed:
         raise RunDirError(f"{out}: cannot resume: the saved run differs in {', '.join(changed)}")
-    checkpoint.load_weights(trainee.model, weights_path(out, info, "last"), info.files)
-    checkpoint.load_optimizer_state(
-        trainee.model,
-        trainee.optimizer,
-        weights_path(out, info, "optimizer"),
-        info.files,
-        scheduler=trainee.scheduler,
-        steps_done=info.epochs_done * trainee.steps_per_epoch,
-    )
-    best = checkpoint.load_state(weights_path(out, info, "best"), info.files)
-    return RunState(
+    optimizer_file = weights_path(out, info, "optimizer")
+    state = RunState(
         epoch=info.epochs_done,
         history=list(info.history),
         best_epoch=info.best_epoch,
         metrics=dataclasses.replace(info.metrics),
         files=info.files,
         file_names=info.file_names,
-        best_state=best,
+        best_state=checkpoint.load_state(weights_path(out, info, "best"), info.files),
+    )
+    return Resumed(
+        state=state,
+        weights=checkpoint.load_state(weights_path(out, info, "last"), info.files),
+        optimizer=checkpoint.load_state(optimizer_file, info.files),
+        optimizer_file=optimizer_file,
     )

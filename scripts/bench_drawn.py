@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import drawn_digits  # noqa: E402
+from paddle_mnist.testing import drawn_digits
 
 
 def main() -> None:
@@ -44,8 +42,8 @@ def main() -> None:
         predictor = Predictor.from_dir(model_dir)
         scores = {}
         for path, pixels in inputs.items():
-            batch = np.stack([predictor.encoding.decode(p)[None] for p in pixels]).astype(np.float32)
-            read = predictor.loss.digits(predictor.engine(batch))
+            batch = np.stack([predictor.encoding.to_floats(p)[None] for p in pixels]).astype(np.float32)
+            read = predictor.loss.digits(predictor.forward(batch))
             wrong = np.flatnonzero(read != labels)
             scores[path] = {
                 "accuracy": round(float((read == labels).mean()), 4),

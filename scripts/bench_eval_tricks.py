@@ -24,9 +24,10 @@ import json
 
 import numpy as np
 
-from paddle_mnist import losses, models, rundir, train, views
+from paddle_mnist import losses, rundir, trainer, views
 from paddle_mnist._paddle import paddle  # the package first, as everywhere: MKL's CPU type is set before paddle loads
 from paddle_mnist.data import load_datasets
+from paddle_mnist.predictor import on_paddle
 
 
 @paddle.no_grad()
@@ -60,7 +61,7 @@ def view_accuracies(model: paddle.nn.Layer, split, loss: losses.Loss) -> dict:
         key = None if theta is None else theta.tobytes()
         if key not in scores:
             images = split.images if theta is None else views.warp(split.images, theta, split.encoding.background)
-            scores[key] = loss.scores(train.predict_outputs(model, images))
+            scores[key] = loss.scores(trainer.predict_outputs(model, images))
         return scores[key]
 
     plain = probabilities(None)
@@ -106,13 +107,10 @@ def main() -> None:
     split, clean = splits[args.split], splits["train"].images[: args.bn_images]
     loss = losses.LOSSES["cross_entropy"]
     for run in args.runs:
-        info, state = rundir.read_with_weights(run, "best")
-        model = models.build(info.model, info.head_size)
-        model.set_state_dict(state)
-        model.eval()
+        model = on_paddle(rundir.open_run(run, "best")).network
         accuracy = view_accuracies(model, split, loss)
         precise_batchnorm(model, clean)
-        accuracy["precise_bn"] = round(100 * train.evaluate(model, loss, split)["acc"], 2)
+        accuracy["precise_bn"] = round(100 * trainer.evaluate(model, loss, split).acc, 2)
         print(json.dumps({"run": run, "split": args.split, **accuracy}), flush=True)
 
 

@@ -23,9 +23,8 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import hostile  # noqa: E402
-from fixtures import json_payload, learnable_splits, write_json  # noqa: E402
+from paddle_mnist.testing import hostile
+from paddle_mnist.testing.data_files import json_payload, learnable_splits, write_json
 
 TINY_MLP_ONE_EPOCH = "--model mlp --epochs 1 --batch-size 50 --lr 0.05".split()  # the model every case starts from
 

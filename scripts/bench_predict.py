@@ -64,7 +64,7 @@ def main() -> None:
     batch = rng.random((256, 1, 28, 28), dtype=np.float32)
     report = {"model_dir": str(args.model_dir), "images_per_s": {}}
     for engine in ("dynamic", "inference", "onnx"):
-        run = Predictor.from_dir(args.model_dir, engine=engine).engine
+        run = Predictor.from_dir(args.model_dir, engine=engine).forward
         report["images_per_s"][engine] = {
             str(n): round(rate(lambda n=n, run=run: run(batch[:n]), n, args.seconds)) for n in (1, 64, 256)
         }

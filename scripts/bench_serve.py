@@ -1,5 +1,5 @@
 """Requests/s and latency of ``paddle-mnist serve`` for a drawn digit, with batching on and off; or,
-with ``--hostile``, each attack of tests/serve_attacks.py against the server with its default limits.
+with ``--hostile``, each attack of paddle_mnist/testing/serve_attacks.py against the server with its default limits.
 
     python scripts/bench_serve.py --model-dir output [--requests 400] [--engine dynamic onnx]
     python scripts/bench_serve.py --model-dir output --hostile      # a Markdown table, one row per attack
@@ -20,9 +20,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import serve_attacks as attacks  # noqa: E402
-from serve_attacks import drawn_seven  # noqa: E402
+from paddle_mnist.testing import serve_attacks as attacks
+from paddle_mnist.testing.serve_attacks import drawn_seven
 
 # The attacks of issue 21 at their size there, against the default limits (NOFILE: the server's open-file limit).
 HOSTILE = [
@@ -124,12 +123,12 @@ def breakdown(model_dir: Path, body: bytes, host: str, port: int, engine: str = 
         connection.getresponse().read()
 
     image = preprocess.open_image_bytes(body)
-    batch = predictor.encoding.decode(preprocess.mnist_like(image))[None, None]
+    batch = predictor.encoding.to_floats(preprocess.mnist_like(image))[None, None]
     return {
         "http_round_trip_healthz": median_ms(healthz, 200),
         "png_decode": median_ms(lambda: preprocess.open_image_bytes(body), 200),
         "preprocess": median_ms(lambda: preprocess.mnist_like(image), 200),
-        "forward_batch_1": median_ms(lambda: predictor.engine(batch), 200),
+        "forward_batch_1": median_ms(lambda: predictor.forward(batch), 200),
     }
 
 

@@ -5,7 +5,7 @@
 Variants:
   tutorial_loop      the tutorial's code: per-sample __getitem__ on Python lists, paddle.io.DataLoader,
                      stock nn.Conv2D, stock environment
-  trainer            paddle_mnist.train.train_epoch as shipped (in-memory batches by index,
+  trainer            paddle_mnist.trainer.train_epoch as shipped (in-memory batches by index,
                      the reshaped bias add, MKL_DEBUG_CPU_TYPE=5)
   trainer_stock_mkl  the trainer without MKL_DEBUG_CPU_TYPE=5
   trainer_stock_conv the trainer with paddle's own nn.Conv2D bias add
@@ -108,7 +108,7 @@ def stock_tutorial_net():
 def trainer(data: str, images: int, variant: str) -> float:
     import paddle
 
-    from paddle_mnist import losses, models, train
+    from paddle_mnist import losses, models
     from paddle_mnist.config import Config
     from paddle_mnist.data import MnistDataset
 
@@ -119,23 +119,22 @@ def trainer(data: str, images: int, variant: str) -> float:
         model = paddle.jit.to_static(model)
     config = Config(data=data, epochs=1)
     optimizer = paddle.optimizer.SGD(0.01, parameters=model.parameters())
-    trainee = train.Trainee(model, model, losses.LOSSES["cross_entropy"], optimizer, None, None, -(-images // BATCH))
+    trainee = trainer.Trainee(model, model, losses.LOSSES["cross_entropy"], optimizer, None, None, -(-images // BATCH))
     warm = MnistDataset("train", data, limit=WARMUP_BATCHES * BATCH)
-    train.train_epoch(trainee, warm, config, 1)
+    trainer.train_epoch(trainee, warm, config, 1)
     timed = MnistDataset("train", data, limit=images)
-    return train.train_epoch(trainee, timed, config, 1)["images_per_s"]
+    return trainer.train_epoch(trainee, timed, config, 1)["images_per_s"]
 
 
 def quick_trainer(data: str, images: int) -> float:
     """The ``quick`` preset as ``train.fit`` builds it, timed like ``trainer``."""
-    from paddle_mnist import train
     from paddle_mnist.config import Config
     from paddle_mnist.data import MnistDataset
 
     config = Config.from_preset("quick", data=data)
-    trainee = train.build_trainee(config, images + WARMUP_BATCHES * config.batch_size)  # the schedule's steps
-    train.train_epoch(trainee, MnistDataset("train", data, limit=WARMUP_BATCHES * config.batch_size), config, 1)
-    return train.train_epoch(trainee, MnistDataset("train", data, limit=images), config, 1)["images_per_s"]
+    trainee = trainer.build_trainee(config, images + WARMUP_BATCHES * config.batch_size)  # the schedule's steps
+    trainer.train_epoch(trainee, MnistDataset("train", data, limit=WARMUP_BATCHES * config.batch_size), config, 1)
+    return trainer.train_epoch(trainee, MnistDataset("train", data, limit=images), config, 1)["images_per_s"]
 
 
 def torch_tutorial_net():
@@ -206,7 +205,7 @@ def shapes(data: str, images: int) -> dict:
     """The quick network's training speed per batch size (16/32 channels) and per width (batch 64)."""
     import paddle
 
-    from paddle_mnist import losses, models, train
+    from paddle_mnist import losses, models
     from paddle_mnist.config import Config
     from paddle_mnist.data import MnistDataset
 
@@ -215,12 +214,12 @@ def shapes(data: str, images: int) -> dict:
     def speed(widths, batch):
         model = models.ConvNet(10, widths=widths)
         optimizer = paddle.optimizer.Adam(0.001, parameters=model.parameters())
-        trainee = train.Trainee(
+        trainee = trainer.Trainee(
             model, model, losses.LOSSES["cross_entropy"], optimizer, None, None, -(-images // batch)
         )
         config = Config(data=data, epochs=1, batch_size=batch, model="convnet")
-        train.train_epoch(trainee, MnistDataset("train", data, limit=WARMUP_BATCHES * batch), config, 1)
-        return round(train.train_epoch(trainee, dataset, config, 1)["images_per_s"])
+        trainer.train_epoch(trainee, MnistDataset("train", data, limit=WARMUP_BATCHES * batch), config, 1)
+        return round(trainer.train_epoch(trainee, dataset, config, 1)["images_per_s"])
 
     return {
         "batch (16/32 channels)": {b: speed((16, 32), b) for b in (32, 64, 128, 256)},

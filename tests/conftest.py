@@ -148,6 +148,6 @@ def tiny_model_dir(tmp_path, data_file):
 @pytest.fixture
 def data_file(tmp_path) -> Path:
     """The learnable synthetic set (300 / 100 / 100 images) in the tutorial's format."""
-    from fixtures import json_payload, learnable_splits, write_json
+    from paddle_mnist.testing.data_files import json_payload, learnable_splits, write_json
 
     return write_json(tmp_path / "learnable.json.gz", json_payload(learnable_splits()))

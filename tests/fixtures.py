@@ -1,77 +1,20 @@
-"""Tiny data sets written to temp dirs: JSON in the tutorial's format and IDX directories."""
+"""Helpers of the tests that drive the trainer and plant files in run directories (the data files they
+train on are ``paddle_mnist.testing.data_files``')."""
 
 from __future__ import annotations
 
-import gzip
 import json
-import struct
+import subprocess
+import sys
 from pathlib import Path
 
-import numpy as np
-
-from paddle_mnist import config, train
-from paddle_mnist.data import idx
-
-SIZES = {"train": 12, "valid": 6, "eval": 6}
+from paddle_mnist import config, train, trainer
 
 
-def random_splits(seed: int = 0, sizes: dict[str, int] = SIZES):
-    """uint8 pixels [N,28,28] and labels [N] per split."""
-    rng = np.random.default_rng(seed)
-    return {
-        name: (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n).astype(np.uint8))
-        for name, n in sizes.items()
-    }
-
-
-def json_payload(splits, scale: float = 256.0, offset: float = 0.0) -> list:
-    return [
-        [(pixels.reshape(len(pixels), -1) / scale + offset).tolist(), labels.tolist()]
-        for pixels, labels in splits.values()
-    ]
-
-
-def write_json(path: Path, payload, **dump_args) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(path, "wt") as f:
-        json.dump(payload, f, **dump_args)
-    return path
-
-
-def write_idx_dir(directory: Path, train, test, compress: bool = True) -> Path:
-    """The four IDX files for (pixels, labels) pairs ``train`` and ``test``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for (images, labels), key in ((train, "train"), (test, "test")):
-        write_idx_file(directory / idx.FILES[f"{key}_images"], idx.IMAGES_MAGIC, images, compress)
-        write_idx_file(directory / idx.FILES[f"{key}_labels"], idx.LABELS_MAGIC, labels, compress)
-    return directory
-
-
-def write_idx_file(stem_path: Path, magic: int, array: np.ndarray, compress: bool = True, header=None) -> Path:
-    dims = header if header is not None else array.shape
-    data = struct.pack(">" + "i" * (1 + len(dims)), magic, *dims) + np.ascontiguousarray(array, np.uint8).tobytes()
-    if compress:
-        path = stem_path.with_name(stem_path.name + ".gz")
-        path.write_bytes(gzip.compress(data))
-    else:
-        path = stem_path
-        path.write_bytes(data)
-    return path
-
-
-def learnable_splits(seed: int = 0, sizes=None):
-    """Noisy images where digit k is a bright 8x8 block at its own place: learnable in one epoch."""
-    sizes = sizes or {"train": 300, "valid": 100, "eval": 100}
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, n in sizes.items():
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        pixels = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, k in enumerate(labels):
-            r, c = 2 + 8 * (k // 4), 2 + 8 * (k % 4)
-            pixels[i, r : r + 8, c : c + 8] = 250
-        out[name] = (pixels, labels)
-    return out
+def run_python(*args, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """``python ARGS`` in a subprocess, its output as text: a command as a user runs it (``-m paddle_mnist.CMD``
+    or ``-m paddle_mnist CMD``), or ``-c CODE``.  ``kwargs`` go to ``subprocess.run`` (env, cwd)."""
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 def train_cli(*flags):
@@ -82,7 +25,6 @@ def train_cli(*flags):
 def plant(model_dir: Path, which: str, data: bytes) -> Path:
     """Replace the run's ``which`` file with ``data`` and record its hash, as someone owning the directory could."""
     import hashlib
-    import json
 
     meta = json.loads((model_dir / "mnist.json").read_text())
     path = model_dir / meta["weights"][which]
@@ -96,11 +38,11 @@ def plant(model_dir: Path, which: str, data: bytes) -> Path:
 def interrupt_at(monkeypatch, epoch: int) -> None:
     """Make training stop with Ctrl-C (KeyboardInterrupt) as epoch ``epoch`` starts, after the earlier
     epochs' saves; ``monkeypatch.undo()`` or the end of the test lets it run again."""
-    real_epoch = train.train_epoch
+    real_epoch = trainer.train_epoch
 
     def interrupted(trainee, dataset, config, number):
         if number == epoch:
             raise KeyboardInterrupt
         return real_epoch(trainee, dataset, config, number)
 
-    monkeypatch.setattr(train, "train_epoch", interrupted)
+    monkeypatch.setattr(trainer, "train_epoch", interrupted)

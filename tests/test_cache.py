@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from paddle_mnist.data import cache, splits, tutorial_json
-
-from fixtures import json_payload, random_splits, write_json
+from paddle_mnist.testing.data_files import json_payload, random_splits, write_json
 
 
 @pytest.fixture

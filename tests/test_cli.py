@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
-from fixtures import json_payload, random_splits, write_json
+from paddle_mnist.testing.data_files import json_payload, random_splits, write_json
+
+from fixtures import run_python
 
 
 def run(*args, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=300)
+    return run_python(*args, env=env)
 
 
 def test_show_writes_a_png(tmp_path):

@@ -8,14 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from paddle_mnist import compare, train
+from paddle_mnist import compare, trainer
 
 
 @pytest.fixture
 def recorded(monkeypatch):
     """Each run's initial weights and epoch-1 data order, captured as the trainer starts the epoch."""
     runs = []
-    real_epoch, real_order = train.train_epoch, train.epoch_order
+    real_epoch, real_order = trainer.train_epoch, trainer.epoch_order
 
     def epoch(trainee, dataset, config, number):
         runs.append({"loss": config.loss, "init": {k: v.numpy().copy() for k, v in trainee.model.state_dict().items()}})
@@ -26,8 +26,8 @@ def recorded(monkeypatch):
         runs[-1]["order"] = result
         return result
 
-    monkeypatch.setattr(train, "train_epoch", epoch)
-    monkeypatch.setattr(train, "epoch_order", order)
+    monkeypatch.setattr(trainer, "train_epoch", epoch)
+    monkeypatch.setattr(trainer, "epoch_order", order)
     return runs
 
 
@@ -89,7 +89,7 @@ def test_tiny_comparison(tmp_path, recorded, monkeypatch, capsys, data_file):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run must be reused, not retrained")
 
-    monkeypatch.setattr(train, "fit", no_training)
+    monkeypatch.setattr(trainer, "fit", no_training)
     assert compare.main(argv) == 0
     monkeypatch.undo()
     assert compare.main(argv + ["--force"]) == 0

@@ -19,7 +19,7 @@ from paddle_mnist import checkpoint, rundir
 from paddle_mnist.errors import UserError
 from paddle_mnist.predict import Predictor
 
-from fixtures import train_cli
+from fixtures import run_python, train_cli
 
 FLAGS = [
     "--model",
@@ -77,24 +77,11 @@ sys.exit(code)
 
 
 def hooked_train(out, data_file, epoch=2, kill_at=0):
-    command = [
-        sys.executable,
-        "-c",
-        HOOKED_TRAINER,
-        str(epoch),
-        str(kill_at),
-        "--data",
-        str(data_file),
-        "--out",
-        str(out),
-        *FLAGS,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+    return run_python("-c", HOOKED_TRAINER, epoch, kill_at, "--data", data_file, "--out", out, *FLAGS, timeout=120)
 
 
 def weights(out):
-    info = rundir.read(out)
-    return checkpoint.load_state(rundir.weights_path(out, info, "last"), info.files)
+    return rundir.open_run(out, "last").load_state()[1]
 
 
 def assert_same(expected, got):
@@ -124,7 +111,7 @@ def assert_recovers(out, data_file, expected):
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """The uninterrupted run, and how many filesystem calls epoch 2's save makes."""
-    from fixtures import json_payload, learnable_splits, write_json
+    from paddle_mnist.testing.data_files import json_payload, learnable_splits, write_json
 
     tmp = tmp_path_factory.mktemp("straight")
     data_file = write_json(tmp / "learnable.json.gz", json_payload(learnable_splits()))
@@ -239,12 +226,7 @@ def test_failure_at_every_step_of_a_save(straight, tmp_path, monkeypatch, failur
 def test_one_writer_at_a_time(data_file, tmp_path):
     out = tmp_path / "out"
     with rundir.RunWriter(out):
-        result = subprocess.run(
-            [sys.executable, "-m", "paddle_mnist.train", "--data", str(data_file), "--out", str(out), "--epochs", "1"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = run_python("-m", "paddle_mnist.train", "--data", data_file, "--out", out, "--epochs", "1", timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"paddle-mnist train: error: {out}: another trainer (PID {os.getpid()}) is writing this run directory"
@@ -311,8 +293,8 @@ def test_readers_see_a_complete_set_while_a_trainer_saves(data_file, tmp_path):
             if not seen and not (out / rundir.METADATA).exists():
                 time.sleep(0.01)
                 continue
-            info, _ = rundir.read_with_weights(out, "best")  # what predict reads; any error fails the test
-            seen.append(info.epochs_done)
+            run, _ = rundir.open_run(out, "best").load_state()  # what predict reads; any error fails the test
+            seen.append(run.info.epochs_done)
     finally:
         trainer.kill()
         trainer.wait()
@@ -322,7 +304,7 @@ def test_readers_see_a_complete_set_while_a_trainer_saves(data_file, tmp_path):
 def test_a_set_committed_between_reading_the_metadata_and_the_weights_is_read_again(
     tiny_model_dir, data_file, monkeypatch
 ):
-    """The race ``read_with_weights`` retries, made to happen: a trainer commits epoch 2 (and removes epoch 1's
+    """The race ``Run.load_state`` retries, made to happen: a trainer commits epoch 2 (and removes epoch 1's
     files) right after the reader has read epoch 1's metadata."""
     out = tiny_model_dir()
     real_read, calls = rundir.read, []
@@ -351,7 +333,8 @@ def test_a_set_committed_between_reading_the_metadata_and_the_weights_is_read_ag
         return info
 
     monkeypatch.setattr(rundir, "read", read_then_save)
-    info, state = rundir.read_with_weights(out, "best")
+    run, state = rundir.open_run(out, "best").load_state()
+    info = run.info
     assert calls == [1] and info.seed == 3, "the second read found the new set"
     np.testing.assert_array_equal(state["body.0.weight"], checkpoint.load_state(out / "best.pdparams")["body.0.weight"])
 

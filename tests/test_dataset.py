@@ -10,8 +10,7 @@ from paddle_mnist import data
 from paddle_mnist.data import splits
 from paddle_mnist.data.encoding import TUTORIAL_ENCODING
 from paddle_mnist.errors import DataError
-
-from fixtures import json_payload, random_splits, write_json
+from paddle_mnist.testing.data_files import json_payload, random_splits, write_json
 
 
 @pytest.fixture

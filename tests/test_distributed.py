@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from paddle_mnist import checkpoint, parallel, train
+from paddle_mnist import checkpoint, parallel, train, trainer
 from paddle_mnist.config import Config
 from paddle_mnist.errors import UserError
 
@@ -176,15 +176,15 @@ def test_nproc_wrapper_and_resume_across_processes(data_file, tmp_path):
 def test_the_process_count_follows_the_launcher_or_is_refused(monkeypatch):
     """Paddle's launcher without --nproc: its count is recorded; a recipe for 2 processes alone is refused."""
     monkeypatch.setattr(parallel, "world_size", lambda: 2)
-    assert train.with_running_processes(Config()).nproc == 2
-    assert train.with_running_processes(Config(nproc=2)).nproc == 2
+    assert trainer.with_running_processes(Config()).nproc == 2
+    assert trainer.with_running_processes(Config(nproc=2)).nproc == 2
     monkeypatch.setattr(parallel, "world_size", lambda: 1)
     with pytest.raises(
         UserError,
         match="the recipe trains on 2 data-parallel processes but 1 run here: "
         "start it with paddle-mnist train --nproc 2, or ask for --nproc 1",
     ):
-        train.with_running_processes(Config(nproc=2))
+        trainer.with_running_processes(Config(nproc=2))
 
 
 def test_batch_must_divide_over_ranks(monkeypatch):

@@ -20,8 +20,7 @@ import pytest
 
 from paddle_mnist.data import cache, download, idx, locate, splits
 from paddle_mnist.errors import DataError
-
-from fixtures import random_splits, write_idx_dir
+from paddle_mnist.testing.data_files import random_splits, write_idx_dir
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

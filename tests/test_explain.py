@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-from paddle_mnist import explain, models
-from paddle_mnist.predict import load_trained
+from paddle_mnist import explain, models, rundir
+from paddle_mnist.predictor import on_paddle
+
+from fixtures import run_python
 
 
 def dilated(mask: np.ndarray) -> np.ndarray:
@@ -22,7 +21,7 @@ def dilated(mask: np.ndarray) -> np.ndarray:
 def test_the_saliency_of_a_digit_lies_mostly_on_its_ink(trained_dir, shared_eval):
     """On the eval split's first 100 digits, more than half of the saliency maps' mass lies on the ink
     dilated by one pixel, an area of about 30 % of the picture: the map points at the strokes."""
-    model = load_trained(trained_dir).engine.model
+    model = on_paddle(rundir.open_run(trained_dir)).network
     images, ink = shared_eval.images[:100], shared_eval.pixels[:100] > 0
     read = explain.top_two(model, images)[:, 0]
     maps = explain.explain(model, images, read)
@@ -46,9 +45,7 @@ def test_a_network_without_convolutions_has_saliency_but_no_grad_cam():
 
 
 def run_predict(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "paddle_mnist.predict", *map(str, args)], capture_output=True, text=True, timeout=300
-    )
+    return run_python("-m", "paddle_mnist.predict", *args)
 
 
 def test_predict_explain_draws_the_figure_and_refuses_what_has_no_gradients(trained_dir, tmp_path):

@@ -21,8 +21,7 @@ from hypothesis import strategies as st
 from paddle_mnist import checkpoint, rundir, safe_pickle
 from paddle_mnist.data import idx, tutorial_json
 from paddle_mnist.errors import UserError
-
-from fixtures import json_payload, random_splits
+from paddle_mnist.testing.data_files import json_payload, random_splits
 
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
@@ -157,7 +156,7 @@ def fuzz_state_file_reader(data):
 def test_state_file_reader_in_memory_in_proportion(tmp_path):
     """The fuzz of the state-file reader, near-valid files and repeated opcode runs of up to 480 KB among
     them, in a subprocess under RLIMIT_AS: a case that allocated far beyond its size would fail it."""
-    from hostile import run_limited
+    from paddle_mnist.testing.hostile import run_limited
 
     code = (
         f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_fuzz; "

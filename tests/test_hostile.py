@@ -12,10 +12,10 @@ import pytest
 
 from paddle_mnist import checkpoint, rundir, safe_pickle
 from paddle_mnist.data import cache, splits
+from paddle_mnist.testing import hostile
+from paddle_mnist.testing.hostile import run_limited
 
-import hostile
 from fixtures import plant
-from hostile import run_limited
 
 
 def data_show(path, tmp_path, **kwargs):
@@ -81,7 +81,7 @@ def test_idx_header_is_checked_before_reading(tmp_path):
 
 
 def test_empty_splits_are_refused_before_training(tmp_path):
-    from fixtures import json_payload, random_splits, write_json
+    from paddle_mnist.testing.data_files import json_payload, random_splits, write_json
 
     payload = json_payload(random_splits(sizes={"train": 1, "valid": 2, "eval": 2}))
     payload[0] = [[], []]
@@ -95,7 +95,7 @@ def test_empty_splits_are_refused_before_training(tmp_path):
 
 @pytest.fixture
 def cached(tmp_path):
-    from fixtures import json_payload, random_splits, write_json
+    from paddle_mnist.testing.data_files import json_payload, random_splits, write_json
 
     source = write_json(tmp_path / "m.json.gz", json_payload(random_splits()))
     splits.load(source)
@@ -148,7 +148,7 @@ def test_a_cache_whose_labels_were_rewritten_is_rebuilt(cached, capsys):
     arrays["train_class_ids"] = np.full_like(arrays["train_class_ids"], 7)
     np.savez(path, **arrays)
     data = splits.load(source)
-    from fixtures import random_splits
+    from paddle_mnist.testing.data_files import random_splits
 
     np.testing.assert_array_equal(data.splits["train"].class_ids, random_splits()["train"][1])
     assert "its arrays do not match their digest: truncated or edited" in capsys.readouterr().err

@@ -9,8 +9,7 @@ import pytest
 
 from paddle_mnist.data import idx, splits
 from paddle_mnist.errors import DataError
-
-from fixtures import random_splits, write_idx_dir, write_idx_file
+from paddle_mnist.testing.data_files import random_splits, write_idx_dir, write_idx_file
 
 
 def idx_fixture(tmp_path, compress=True):

@@ -3,9 +3,6 @@ paddle.Model (hapi) training, saving and loading."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -18,7 +15,7 @@ from paddle_mnist.checkpoint import CheckpointError, load_state
 from paddle_mnist.data import MnistDataset
 from paddle_mnist.predict import Predictor
 
-from fixtures import train_cli
+from fixtures import run_python, train_cli
 
 
 class MNIST(paddle.nn.Layer):
@@ -102,12 +99,7 @@ def test_the_tutorials_checkpoint_predicts_from_the_command_line(tutorial_checkp
     folder, model = tutorial_checkpoint
     picture = digit_picture(tmp_path / "one.png")
     for flags in (["--model-dir", str(folder)], ["--weights", str(folder / "mnist.pdparams")]):
-        result = subprocess.run(
-            [sys.executable, "-m", "paddle_mnist", "predict", str(picture), "--json", *flags],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = run_python("-m", "paddle_mnist", "predict", picture, "--json", *flags, timeout=120)
         assert result.returncode == 0, result.stderr
         assert result.stderr.strip() == (
             f"paddle-mnist predict: {folder / 'mnist.pdparams'}: a bare state dict; inferred the cnn network with "

@@ -1,4 +1,4 @@
-"""``paddle_mnist.limits.Gate``: cheapest first, within the budget, a slot kept for small charges."""
+"""``paddle_mnist.serve.limits.Gate``: cheapest first, within the budget, a slot kept for small charges."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from paddle_mnist.limits import Gate, Limits
+from paddle_mnist.serve.limits import Gate, Limits
 
 
 def test_the_cheapest_waiting_charge_goes_first_and_the_budget_holds():

@@ -9,8 +9,7 @@ import pytest
 
 from paddle_mnist.data import cache, locate
 from paddle_mnist.errors import DataError
-
-from fixtures import json_payload, random_splits, write_idx_dir, write_json
+from paddle_mnist.testing.data_files import json_payload, random_splits, write_idx_dir, write_json
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ import os
 import pickle
 import re
 import shutil
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,13 +19,11 @@ from paddle_mnist import checkpoint, export, photos, rundir
 from paddle_mnist.errors import UserError
 from paddle_mnist.predict import Predictor
 
-from fixtures import plant
+from fixtures import plant, run_python
 
 
 def run_predict(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "paddle_mnist.predict", *map(str, args)], capture_output=True, text=True, timeout=300
-    )
+    return run_python("-m", "paddle_mnist.predict", *args)
 
 
 # --- with a model trained on real MNIST ---------------------------------------
@@ -52,8 +48,8 @@ def test_realistic_pictures_need_the_real_preprocessing(trained_dir, photo_set):
 def test_inputs_of_every_form_in_one_forward_pass(trained_dir, photo_set):
     predictor = Predictor.from_dir(trained_dir)
     calls = []
-    engine = predictor.engine
-    predictor = replace(predictor, engine=lambda batch: calls.append(batch.shape) or engine(batch))
+    engine = predictor.forward
+    predictor = replace(predictor, forward=lambda batch: calls.append(batch.shape) or engine(batch))
     path, label, _ = photo_set[0]
     image = Image.open(path)
     gray = np.asarray(image.convert("L"))
@@ -160,12 +156,7 @@ def test_malicious_pickle_is_refused_without_running(tiny_model_dir, tmp_path):
 
 def test_export_and_inference_engine_from_the_command_line(tiny_model_dir, tmp_path):
     model_dir = tiny_model_dir()
-    result = subprocess.run(
-        [sys.executable, "-m", "paddle_mnist.export", "--model-dir", str(model_dir)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_python("-m", "paddle_mnist.export", "--model-dir", model_dir)
     assert result.returncode == 0, result.stderr
     assert "Paddle Inference matches the dynamic model" in result.stdout
     inference = sorted(p.name for p in (model_dir / "inference").iterdir())
@@ -219,8 +210,8 @@ def test_arrays_of_every_dtype_get_a_prediction_or_their_own_error(trained_dir, 
 def test_long_lists_go_through_in_chunks(trained_dir, photo_set):
     predictor = Predictor.from_dir(trained_dir)
     calls = []
-    engine = predictor.engine
-    predictor = replace(predictor, engine=lambda batch: calls.append(len(batch)) or engine(batch))
+    engine = predictor.forward
+    predictor = replace(predictor, forward=lambda batch: calls.append(len(batch)) or engine(batch))
     paths = (str(photo_set[i % len(photo_set)][0]) for i in range(150))  # a generator: never a list in memory
     results = list(predictor.predict_iter(paths, chunk=64))
     assert calls == [64, 64, 22] and len(results) == 150 and all(r.digit is not None for r in results)
@@ -259,12 +250,7 @@ def exported_run(trained_dir, tmp_path_factory):
     require_module("onnxruntime")
     run = tmp_path_factory.mktemp("exported") / "run"
     shutil.copytree(trained_dir, run, ignore=shutil.ignore_patterns("inference"))  # an earlier test exports there
-    result = subprocess.run(
-        [sys.executable, "-m", "paddle_mnist", "export", "--model-dir", str(run), "--format", "onnx"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_python("-m", "paddle_mnist", "export", "--model-dir", run, "--format", "onnx")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith(f"wrote {run / 'inference' / 'mnist.onnx'}; onnxruntime matches"), result.stdout
     assert sorted(p.name for p in (run / "inference").iterdir()) == ["mnist.onnx", "mnist.onnx.json"]
@@ -282,7 +268,7 @@ def test_onnx_gives_the_digits_and_probabilities_of_paddle(exported_run, photo_s
     onnx = Predictor.from_dir(exported_run)  # auto: the export is current, so onnx answers
     assert (dynamic.summary.engine, onnx.summary.engine) == ("dynamic", "onnx") and onnx.notes == ()
     images = shared_eval.images[:1000]
-    paddle_scores, onnx_scores = (p.loss.scores(p.engine(images)) for p in (dynamic, onnx))
+    paddle_scores, onnx_scores = (p.loss.scores(p.forward(images)) for p in (dynamic, onnx))
     np.testing.assert_allclose(onnx_scores, paddle_scores, atol=1e-5)
     assert (onnx_scores.argmax(1) == paddle_scores.argmax(1)).all()
     paths = [str(p) for p, _, _ in photo_set]
@@ -297,11 +283,17 @@ def test_predict_on_an_onnx_export_never_imports_paddle(exported_run, photo_set)
     asked for), paddle is not among them, and the JSON says which engine answered."""
     path = str(photo_set[0][0])
     for engine in ("auto", "onnx"):
-        result = subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "paddle_mnist.predict", path]
-            + ["--model-dir", str(exported_run), "--engine", engine, "--json"],
-            capture_output=True,
-            text=True,
+        result = run_python(
+            "-X",
+            "importtime",
+            "-m",
+            "paddle_mnist.predict",
+            path,
+            "--model-dir",
+            exported_run,
+            "--engine",
+            engine,
+            "--json",
             timeout=120,
         )
         assert result.returncode == 0, result.stderr[-2000:]
@@ -329,7 +321,7 @@ def test_auto_falls_back_to_paddle_with_one_line_when_the_export_cannot_stand_fo
             + f"sys.argv = ['predict', {path!r}, '--model-dir', {str(run)!r}, '--json', *{list(flags)!r}]\n"
             + "runpy.run_module('paddle_mnist.predict', run_name='__main__')"
         )
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        result = run_python("-c", code, timeout=120)
         assert result.returncode == 0, result.stderr[-2000:]
         notes = [line for line in result.stderr.splitlines() if line.startswith("paddle-mnist predict:")]
         return json.loads(result.stdout)["engine"], notes
@@ -430,28 +422,22 @@ def test_the_realism_sets_and_the_error_grid(trained_dir, tmp_path):
 
         absent(f"fonts for the font sets (Debian's {' '.join(missing)})", ".ci/run installs them")
     grid = tmp_path / "misread.png"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "paddle_mnist",
-            "photos",
-            "--model-dir",
-            str(trained_dir),
-            "--data",
-            str(SHARED / "mnist.json.gz"),
-            "--n",
-            "30",
-            "--sets",
-            *photos.SETS,
-            "--errors",
-            str(grid),
-            "--out",
-            str(tmp_path / "pictures"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_python(
+        "-m",
+        "paddle_mnist",
+        "photos",
+        "--model-dir",
+        trained_dir,
+        "--data",
+        SHARED / "mnist.json.gz",
+        "--n",
+        "30",
+        "--sets",
+        *photos.SETS,
+        "--errors",
+        grid,
+        "--out",
+        tmp_path / "pictures",
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -470,11 +456,11 @@ def test_test_time_views_average_the_models_probabilities(trained_dir, photo_set
     paths = [str(p) for p, _, _ in photo_set[:8]]
     batch = np.stack([predictor.model_input(p) for p in paths])
     background = predictor.encoding.background
-    plain = predictor.loss.scores(predictor.engine(batch))
+    plain = predictor.loss.scores(predictor.forward(batch))
     expected = np.mean(
         [plain]
         + [
-            predictor.loss.scores(predictor.engine(views.warp(batch, theta, background)))
+            predictor.loss.scores(predictor.forward(views.warp(batch, theta, background)))
             for theta in views.VIEW_SETS["zoom"]
         ],
         axis=0,

@@ -11,6 +11,8 @@ from PIL import Image
 from paddle_mnist import preprocess
 from paddle_mnist.preprocess import ImageError, NoDigitFound
 
+from fixtures import run_python
+
 
 def stroke_image(h=120, w=200, box=(30, 60, 40, 120), ink=20, paper=230) -> np.ndarray:
     """Grey paper with a dark rectangle 'stroke' (top, left, height, width)."""
@@ -219,11 +221,9 @@ print(preprocess.decode_cost(header), (kb("VmHWM") - before) * 1024)
 def test_decode_cost_is_what_decoding_takes(tmp_path, mode, kind):
     """The cost known from the header is at least the decode's real peak (RSS, in a fresh process), and
     not far over it: the server's budgets charge exactly this."""
-    import subprocess
-    import sys
 
     path = tmp_path / f"page.{kind.lower()}"
     big_page(mode).save(path, kind)
-    out = subprocess.run([sys.executable, "-c", MEASURE_DECODE, str(path)], capture_output=True, text=True, timeout=120)
+    out = run_python("-c", MEASURE_DECODE, path, timeout=120)
     cost, peak = map(int, out.stdout.split())
     assert peak <= cost * 1.1 + (2 << 20) and cost <= 1.6 * peak + (4 << 20), (cost >> 20, peak >> 20)

@@ -21,8 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from paddle_mnist.testing.serve_attacks import Server, multipart
+
 from conftest import require_module, require_programs  # noqa: E402
-from serve_attacks import Server, multipart  # noqa: E402
+from fixtures import run_python
 
 require_module("fastapi")
 
@@ -171,7 +173,7 @@ def test_bad_requests_get_one_line_and_the_server_keeps_serving(server, path, da
 def test_strokes_are_read_as_mnist_digits(server):
     """The pad's strokes as the page sends them: 50 drawings of every digit in its usual ways (small to
     filling the pad, tilted, squashed) are read as the image route reads a photo, with the same fields."""
-    import drawn_digits
+    from paddle_mnist.testing import drawn_digits
 
     read = []
     for label, _style, strokes in drawn_digits.benchmark(50, seed=5):
@@ -218,7 +220,7 @@ def test_non_finite_and_oversized_drawings_are_refused(server):
 
 
 def test_explain_adds_a_heat_map_of_where_the_model_looked(server, trained_dir):
-    import drawn_digits
+    from paddle_mnist.testing import drawn_digits
 
     [(label, _, strokes)] = drawn_digits.benchmark(1, seed=2)
     body = json.dumps(drawn_digits.as_json(strokes)).encode()
@@ -234,8 +236,8 @@ def test_explain_adds_a_heat_map_of_where_the_model_looked(server, trained_dir):
 
     from fastapi.testclient import TestClient
 
-    from paddle_mnist import serve
     from paddle_mnist.predict import Predictor
+    from paddle_mnist.serve import app as serve
 
     with TestClient(serve.create_app(Predictor.from_dir(trained_dir))) as client:  # no explainer: a committee
         refused = client.post("/api/predict?explain=1", content=ONE, headers={"Content-Type": "image/png"})
@@ -296,8 +298,8 @@ def test_bodies_over_the_limit_are_refused_while_they_arrive(server):
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(trained_dir):
     from fastapi.testclient import TestClient
 
-    from paddle_mnist import serve
     from paddle_mnist.predict import Predictor
+    from paddle_mnist.serve import app as serve
 
     predictor = Predictor.from_dir(trained_dir)
     app = serve.create_app(predictor, max_batch=16, max_wait=0.05)
@@ -336,12 +338,7 @@ def test_bounded_load_of_mixed_requests(server):
 
 
 def test_a_broken_model_dir_fails_at_start_up(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "paddle_mnist", "serve", "--model-dir", str(tmp_path / "none"), "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python("-m", "paddle_mnist", "serve", "--model-dir", tmp_path / "none", "--port", "0", timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"paddle-mnist serve: error: {tmp_path / 'none' / 'mnist.json'}: no such file (train a model into "

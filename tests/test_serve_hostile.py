@@ -11,7 +11,8 @@ from dataclasses import replace
 
 import pytest
 
-import serve_attacks as attacks
+from paddle_mnist.testing import serve_attacks as attacks
+
 from conftest import require_module
 
 require_module("fastapi")
@@ -191,11 +192,11 @@ class Engine:
 
 
 def app_with(trained_dir, engine, **limits):
-    from paddle_mnist import serve
-    from paddle_mnist.limits import Limits
     from paddle_mnist.predict import Predictor
+    from paddle_mnist.serve import app as serve
+    from paddle_mnist.serve.limits import Limits
 
-    predictor = replace(Predictor.from_dir(trained_dir), engine=engine)
+    predictor = replace(Predictor.from_dir(trained_dir), forward=engine)
     return serve.create_app(predictor, limits=Limits(**limits))
 
 

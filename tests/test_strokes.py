@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-import drawn_digits
 import numpy as np
 import pytest
 
 from paddle_mnist import preprocess, strokes
+from paddle_mnist.testing import drawn_digits
 
 
 def rendered(points, width=280, height=280, pen=strokes.PEN):

@@ -10,11 +10,11 @@ import re
 import numpy as np
 import pytest
 
-from paddle_mnist import checkpoint, rundir, train
+from paddle_mnist import checkpoint, rundir, train, trainer
 from paddle_mnist.config import Config
 from paddle_mnist.errors import UserError
 
-from fixtures import interrupt_at, train_cli
+from fixtures import interrupt_at, run_python, train_cli
 
 
 def run(data_file, out, *flags):
@@ -151,7 +151,7 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_file, t
     out = tmp_path / "out"
     run(data_file, out, "--epochs", "1")
     before = (out / "mnist.pdparams").read_bytes(), (out / "mnist.json").read_bytes()
-    real_epoch = train.train_epoch
+    real_epoch = trainer.train_epoch
 
     def poisoned(trainee, *rest):
         loss = trainee.loss
@@ -159,7 +159,7 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_file, t
         trainee.loss.digits = loss.digits
         return real_epoch(trainee, *rest)
 
-    monkeypatch.setattr(train, "train_epoch", poisoned)
+    monkeypatch.setattr(trainer, "train_epoch", poisoned)
     capsys.readouterr()
     code = train.main(
         [
@@ -231,7 +231,7 @@ def test_config_validates_itself_for_the_python_api(field, value, message):
 def test_label_smoothing_needs_the_cross_entropy_loss_and_reaches_it():
     with pytest.raises(UserError, match="label smoothing applies to the cross_entropy loss, not mse"):
         Config(loss="mse", label_smoothing=0.1)
-    trainee = train.build_trainee(Config(model="linear", label_smoothing=0.1), train_size=100)
+    trainee = trainer.build_trainee(Config(model="linear", label_smoothing=0.1), train_size=100)
     assert trainee.loss.smoothing == 0.1, "the recipe's smoothing must reach the training loss"
 
 
@@ -272,11 +272,11 @@ def test_the_accumulator_table_is_what_paddle_saves(optimizer, network):
     own state has exactly those keys, shapes and dtypes (a paddle upgrade that renames them fails here)."""
     import paddle
 
-    from paddle_mnist import checkpoint, models, train
+    from paddle_mnist import checkpoint, models
 
     config = Config(model=network, optimizer=optimizer, schedule="onecycle", lr=0.01, epochs=2)
     model = models.build(network, 10)
-    opt, scheduler = train.make_optimizer(config, model, 5)
+    opt, scheduler = trainer.make_optimizer(config, model, 5)
     model(paddle.randn([2, 1, 28, 28])).mean().backward()
     opt.step()
     scheduler.step()
@@ -292,8 +292,6 @@ def test_the_accumulator_table_is_what_paddle_saves(optimizer, network):
 def test_only_importing_paddle_through_the_package_sets_mkls_variable():
     """``import paddle_mnist`` leaves the environment alone; paddle's import through the package sets
     ``MKL_DEBUG_CPU_TYPE=5`` when unset, and keeps a caller's value, even an empty one."""
-    import subprocess
-    import sys
 
     code = """import os, sys
 import paddle_mnist, paddle_mnist.preprocess
@@ -304,7 +302,7 @@ print(repr(os.environ.get("MKL_DEBUG_CPU_TYPE", "unset")))
     env = {k: v for k, v in os.environ.items() if k != "MKL_DEBUG_CPU_TYPE"}
     for given, expected in ((None, "'5'"), ("", "''"), ("2", "'2'")):
         run_env = env if given is None else {**env, "MKL_DEBUG_CPU_TYPE": given}
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=run_env)
+        result = run_python("-c", code, timeout=120, env=run_env)
         assert result.returncode == 0, result.stderr[-2000:]
         first, second = result.stdout.split("\n")[:2]
         assert first == f"{given if given is not None else 'unset'} False", (given, result.stdout)
@@ -314,10 +312,8 @@ print(repr(os.environ.get("MKL_DEBUG_CPU_TYPE", "unset")))
 def test_the_package_leaves_the_callers_matplotlib_and_warnings_alone(tmp_path):
     """Importing the package and training a run (which writes curves.png) in a fresh interpreter: the
     caller's matplotlib backend and warning filters are what they were (a notebook keeps its inline backend)."""
-    import subprocess
-    import sys
 
-    from fixtures import json_payload, learnable_splits, write_json
+    from paddle_mnist.testing.data_files import json_payload, learnable_splits, write_json
 
     data = write_json(tmp_path / "learnable.json.gz", json_payload(learnable_splits()))
     code = f"""
@@ -331,7 +327,7 @@ train.fit(config.Config(data={str(data)!r}, model="convnet", epochs=1, batch_siz
 after = (matplotlib.get_backend(), list(warnings.filters))
 print(before == after, before[0], after[0], len(before[1]), len(after[1]))
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    result = run_python("-c", code, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[-5:] == ["True", "svg", "svg", *result.stdout.split()[-2:]], result.stdout
     assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"

@@ -10,8 +10,7 @@ import pytest
 
 from paddle_mnist.data import splits, tutorial_json
 from paddle_mnist.errors import DataError
-
-from fixtures import json_payload, random_splits, write_json
+from paddle_mnist.testing.data_files import json_payload, random_splits, write_json
 
 
 def load_arrays(path):

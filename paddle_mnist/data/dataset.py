@@ -64,7 +64,7 @@ class MnistDataset(paddle.io.Dataset):
         return len(self.class_ids)
 
     def __getitem__(self, i: int):
-        image = self.encoding.decode(self.pixels[i]).reshape(1, 28, 28)
+        image = self.encoding.to_floats(self.pixels[i]).reshape(1, 28, 28)
         if self.transform is not None:
             image = self.transform(image)
         return image, np.array([self.class_ids[i]], dtype=self.label_dtype)
@@ -72,7 +72,7 @@ class MnistDataset(paddle.io.Dataset):
     @functools.cached_property
     def images(self) -> np.ndarray:
         """The whole split as float32 [N,1,28,28], decoded once."""
-        return self.encoding.decode(self.pixels).reshape(-1, 1, 28, 28)
+        return self.encoding.to_floats(self.pixels).reshape(-1, 1, 28, 28)
 
     @property
     def labels(self) -> np.ndarray:

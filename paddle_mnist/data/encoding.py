@@ -22,14 +22,15 @@ class Encoding:
     scale: float
     offset: float
 
-    def decode(self, pixels: np.ndarray) -> np.ndarray:
+    def to_floats(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 pixels as the floats the model was trained on."""
         out = pixels.astype(np.float32) / np.float32(self.scale)
         return out + np.float32(self.offset) if self.offset else out
 
     @property
     def background(self) -> float:
         """The stored value of an empty (0) pixel: what augmentation and shifts fill uncovered pixels with."""
-        return float(self.decode(np.zeros(1, np.uint8))[0])
+        return float(self.to_floats(np.zeros(1, np.uint8))[0])
 
 
 ENCODINGS = {

@@ -11,29 +11,66 @@ so a bystander's drawing never waits behind an attacker's big pictures.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import heapq
 import itertools
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+
+from paddle_mnist.cli import positive_float, positive_int
 
 MB = 1 << 20
+
+
+def bound(default, flag: str, text: str):
+    """A field of ``Limits``: its flag (sizes in bytes here, in MB on the flags ending in -mb) and what the
+    flag's help says of it.  ``add_flags`` declares the flags from these, ``from_args`` reads them back."""
+    return field(default=default, metadata={"flag": flag, "help": text})
 
 
 @dataclass(frozen=True)
 class Limits:
     """Every bound of the server; ``serve --help`` lists them as flags (sizes there in MB)."""
 
-    max_upload: int = 20 * MB  # largest request body; a phone photo is 3-8 MB
-    max_images: int = 16  # images in one multipart request
-    image_budget: int = 160 * MB  # what one image may cost to decode (a 40-megapixel RGB picture)
-    request_budget: int = 256 * MB  # what all images of one request may cost together
-    decode_budget: int = 384 * MB  # what all decodes in flight may cost together
-    body_budget: int = 256 * MB  # what all request bodies being received may cost together
-    decode_workers: int = 2  # decoding threads (this project's machines have 2 cores)
-    max_connections: int = 512  # open connections; lowered to fit the open-file limit
-    client_timeout: float = 10.0  # seconds a client has to send a request's head, and then its body
-    request_timeout: float = 10.0  # seconds from a request's body to its answer; then 503
+    # a phone photo is 3-8 MB
+    max_upload: int = bound(20 * MB, "--max-upload-mb", "largest request body; larger ones get 413 while they arrive")
+    max_images: int = bound(16, "--max-images", "most images in one multipart request; more get 413")
+    # a 40-megapixel RGB picture
+    image_budget: int = bound(
+        160 * MB,
+        "--image-budget-mb",
+        "most memory one image may take to decode (known from its header); more get 413 undecoded",
+    )
+    request_budget: int = bound(
+        256 * MB, "--request-budget-mb", "most memory all images of one request may take to decode; more get 413"
+    )
+    decode_budget: int = bound(
+        384 * MB, "--decode-budget-mb", "most memory all decodes in flight may take; requests over it wait their turn"
+    )
+    body_budget: int = bound(
+        256 * MB,
+        "--body-budget-mb",
+        "most memory all request bodies being received may take; requests over it wait their turn",
+    )
+    # this project's machines have 2 cores
+    decode_workers: int = bound(
+        2, "--decode-workers", "threads that decode images; with 2 or more, one is kept for small images (drawings)"
+    )
+    max_connections: int = bound(
+        512,
+        "--max-connections",
+        "most open connections (lowered to fit the open-file limit); past it a new one closes "
+        "the longest-idle connection, or gets 503 if none is idle",
+    )
+    client_timeout: float = bound(
+        10.0, "--client-timeout", "seconds a client has to send a request's head, and then its body (408)"
+    )
+    request_timeout: float = bound(
+        10.0,
+        "--request-timeout",
+        "seconds from a request's body to its answer, waits included; then 503 with Retry-After",
+    )
 
     def check(self) -> Limits:
         """``self``, or a ValueError saying which bounds contradict each other."""
@@ -42,6 +79,30 @@ class Limits:
         if self.body_budget < 2 * self.max_upload:
             raise ValueError("the body budget must hold at least one largest upload (twice its size)")
         return self
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``Limits`` field, declared from the field's ``bound`` metadata."""
+    group = parser.add_argument_group("limits", "what clients can make the server spend (docs/serving.md)")
+    for f in fields(Limits):
+        flag, in_mb = f.metadata["flag"], f.metadata["flag"].endswith("-mb")
+        shown = f.default // MB if in_mb else f.default
+        seconds = isinstance(f.default, float)
+        group.add_argument(
+            flag,
+            type=positive_float if seconds else positive_int,
+            default=shown,
+            dest=f.name,
+            metavar="MB" if in_mb else "SECONDS" if seconds else "N",
+            help=f"{f.metadata['help']} (default: {shown:g})",
+        )
+
+
+def from_args(args: argparse.Namespace, **fitted) -> Limits:
+    """The parsed limit flags as ``Limits`` (sizes in bytes), with ``fitted`` values replacing flags'
+    (the connection cap fitted to the open-file limit); a ValueError says which bounds contradict."""
+    values = {f.name: getattr(args, f.name) * (MB if f.metadata["flag"].endswith("-mb") else 1) for f in fields(Limits)}
+    return Limits(**{**values, **fitted}).check()
 
 
 SMALL_IMAGE = 8 * MB  # a decode at most this costly is small: a drawing is ~0.3 MB, a phone JPEG ~0.2 MB

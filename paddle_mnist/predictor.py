@@ -1,0 +1,336 @@
+"""A trained model ready to read digits: ``Predictor.from_dir("output").predict("digit.jpg")``.
+
+``Predictor.from_dir`` rebuilds the trained model from what ``rundir.open_run``
+finds (a run's metadata, or a bare ``.pdparams`` whose network is inferred) and
+``predict`` accepts paths, PIL images, uint8 or float arrays, or a list of them,
+run through the preprocessing in ``paddle_mnist.preprocess`` and then one
+batched forward pass.  The network runs on one of ``paddle_mnist.engines``; with
+the ONNX export, nothing here imports paddle (``python -X importtime`` shows
+it), which is most of a prediction's time.  The command is ``predict``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from paddle_mnist import checkpoint, engines, losses, preprocess, rundir, views
+from paddle_mnist.data.classes import MNIST_CLASSES
+from paddle_mnist.data.encoding import TUTORIAL_ENCODING, Encoding
+from paddle_mnist.errors import UserError
+
+CHUNK = 64  # images per forward pass: a batch that runs fast without holding a long list in memory
+
+
+@dataclass
+class Prediction:
+    """What was read in one image: the digit, its probability and the ranked guesses, or why nothing was."""
+
+    source: str
+    digit: int | None = None
+    probability: float | None = None
+    topk: list[tuple[int, float]] = field(default_factory=list)
+    raw: float | None = None  # the regression output, for the mse loss
+    error: str | None = None  # why there is no prediction (unreadable, no digit found)
+
+    def to_json(self) -> dict:
+        """The row ``predict --json`` prints and the API answers: the fields that have a value."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What a predictor reads with, for people: ``GET /api/model`` returns it."""
+
+    model: str  # a registry name; for a committee, its members' joined with " + "
+    loss: str
+    dataset: str
+    classes: tuple[str, ...]
+    eval_acc: float | None  # as the run recorded it; None for a bare file or a committee
+    epochs: int | None
+    source: str  # the run directory or the file
+    engine: str = "dynamic"  # which engine answers (``engines.ENGINES``); a committee's members' joined
+    weights_sha256: str | None = None  # of the state file it reads (its export's, on onnx or inference)
+    committee: tuple[str, ...] | None = None  # the members' directories
+    tta: str | None = None  # the test-time views, when read with any
+
+    def to_json(self) -> dict:
+        row = dataclasses.asdict(self)
+        return {k: v for k, v in row.items() if v is not None or k not in ("committee", "tta")}
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A trained model ready to predict: ``forward(batch) -> outputs`` runs it (one of ``engines``, or a
+    committee's vote), the loss turns outputs into digits, and the pixel scaling and classes are its training
+    data's.  A variant (another engine, test-time views) is a ``dataclasses.replace`` of it."""
+
+    forward: object
+    loss: losses.Loss
+    encoding: Encoding
+    classes: tuple[str, ...]
+    summary: ModelSummary
+    notes: tuple[str, ...] = ()  # lines for the user: what was inferred from a bare file, why an export is not used
+
+    @classmethod
+    def from_dir(
+        cls,
+        model_dir: str | Path = "output",
+        *,
+        weights: str = "best",
+        engine: str = "auto",
+        inference_prefix: str | Path | None = None,
+    ) -> Predictor:
+        """Rebuild from a training output dir (``mnist.json`` says which model, loss and scaling),
+        a directory holding one bare ``.pdparams``, or ``weights`` naming such a file.
+
+        ``engine`` "auto" runs the run's ONNX export when it was made from these very weights and
+        onnxruntime is there (``engines.choose``), else the paddle model; "onnx" runs the export
+        whatever it was made from, with a note when its record says it is stale; "inference" runs
+        the Paddle Inference export."""
+        run = rundir.open_run(model_dir, weights)
+        prefix = Path(inference_prefix) if inference_prefix else run.export_prefix
+        if run.bare:  # its network, loss and scaling are inferred from the arrays: paddle reads it first
+            return on_engine(on_paddle(run), "dynamic" if engine == "auto" else engine, prefix)
+        engine, notes = settle_engine(engine, prefix, run.weights_sha256)
+        if engine == "dynamic":
+            return dataclasses.replace(on_paddle(run), notes=notes)
+        return on_engine(Predictor(None, *described(run), notes=notes), engine, prefix)
+
+    @classmethod
+    def committee(cls, model_dirs: list, *, weights: str = "best", engine: str = "auto") -> Predictor:
+        """Several trained models voting: their class probabilities averaged, as the best MNIST results do.
+
+        The members must share the input scaling and the classes, and have class-probability heads.
+        """
+        members = [cls.from_dir(d, weights=weights, engine=engine) for d in model_dirs]
+        if len(members) == 1:
+            return members[0]
+        first = members[0]
+        for directory, member in zip(model_dirs, members):
+            if member.loss.head_size != len(member.classes):
+                raise UserError(f"{directory}: a {member.loss.name} model has no class probabilities to average")
+            if (member.encoding, member.classes) != (first.encoding, first.classes):
+                raise UserError(f"{directory}: its pixel scaling or classes differ from {model_dirs[0]}'s")
+
+        def vote(batch: np.ndarray) -> np.ndarray:
+            """log of the mean probability: the cross-entropy loss turns it back into that probability."""
+            return views.log_mean([m.loss.scores(m.forward(batch)) for m in members])
+
+        summary = dataclasses.replace(
+            first.summary,
+            model=" + ".join(m.summary.model for m in members),
+            eval_acc=None,
+            engine=" + ".join(m.summary.engine for m in members),
+            weights_sha256=None,
+            committee=tuple(str(d) for d in model_dirs),
+        )
+        notes = tuple(note for m in members for note in m.notes)
+        return dataclasses.replace(
+            first, forward=vote, loss=losses.LOSSES["cross_entropy"], summary=summary, notes=notes
+        )
+
+    def with_views(self, name: str, source: str = "the model") -> Predictor:
+        """This predictor reading every digit in the test-time views ``name`` (``views.VIEW_SETS``)
+        and averaging their class probabilities; itself for "none"."""
+        if name == "none":
+            return self
+        if self.loss.head_size != len(self.classes):
+            raise UserError(f"{source}: a {self.loss.name} model has no class probabilities to average over views")
+        forward = views.averaged(self.forward, self.loss.scores, self.encoding.background, name)
+        return dataclasses.replace(
+            self,
+            forward=forward,
+            loss=losses.LOSSES["cross_entropy"],
+            summary=dataclasses.replace(self.summary, tta=name),
+        )
+
+    @property
+    def network(self):
+        """The ``paddle.nn.Layer`` that answers, on the dynamic engine (``on_paddle``): what gradients explain."""
+        return self.forward.model
+
+    def model_input(self, item, naive: bool = False) -> np.ndarray:
+        """float32 [1,28,28] as the model saw its training data (or the tutorial's naive input)."""
+        image = item_image(item)
+        if naive:
+            return preprocess.naive(image)[None]
+        return self.encoding.to_floats(preprocess.mnist_like(image))[None]
+
+    def predict(self, items, *, topk: int = 3, naive: bool = False):
+        """A ``Prediction`` for one item, or a list for a list (one forward pass per ``CHUNK`` items)."""
+        if not isinstance(items, (list, tuple)):
+            return next(self.predict_iter([items], topk=topk, naive=naive))
+        return list(self.predict_iter(items, topk=topk, naive=naive))
+
+    def predict_iter(self, items, *, topk: int = 3, naive: bool = False, chunk: int = CHUNK):
+        """Predictions in the order of ``items`` (any iterable), ``chunk`` images per forward pass.
+
+        Memory stays that of one chunk however many items there are.  An item
+        that cannot be read, decoded or converted gets its own one-line error;
+        the others are predicted all the same.
+        """
+        pending = []
+        for item in items:
+            pending.append(item)
+            if len(pending) == chunk:
+                yield from self._predict_chunk(pending, topk, naive)
+                pending = []
+        yield from self._predict_chunk(pending, topk, naive)
+
+    def _predict_chunk(self, items: list, topk: int, naive: bool) -> list[Prediction]:
+        results, inputs, slots = [], [], []
+        for item in items:
+            result = Prediction(source=describe(item))
+            try:
+                with preprocess.decoding(result.source):
+                    inputs.append(self.model_input(item, naive))
+                slots.append(result)
+            except UserError as e:  # ``decoding`` has put the source first
+                result.error = str(e)
+            results.append(result)
+        if inputs:
+            outputs = self.forward(np.stack(inputs).astype(np.float32))
+            for result, row in zip(slots, outputs):
+                self.fill(result, row, topk)
+        return results
+
+    def fill(self, result: Prediction, output: np.ndarray, topk: int) -> None:
+        """Set ``result``'s digit, probability, top-k (and raw value) from the model's ``output`` row."""
+        scores = self.loss.scores(output[None])[0]
+        result.digit = int(self.loss.digits(output[None])[0])
+        result.probability = float(scores[result.digit])
+        order = np.argsort(-scores, kind="stable")[:topk]
+        result.topk = [(int(k), float(scores[k])) for k in order]
+        if self.loss.head_size == 1:
+            result.raw = float(output[0])
+
+
+def settle_engine(engine: str, prefix: Path, weights_sha256: str) -> tuple[str, tuple[str, ...]]:
+    """(the engine that answers for ``engine``, the notes to show): auto picks the export under ``prefix``
+    when its record matches the weights; onnx takes it anyway, noting when the record says it is stale."""
+    if engine == "auto":
+        engine, note = engines.choose(prefix, weights_sha256)
+        return engine, (note,) if note else ()
+    model_file = engines.onnx_path(prefix)
+    if engine == "onnx" and model_file.is_file():
+        reason = engines.stale(model_file, weights_sha256)
+        return engine, (f"{model_file}: warning: {reason}",) if reason else ()
+    return engine, ()
+
+
+def described(run: rundir.Run) -> tuple:
+    """(loss, encoding, classes, summary) of a run directory, all from its metadata: no weights are read."""
+    info = run.info
+    summary = ModelSummary(
+        model=info.model,
+        loss=info.loss,
+        dataset=info.dataset,
+        classes=info.classes,
+        eval_acc=info.metrics.eval_acc,
+        epochs=info.epochs_done,
+        source=str(run.directory),
+        weights_sha256=run.weights_sha256 or None,
+    )
+    return losses.LOSSES[info.loss], info.encoding, info.classes, summary
+
+
+def on_engine(predictor: Predictor, engine: str, prefix: Path) -> Predictor:
+    """``predictor`` answering through ``engine``: its own dynamic model, or the export under ``prefix``."""
+    if engine == "dynamic":
+        return predictor
+    runner = engines.InferenceEngine(prefix) if engine == "inference" else engines.OnnxEngine(engines.onnx_path(prefix))
+    return dataclasses.replace(predictor, forward=runner, summary=dataclasses.replace(predictor.summary, engine=engine))
+
+
+def on_paddle(run: rundir.Run) -> Predictor:
+    """The paddle network of ``run``'s weights on the dynamic engine (``predictor.network`` is the
+    ``paddle.nn.Layer``): a run directory's model as its metadata says, a bare file's as its arrays say."""
+    from paddle_mnist import models
+
+    run, state = run.load_state()  # the run a trainer may have committed meanwhile: its metadata and weights
+    if run.bare:
+        return from_state(run, state)
+    model = models.build(run.info.model, run.info.head_size)
+    checkpoint.fit_state(model, state, run.weights_file)
+    return Predictor(engines.DynamicEngine(model), *described(run))
+
+
+def from_state(run: rundir.Run, state: dict) -> Predictor:
+    """A bare state dict (the tutorial's ``paddle.save(model.state_dict(), ...)``, hapi's ``Model.save``):
+    the network is the registry's one with the same parameter names and shapes, the loss follows
+    the head (10 outputs: cross-entropy, 1: the tutorial's regression), pixels are scaled as the
+    tutorial's data file stores them (pixel/256)."""
+    from paddle_mnist import models
+
+    path = run.weights_file
+    shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, np.ndarray)}
+    matches = models.identify(shapes)
+    if not matches:
+        held = ", ".join(f"{k} {list(v)}" for k, v in list(shapes.items())[:4]) or "no arrays"
+        raise checkpoint.CheckpointError(
+            f"{path}: matches no known network: it holds {held}{', ...' if len(shapes) > 4 else ''}; compared with "
+            f"{', '.join(models.MODELS)}, each with a {' or '.join(map(str, models.HEADS))}-output head"
+        )
+    name, head_size = matches[0]
+    loss = losses.LOSSES["cross_entropy" if head_size == 10 else "mse"]
+    model = models.build(name, head_size)
+    checkpoint.fit_state(model, state, path)
+    inferred = (
+        f"{path}: a bare state dict; inferred the {name} network with a {head_size}-output head "
+        f"({loss.name}) and the tutorial's pixel scaling ({TUTORIAL_ENCODING.name})"
+    )
+    classes = tuple(MNIST_CLASSES)
+    summary = ModelSummary(
+        model=name,
+        loss=loss.name,
+        dataset="mnist",
+        classes=classes,
+        eval_acc=None,
+        epochs=None,
+        source=str(path),
+        weights_sha256=run.weights_sha256,
+    )
+    return Predictor(engines.DynamicEngine(model), loss, TUTORIAL_ENCODING, classes, summary, (inferred,))
+
+
+def item_image(item) -> Image.Image:
+    """A PIL image from a path, a PIL image, or a grey array: integers 0..255, or floats in [0, 1] (1 = white)."""
+    if isinstance(item, Image.Image):
+        return item
+    if isinstance(item, (str, Path)):
+        return preprocess.open_image(Path(item))
+    return Image.fromarray(gray_levels(np.asarray(item)), mode="L")
+
+
+def gray_levels(array: np.ndarray) -> np.ndarray:
+    """uint8 [H, W] from an array of grey values, with one line for each way it can be unusable."""
+    shape = list(array.shape)
+    if array.ndim > 2 and np.prod(array.shape[:-2]) == 1:
+        array = array.reshape(array.shape[-2:])
+    if array.ndim != 2 or array.size == 0:
+        raise UserError(f"an image array must be a non-empty [H, W], got shape {shape}")
+    if array.size > preprocess.MAX_PIXELS:
+        raise UserError(f"an image array of {array.size:,} pixels is over the {preprocess.MAX_PIXELS:,}-pixel limit")
+    kind = array.dtype.kind
+    if kind == "b":
+        return array.astype(np.uint8) * 255
+    if kind in "iu":
+        if array.min() < 0 or array.max() > 255:
+            raise UserError(f"an integer image array must hold grey levels 0..255, got {array.min()}..{array.max()}")
+        return array.astype(np.uint8)
+    if kind == "f":
+        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
+            raise UserError("a float image array must hold finite values in [0, 1]")
+        return np.rint(array * 255).astype(np.uint8)
+    raise UserError(f"an image array must hold numbers, got dtype {array.dtype}")
+
+
+def describe(item) -> str:
+    if isinstance(item, (str, Path)):
+        return str(item)
+    return f"<{type(item).__name__} {getattr(item, 'size', getattr(item, 'shape', ''))}>"

@@ -1,0 +1,5 @@
+import sys
+
+from paddle_mnist.serve.command import main
+
+sys.exit(main())

@@ -1,0 +1,165 @@
+"""The connection layer of ``paddle-mnist serve``: uvicorn's h11 protocol with a cap on open connections
+(kept under the open-file limit), a deadline for a request's head, a lingering close after an early
+answer, and its own "Invalid HTTP request" answer in JSON.  uvicorn's own ``limit_concurrency`` is
+not used: it is checked only once a request's head has arrived, so connections that never finish their
+head would still pile up.  Imports uvicorn: ``serve.command`` imports it once the extra is known to be there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from paddle_mnist.serve.guard import log
+from paddle_mnist.serve.limits import Limits
+
+LINGER = 2.0  # seconds a closed connection keeps reading what its client still sends
+H11_HEAD_LIMIT = 16 << 10  # h11's bound on a request's head (its max_incomplete_event_size default)
+
+
+def guarded_protocol(limits: Limits, error_body) -> type[GuardedH11Protocol]:
+    """The protocol class uvicorn makes one of per connection, bound to ``limits`` and answering errors
+    in the shape of ``error_body``."""
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits, "error_body": staticmethod(error_body)})
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with ``limits.max_connections`` and a ``limits.client_timeout`` for heads.
+
+        A connection that is waiting for a request's head (new, or kept alive after an answer) has
+    ``client_timeout`` seconds to send it.  Past ``max_connections`` a new connection closes the one
+    that has waited longest for its head, or, if every one is inside a request, is itself refused."""
+
+    limits: Limits  # set by ``guarded_protocol``
+    error_body: Callable[[str, int, str], dict]
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(Lingering(transport, self.limits, self._client_sending))
+        self._waiting()
+        if len(self.connections) > self.limits.max_connections and not self._evict_one():
+            self._refuse()
+
+    def data_received(self, data: bytes) -> None:
+        if not self.transport.drain(len(data)):  # what arrives after an early answer is dropped
+            super().data_received(data)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.in_request() and self.waiting_since is not None:
+            self.waiting_since = None
+            self.head_timer.cancel()
+
+    def on_response_complete(self) -> None:
+        self._waiting()
+        super().on_response_complete()
+
+    def connection_lost(self, exc) -> None:
+        self.head_timer.cancel()
+        super().connection_lost(exc)
+
+    def _client_sending(self) -> bool:
+        """Whether the client may still be sending: inside a body, or a head h11 could not parse."""
+        return self.conn.their_state in (h11.SEND_BODY, h11.ERROR)
+
+    def in_request(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _waiting(self) -> None:
+        if getattr(self, "head_timer", None):
+            self.head_timer.cancel()
+        self.waiting_since = time.monotonic()
+        self.head_timer = self.loop.call_later(self.limits.client_timeout, self._head_overdue)
+
+    def _head_overdue(self) -> None:
+        if not self.in_request() and not self.transport.is_closing():
+            log.debug("closed a connection whose request head did not arrive within %g s", self.limits.client_timeout)
+            self.transport.close()
+
+    def _evict_one(self) -> bool:
+        idle = [
+            c
+            for c in self.connections
+            if c is not self and not c.in_request() and c.waiting_since is not None and not c.transport.is_closing()
+        ]
+        if not idle:
+            return False
+        min(idle, key=lambda c: c.waiting_since).transport.close()
+        return True
+
+    def _refuse(self) -> None:
+        self._raw_json(503, {"error": "busy: every connection is in a request; retry later"}, b"retry-after: 1\r\n")
+
+    def send_400_response(self, msg: str) -> None:
+        if self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete:
+            self.transport.close()  # garbage after a request whose answer is under way: no second answer
+            return
+        self._raw_json(
+            400, self.error_body("", 400, f"invalid HTTP request (malformed, or a head over {H11_HEAD_LIMIT >> 10} KB)")
+        )
+
+    def _raw_json(self, status: int, body: dict, extra: bytes = b"") -> None:
+        """An answer written straight to the socket, then closed: h11 has no request to answer here."""
+        data = json.dumps(body).encode()
+        reason = {400: b"Bad Request", 503: b"Service Unavailable"}[status]
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n%s\r\n" % (status, reason, len(data), extra) + data
+        )
+        self.transport.close()
+
+
+class Lingering:
+    """A connection's transport whose ``close`` can wait for the client to stop sending.
+
+    A server that answers early (413 for a body over the limit, 408, 400 for a
+    malformed head) and closes at once resets the connection while the client is
+    still sending, and the reset destroys the answer before most clients read it.
+    So, as nginx's lingering close does, the answer is sent, the sending side shut
+    down, and what still arrives is read and dropped, for at most ``max_upload``
+    bytes and ``LINGER`` seconds, before the socket closes.
+    """
+
+    def __init__(self, transport, limits: Limits, client_sending):
+        self._transport, self._limits, self._client_sending = transport, limits, client_sending
+        self._closing = False
+        self._drain_left: int | None = None  # bytes still to drop while lingering; None: not lingering
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self._closing or self._transport.is_closing()
+
+    def close(self) -> None:
+        """Close: at once, or if the client may still be sending, after draining what it sends."""
+        if self._closing:
+            return
+        self._closing = True
+        if not self._client_sending() or not self._transport.can_write_eof() or self._transport.is_closing():
+            return self._transport.close()
+        self._drain_left = self._limits.max_upload
+        self._transport.write_eof()  # the answer is complete: the client can read it now
+        self._transport.resume_reading()
+        asyncio.get_running_loop().call_later(LINGER, self._transport.close)
+
+    def drain(self, size: int) -> bool:
+        """Whether ``size`` bytes just received are to be dropped (this connection is lingering)."""
+        if self._drain_left is None:
+            return False
+        self._drain_left -= size
+        if self._drain_left < 0:
+            self._transport.close()
+        return True
+
+
+class QuietInvalidRequests(logging.Filter):
+    """uvicorn logs a warning for each malformed request; the client has its JSON answer, the log needs no flood."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Invalid HTTP request received."

@@ -1,0 +1,188 @@
+"""The request pipeline of ``paddle-mnist serve``: from an image's bytes (or a drawing's strokes) to its
+``ResultRow``.
+
+Each image's header is read first, so what its decode will cost is known and
+charged to the budgets of ``serve.limits`` before any pixel is decoded; the
+decode and preprocessing run in a bounded pool of threads (cheapest first, one
+thread kept for small images), then the model input waits in the ``Batcher``
+that puts the images of concurrent requests through the model in one forward
+pass.  ``?explain=1`` adds a heat map from the ``Explainer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from paddle_mnist import preprocess, rundir, strokes
+from paddle_mnist.errors import UserError
+from paddle_mnist.predictor import Prediction, Predictor, on_paddle
+from paddle_mnist.serve.batcher import Batcher
+from paddle_mnist.serve.errors import RequestError, busy
+from paddle_mnist.serve.limits import MB, SMALL_BODY, DecodePool, Limits, within
+
+# What rendering a drawing holds at most: the 82x82 canvas, its float copies and the 28x28 result;
+# and what an explanation holds beyond the model: 16 noisy copies of one input and their gradients.
+DRAWING_COST, EXPLAIN_COST = 1 * MB, 1 * MB
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a request asks of each of its images: how many ranked guesses, and the heat map or not."""
+
+    topk: int = 3
+    explain: bool = False
+
+
+class Explainer:
+    """``?explain=1``: the heat map of a model input, from the paddle model of the weights being served.
+
+    The model is loaded at the first explanation, not with the server, so a server on the ONNX export
+    imports paddle only once someone asks why.  One explanation runs at a time (each is 16 backward
+    passes, ~50 ms), in the decode pool like any other per-request work."""
+
+    def __init__(self, model_dir: Path, weights: str):
+        self.model_dir, self.weights = model_dir, weights
+        self._model, self._lock = None, threading.Lock()
+
+    def __call__(self, batch: np.ndarray, digit: int) -> np.ndarray:
+        from paddle_mnist import explain  # paddle's gradients: imported at the first explanation
+
+        with self._lock:
+            if self._model is None:
+                self._model = on_paddle(rundir.open_run(self.model_dir, self.weights)).network
+            return explain.heat_map_of(self._model, batch, digit)
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One image's answer: what was read (``predict --json``'s row) and the 28x28 input the model read,
+    with its heat map when one was asked for."""
+
+    prediction: Prediction
+    model_input: str  # a base64 PNG
+    explanation: str | None = None  # a base64 PNG, under ?explain=1
+
+    def to_json(self) -> dict:
+        extra = {"explanation": self.explanation} if self.explanation is not None else {}
+        return {**self.prediction.to_json(), "model_input": self.model_input, **extra}
+
+
+class Service:
+    """What the routes share: the predictor, its batcher, the decode pool, the limits."""
+
+    def __init__(
+        self, predictor: Predictor, max_batch: int, max_wait: float, limits: Limits, explainer: Explainer | None
+    ):
+        self.predictor, self.limits, self.explainer = predictor, limits, explainer
+        self.batcher = Batcher(lambda batch: predictor.forward(batch.astype(np.float32)), max_batch, max_wait)
+        self.pool = DecodePool(limits.decode_workers, limits.decode_budget)
+
+    async def answer(self, images: list[tuple[str, bytes]], ask: Ask) -> list[ResultRow | Exception]:
+        """Each image's result row, or the exception that stopped it, within the request deadline."""
+        try:
+            return await within(self.limits.request_timeout, self._answer(images, ask))
+        except asyncio.TimeoutError:
+            raise busy(f"no answer within the {self.limits.request_timeout:g} s request deadline") from None
+
+    async def _answer(self, images, ask: Ask) -> list:
+        if sum(len(data) for _, data in images) <= SMALL_BODY:  # a drawing: its header is read in microseconds
+            headers = self._headers(images)
+        else:  # a big file's header can take milliseconds (a PNG's chunks are walked up to its pixels)
+            headers = await self.pool.run(0, self._headers, images)
+        total = sum(preprocess.decode_cost(h) for h in headers if isinstance(h, Image.Image))
+        if total > self.limits.request_budget:
+            raise RequestError(
+                413,
+                f"the {len(images)} images of this request would take {total / MB:,.0f} MB to "
+                f"decode, over the {self.limits.request_budget // MB} MB per-request budget",
+            )
+        return await asyncio.gather(
+            *(self._predict(header, name, ask) for (name, _), header in zip(images, headers)), return_exceptions=True
+        )
+
+    def _headers(self, images) -> list:
+        """Each image opened but not decoded (its cost now known), or the RequestError refusing it."""
+        return [self._header(data, name) for name, data in images]
+
+    def _header(self, data: bytes, source: str):
+        try:
+            with preprocess.decoding(source):
+                header = preprocess.image_header(data, source, formats=FORMATS)
+        except UserError as e:
+            return RequestError(400, str(e))
+        cost = preprocess.decode_cost(header)
+        if cost > self.limits.image_budget:
+            return RequestError(
+                413,
+                f"{source}: {header.width}x{header.height} {header.mode} would take "
+                f"{cost / MB:,.0f} MB to decode, over the {self.limits.image_budget // MB} MB "
+                "per-image budget",
+            )
+        return header
+
+    async def answer_drawing(self, drawing: strokes.Drawing, ask: Ask) -> ResultRow:
+        """The result row of a drawing sent as its strokes, within the request deadline."""
+        try:
+            return await within(self.limits.request_timeout, self._drawing(drawing, ask))
+        except asyncio.TimeoutError:
+            raise busy(f"no answer within the {self.limits.request_timeout:g} s request deadline") from None
+
+    async def _drawing(self, drawing: strokes.Drawing, ask: Ask) -> ResultRow:
+        with self.batcher.expecting():
+            pixels = await self.pool.run(DRAWING_COST, self._rendered, drawing)
+        return await self._row(pixels, "strokes", ask)
+
+    @staticmethod
+    def _rendered(drawing: strokes.Drawing) -> np.ndarray:
+        try:
+            return strokes.render(drawing)
+        except preprocess.NoDigitFound as e:
+            raise RequestError(422, str(e)) from None
+
+    async def _predict(self, header, source: str, ask: Ask) -> ResultRow:
+        if isinstance(header, Exception):
+            raise header
+        with self.batcher.expecting():
+            pixels = await self.pool.run(preprocess.decode_cost(header), self._pixels, header, source)
+        return await self._row(pixels, source, ask)
+
+    async def _row(self, pixels: np.ndarray, source: str, ask: Ask) -> ResultRow:
+        batch = self.predictor.encoding.to_floats(pixels)[None, None]
+        output = await self.batcher.submit(batch[0])
+        result = Prediction(source=source)
+        self.predictor.fill(result, output, ask.topk)
+        explanation = None
+        if ask.explain:
+            heat = await self.pool.run(EXPLAIN_COST, self.explainer, batch.astype(np.float32), result.digit)
+            explanation = png_base64(heat)
+        return ResultRow(result, png_base64(pixels), explanation)
+
+    @staticmethod
+    def _pixels(header: Image.Image, source: str) -> np.ndarray:
+        try:
+            with preprocess.decoding(source):
+                return preprocess.mnist_like(preprocess.decode(header, source))
+        except preprocess.NoDigitFound as e:  # ``decoding`` has put the source first
+            raise RequestError(422, str(e)) from None
+        except UserError as e:
+            raise RequestError(400, str(e)) from None
+
+
+# The formats the server decodes: what cameras, phones, scanners and screenshots produce.  Pillow opens
+# dozens more; each is a decoder an attacker could aim at, and none is how a digit's picture arrives.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # JPEG opens MPO (multi-picture) too
+
+
+def png_base64(pixels: np.ndarray) -> str:
+    """A uint8 grey [H,W] or RGB [H,W,3] array as a base64 PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
