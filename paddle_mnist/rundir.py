@@ -266,15 +266,23 @@ class RunWriter:
             return "no complete set yet"
 
     def _remove_unreferenced(self, keep: set[str] | None = None) -> None:
-        """Delete earlier sets' files and temp files: everything versioned that the committed set does not name."""
+        """Delete temp files, and earlier sets' files: everything versioned that the committed set does not
+        name.  Without ``keep``, the committed set is the metadata's; metadata that is there but does not read
+        names nothing for sure, so then no set's file is deleted: a run that cannot be read stays as it was."""
         if keep is None:
-            try:
-                keep = set(read(self.out).file_names.values())
-            except UserError:
-                keep = set()
+            keep = self._committed_files()
         for path in self.out.iterdir():
-            if (_VERSIONED.fullmatch(path.name) or _TEMPORARY.fullmatch(path.name)) and path.name not in keep:
+            versioned = keep is not None and _VERSIONED.fullmatch(path.name) and path.name not in keep
+            if versioned or _TEMPORARY.fullmatch(path.name):
                 path.unlink(missing_ok=True)
+
+    def _committed_files(self) -> set[str] | None:
+        """The files the committed set names: none when no metadata was ever committed (or it was discarded
+        under --overwrite), None when the metadata is there but does not read."""
+        try:
+            return set(read(self.out).file_names.values())
+        except UserError:
+            return None if (self.out / METADATA).exists() else set()
 
     def _refresh_views(self, state: RunState, info: RunInfo) -> None:
         from paddle_mnist import plots  # matplotlib only for writing: predict and export read runs without it
