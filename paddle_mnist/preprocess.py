@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFilter, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from paddle_mnist.errors import UserError
 from paddle_mnist.fileio import open_regular
@@ -24,6 +25,13 @@ MAX_PIXELS = 40_000_000  # decompression-bomb guard: 40 MP is far above any phon
 WORK_SIZE = 512  # long side the analysis runs at; more only costs time
 BOX, CANVAS = 20, 28
 MIN_CONTRAST = 0.15  # ink darker than paper by less than this is "no digit"
+# A progressive JPEG is decoded one scan at a time, each a pass over every coefficient of the picture: libjpeg
+# writes 6 scans (grey) or 10 (colour), optimisers a few more; 1,000 scans of a 39-megapixel grey picture take 4.7 s.
+MAX_JPEG_SCANS = 100
+# The characters of all of a PNG's text chunks, which Pillow reads with the header, before any charge (its
+# MAX_TEXT_MEMORY, 64 M by default, counts characters, each up to 4 bytes as a str: 16 crafted PNGs of 4.4 MB
+# took a server to 4.2 GB).  64 K characters hold any metadata a drawing or a photo of a digit carries.
+MAX_PNG_TEXT = 1 << 16
 FAINT_STROKE = 0.55  # median stroke pixel of MNIST's faintest digits (1st percentile, 2,000 eval digits: 0.54)
 
 
@@ -113,7 +121,23 @@ def decode_cost(image: Image.Image) -> int:
     per_pixel = stored * BUFFERED.get(image.format, 1) + CONVERTED_BYTES.get(image.mode, 0)
     if image.mode in ALPHA_MODES:
         per_pixel += stored
-    return image.width * image.height * per_pixel + WORK_BYTES
+    return image.width * image.height * per_pixel + WORK_BYTES + held_besides_pixels(image)
+
+
+def held_besides_pixels(image: Image.Image) -> int:
+    """What a decoder holds beside the picture (measured by peak RSS at 39 megapixels, within 2 %):
+    a progressive JPEG's DCT coefficients, 2 bytes each at full size whatever ``draft`` saves on the
+    pixels (75 MB grey, 226 MB colour); a compressed TIFF's strip or tile, which libtiff decodes whole
+    before Pillow copies it; the text a PNG's header has already read."""
+    if image.format == "TIFF" and image.tile and image.tile[0][0] == "libtiff":
+        tags = image.tag_v2
+        rows = min(tags.get(323, tags.get(278, image.height)), image.height)  # TileLength, else RowsPerStrip
+        width = min(tags.get(322, image.width), image.width)  # TileWidth
+        bits = tags.get(258, (8,))
+        return width * rows * sum(bits if isinstance(bits, tuple) else (bits,)) // 8
+    if image.format == "PNG":
+        return sum(sys.getsizeof(value) for value in image.info.values() if isinstance(value, (str, bytes)))
+    return getattr(image, "coefficient_bytes", 0)
 
 
 CONVERTED_BYTES = {"1": 1, "P": 4, "PA": 4}  # what ``reduced`` converts these to before reducing
@@ -124,13 +148,32 @@ WORK_BYTES = 2 << 20  # the analysis at WORK_SIZE: a few 512x512 float32 maps
 
 def _opened(file, source: str, formats: tuple[str, ...] | None = None) -> Image.Image:
     with _pillow_errors(source):
+        # Pillow's bound is a module setting read as a PNG's chunks are: tightened here, where every image opens
+        PngImagePlugin.MAX_TEXT_MEMORY = min(PngImagePlugin.MAX_TEXT_MEMORY, MAX_PNG_TEXT)
         image = Image.open(file, formats=formats)
         if image.width * image.height > MAX_PIXELS:
             raise ImageError(f"{source}: {image.width}x{image.height} pixels is over the {MAX_PIXELS:,}-pixel limit")
         if image.format in ("JPEG", "MPO"):  # MPO: a multi-picture JPEG (some cameras write them)
+            _check_scans(file, source)
+            if image.info.get("progressive"):  # its coefficients are held at full size: counted before draft
+                planes = sum(h * v for _, h, v, _ in image.layer) / max(h * v for _, h, v, _ in image.layer)
+                image.coefficient_bytes = int(2 * planes * image.width * image.height)
             long_side = max(image.size)  # at least half of WORK_SIZE on the long side: digits stay ~100 px tall
             image.draft("L", (image.width * WORK_SIZE // 2 // long_side, image.height * WORK_SIZE // 2 // long_side))
     return image
+
+
+def _check_scans(file, source: str) -> None:
+    """Refuse a JPEG of more than ``MAX_JPEG_SCANS`` scans (start-of-scan markers: 0xFFDA never occurs inside
+    entropy-coded data, where a 0xFF byte is always followed by 0x00 or a restart marker)."""
+    start, scans, last = file.tell(), 0, b""
+    file.seek(0)
+    for block in iter(lambda: file.read(1 << 20), b""):
+        scans += (last + block).count(b"\xff\xda")
+        last = block[-1:]
+    file.seek(start)
+    if scans > MAX_JPEG_SCANS:
+        raise ImageError(f"{source}: a JPEG of {scans:,} scans; pictures are saved with at most a few dozen")
 
 
 @contextlib.contextmanager

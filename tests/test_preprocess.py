@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from paddle_mnist import preprocess
 from paddle_mnist.preprocess import ImageError, NoDigitFound
@@ -166,6 +166,25 @@ def big_page(mode: str, size=(3000, 2000)) -> Image.Image:
     return page.convert(mode)
 
 
+def test_a_jpeg_of_too_many_scans_and_a_png_of_too_much_text_are_refused_unread(tmp_path):
+    """Each scan of a progressive JPEG is a pass over the whole picture, and a PNG's text is read with its
+    header: both are bounded before any pixel is decoded, each with one line."""
+    buffer = io.BytesIO()
+    big_page("L").save(buffer, "JPEG", progressive=True)
+    data = buffer.getvalue()
+    scan = data.index(b"\xff\xda", data.index(b"\xff\xda") + 2)  # the second scan: an AC one
+    end = data.index(b"\xff\xda", scan + 2)
+    (tmp_path / "scans.jpg").write_bytes(data[:end] + data[scan:end] * (preprocess.MAX_JPEG_SCANS + 1) + data[end:])
+    with pytest.raises(ImageError, match=r"scans.jpg: a JPEG of 1\d\d scans; pictures are saved with at most"):
+        preprocess.open_image(tmp_path / "scans.jpg")
+    info = PngImagePlugin.PngInfo()
+    for i in range(64):
+        info.add_itxt(f"k{i}", "\U0001f600" * (preprocess.MAX_PNG_TEXT // 32))
+    big_page("L", (60, 40)).save(tmp_path / "text.png", pnginfo=info)
+    with pytest.raises(ImageError, match=r"text.png: unreadable image \(Too much memory used in text chunks"):
+        preprocess.open_image(tmp_path / "text.png")
+
+
 @pytest.mark.parametrize("mode, orientation", [("L", 1), ("RGB", 6), ("RGBA", 3), ("P", 8), ("1", 1), ("I;16", 1)])
 def test_a_big_picture_reduced_on_load_reads_as_the_full_decode_does(mode, orientation):
     """``decode`` box-reduces big pictures right after loading and turns them upright; the model input is
@@ -195,13 +214,14 @@ preprocess.decode(preprocess.image_header(warm.getvalue()), "warm")  # the first
 def kb(field):
     return int(open("/proc/self/status").read().split(field + ":")[1].split()[0])
 header = preprocess.image_header(data)
+cost = preprocess.decode_cost(header)  # as the server charges it: before decoding
 open("/proc/self/clear_refs", "w").write("5")
 before = kb("VmRSS")
 try:
     preprocess.mnist_like(preprocess.decode(header, "x"))
 except preprocess.NoDigitFound:
     pass
-print(preprocess.decode_cost(header), (kb("VmHWM") - before) * 1024)
+print(cost, (kb("VmHWM") - before) * 1024)
 """
 
 
@@ -216,14 +236,21 @@ print(preprocess.decode_cost(header), (kb("VmHWM") - before) * 1024)
         ("I;16", "PNG"),
         ("RGB", "WEBP"),
         ("RGB", "TIFF"),
+        ("L", "progressive JPEG"),
+        ("RGB", "progressive JPEG"),
+        ("I;16", "one-strip deflate TIFF"),
     ],
 )
 def test_decode_cost_is_what_decoding_takes(tmp_path, mode, kind):
     """The cost known from the header is at least the decode's real peak (RSS, in a fresh process), and
-    not far over it: the server's budgets charge exactly this."""
-
+    not far over it: the server's budgets charge exactly this, decoders' own buffers included."""
+    options = {
+        "progressive JPEG": ("JPEG", {"progressive": True, "subsampling": 0}),
+        "one-strip deflate TIFF": ("TIFF", {"compression": "tiff_adobe_deflate", "strip_size": 1 << 40}),
+    }
+    kind, save_options = options.get(kind, (kind, {}))
     path = tmp_path / f"page.{kind.lower()}"
-    big_page(mode).save(path, kind)
+    big_page(mode, (6000, 4000) if save_options else (3000, 2000)).save(path, kind, **save_options)
     out = run_python("-c", MEASURE_DECODE, path, timeout=120)
     cost, peak = map(int, out.stdout.split())
     assert peak <= cost * 1.1 + (2 << 20) and cost <= 1.6 * peak + (4 << 20), (cost >> 20, peak >> 20)

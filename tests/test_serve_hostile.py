@@ -157,6 +157,16 @@ def test_head_and_options(server):
     check(server, outcome, rss_growth_mb=40)
 
 
+def test_clients_that_never_read_their_answers_lock_nobody_out(server):
+    """Pipelined requests whose answers are never read hold their connections busy; past the connection cap
+    the stalled ones are the first to go, and each is dropped once it has read nothing for --client-timeout."""
+    cap = NOFILE - 160  # the connection cap the open-file limit leaves
+    outcome = attacks.attack(server, "never read", attacks.never_read(2 * cap, pipelined=1000, seconds=8))
+    opened, dropped = dict(outcome.answers)["opened"], dict(outcome.answers)["dropped by the server"]
+    assert opened == 2 * cap and dropped == opened, outcome.answers
+    check(server, outcome, rss_growth_mb=60)
+
+
 def test_requests_http_cannot_parse_get_the_json_error(server):
     outcome = attacks.attack(server, "invalid HTTP", attacks.invalid_http)
     for status, body in outcome.answers:

@@ -27,6 +27,7 @@ from starlette.routing import Match
 from paddle_mnist import strokes
 from paddle_mnist.predictor import Predictor
 from paddle_mnist.serve.bodies import (
+    DRAWING_CONTAINERS,
     MAX_TOPK,
     check_topk,
     content_type,
@@ -98,7 +99,7 @@ async def api_predict(request: Request, topk: int = 3, explain: bool = False):
         raise RequestError(422, "explain=1 needs one model: this server reads a committee")
     ask = Ask(topk, explain)
     if content_type(request) == "application/json":  # the pad's strokes
-        drawing = read_drawing(await json_body(request, max_bytes=strokes.MAX_BYTES))
+        drawing = read_drawing(await json_body(request, strokes.MAX_BYTES, DRAWING_CONTAINERS))
         return {"results": [(await service.answer_drawing(drawing, ask)).to_json()]}
     images = await read_images(request, service.limits)
     rows = await service.answer(images, ask)

@@ -124,6 +124,11 @@ class Exchange:
         join), or None once refused for its declared length."""
         headers = dict(self.scope.get("headers", []))
         declared = headers.get(b"content-length")
+        if declared is not None and b"transfer-encoding" in headers:
+            # RFC 9112 6.3: the body is framed by Transfer-Encoding, so the length declared would not be the
+            # length received (and charged); a request with both "ought to be handled as an error"
+            await self.error(400, "both Transfer-Encoding and Content-Length: send one", {"connection": "close"})
+            return None
         if declared is None:  # chunked: charged as the largest upload; neither header: no body
             return 2 * self.guard.limits.max_upload if b"transfer-encoding" in headers else 0
         if not declared.isdigit() or len(declared) > 18:  # h11 has already refused most malformed ones

@@ -105,6 +105,17 @@ def from_args(args: argparse.Namespace, **fitted) -> Limits:
     return Limits(**{**values, **fitted}).check()
 
 
+# Work bound by time rather than memory (rendering strokes, explaining) is charged as the decode that takes as
+# long, so the gate orders it among decodes and heavy work never takes the slot kept for small jobs: this
+# project's decoders get through 280-380 MB of decode cost a second (40- and 63-MB pictures).
+WORK_RATE = 300 * MB
+
+
+def work_charge(seconds: float, memory: int = 0) -> int:
+    """The charge of a job that holds ``memory`` bytes and runs about ``seconds``."""
+    return max(memory, int(seconds * WORK_RATE))
+
+
 SMALL_IMAGE = 8 * MB  # a decode at most this costly is small: a drawing is ~0.3 MB, a phone JPEG ~0.2 MB
 SMALL_BODY = 64 << 10  # a body at most this big is small: a drawn digit's PNG is 3-10 KB
 

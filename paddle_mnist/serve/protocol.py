@@ -8,8 +8,12 @@ head would still pile up.  Imports uvicorn: ``serve.command`` imports it once th
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
+import socket
+import struct
+import termios
 import time
 from collections.abc import Callable
 
@@ -21,6 +25,12 @@ from paddle_mnist.serve.limits import Limits
 
 LINGER = 2.0  # seconds a closed connection keeps reading what its client still sends
 H11_HEAD_LIMIT = 16 << 10  # h11's bound on a request's head (its max_incomplete_event_size default)
+# The kernel's send buffer of a connection (Linux doubles it): every answer here is under a few hundred KB, and
+# autotuned buffers of up to 4 MB would hide a client that reads nothing behind megabytes of answers.
+SEND_BUFFER = 64 << 10
+# Unread bytes that make a connection the first to go when a new one needs its place: more than any one answer
+# here (the page's script is 7.7 KB), so a client that reads its answers is never one of them.
+BACKED_UP = 32 << 10
 
 
 def guarded_protocol(limits: Limits, error_body) -> type[GuardedH11Protocol]:
@@ -30,16 +40,23 @@ def guarded_protocol(limits: Limits, error_body) -> type[GuardedH11Protocol]:
 
 
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with ``limits.max_connections`` and a ``limits.client_timeout`` for heads.
+    """uvicorn's h11 protocol with ``limits.max_connections`` and ``limits.client_timeout`` both ways.
 
-        A connection that is waiting for a request's head (new, or kept alive after an answer) has
-    ``client_timeout`` seconds to send it.  Past ``max_connections`` a new connection closes the one
-    that has waited longest for its head, or, if every one is inside a request, is itself refused."""
+    A connection that is waiting for a request's head (new, or kept alive after an answer) has
+    ``client_timeout`` seconds to send it, and a client that stops reading its answers has as long
+    before its connection is dropped (asyncio tells the protocol when the unsent answer outgrows its
+    buffer: ``pause_writing``).  Past ``max_connections`` a new connection takes the place of another
+    (``_evict_one``); only if every one is busy in a request, with all its answers read, is it refused."""
 
     limits: Limits  # set by ``guarded_protocol``
     error_body: Callable[[str, int, str], dict]
+    stalled_since: float | None = None  # when the client stopped reading what is sent (``pause_writing``)
+    send_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # a client that stops reading is seen at once, not after megabytes of its answers
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         super().connection_made(Lingering(transport, self.limits, self._client_sending))
         self._waiting()
         if len(self.connections) > self.limits.max_connections and not self._evict_one():
@@ -61,7 +78,26 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc) -> None:
         self.head_timer.cancel()
+        if self.send_timer is not None:
+            self.send_timer.cancel()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.stalled_since = time.monotonic()
+        self.send_timer = self.loop.call_later(self.limits.client_timeout, self._send_overdue)
+
+    def resume_writing(self) -> None:
+        self.stalled_since = None
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+        super().resume_writing()
+
+    def _send_overdue(self) -> None:
+        """The client has read nothing of its answers for ``client_timeout`` s: it holds a connection that
+        counts as busy, so it is dropped, its unsent answers with it."""
+        log.debug("dropped a connection whose client read nothing for %g s", self.limits.client_timeout)
+        self.transport.abort()
 
     def _client_sending(self) -> bool:
         """Whether the client may still be sending: inside a body, or a head h11 could not parse."""
@@ -82,15 +118,31 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
     def _evict_one(self) -> bool:
-        idle = [
-            c
-            for c in self.connections
-            if c is not self and not c.in_request() and c.waiting_since is not None and not c.transport.is_closing()
-        ]
-        if not idle:
+        """Make room, in this order: abort the connection whose client has left most of its answers unread (past
+        ``BACKED_UP``, or stalled), else close the one idle longest, else abort one that has requests queued
+        or answers unread (the most unread): a client that pipelines requests and reads nothing must not hold
+        its place while it is served."""
+        others = [c for c in self.connections if c is not self and not c.transport.is_closing()]
+        unread = {c: c.unread() for c in others}
+        backed_up = [c for c in others if c.stalled_since is not None or unread[c] >= BACKED_UP]
+        idle = [c for c in others if not c.in_request() and c.waiting_since is not None]
+        # served while its client has sent requests ahead (pipelined, which browsers never do) or not read it all
+        reading = [c for c in others if unread[c] > 0 or c.conn.trailing_data[0]]
+        if backed_up or not idle and reading:
+            max(backed_up or reading, key=unread.get).transport.abort()  # unread answers: nothing to linger for
+        elif idle:
+            min(idle, key=lambda c: c.waiting_since).transport.close()
+        else:
             return False
-        min(idle, key=lambda c: c.waiting_since).transport.close()
         return True
+
+    def unread(self) -> int:
+        """Bytes sent to the client that it has not acknowledged (the kernel's send queue; 0 where unknown)."""
+        sock = self.transport.get_extra_info("socket")
+        try:
+            return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        except (AttributeError, OSError):
+            return 0
 
     def _refuse(self) -> None:
         self._raw_json(503, {"error": "busy: every connection is in a request; retry later"}, b"retry-after: 1\r\n")

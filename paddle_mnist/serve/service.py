@@ -15,6 +15,7 @@ import asyncio
 import base64
 import io
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +27,13 @@ from paddle_mnist.errors import UserError
 from paddle_mnist.predictor import Prediction, Predictor, on_paddle
 from paddle_mnist.serve.batcher import Batcher
 from paddle_mnist.serve.errors import RequestError, busy
-from paddle_mnist.serve.limits import MB, SMALL_BODY, DecodePool, Limits, within
+from paddle_mnist.serve.limits import MB, SMALL_BODY, DecodePool, Limits, within, work_charge
 
 # What rendering a drawing holds at most: the 82x82 canvas, its float copies and the 28x28 result;
 # and what an explanation holds beyond the model: 16 noisy copies of one input and their gradients.
 DRAWING_COST, EXPLAIN_COST = 1 * MB, 1 * MB
+# Rendering a drawing takes up to 21 us a point (426 ms for a maximal drawing of 20,000), the rest of it ~2 ms.
+POINT_SECONDS, DRAWING_SECONDS = 21e-6, 2e-3
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,11 @@ class Explainer:
     def __init__(self, model_dir: Path, weights: str):
         self.model_dir, self.weights = model_dir, weights
         self._model, self._lock = None, threading.Lock()
+        self.seconds = 0.1  # the last explanation's time: what the next one is charged (a guess until one ran)
+
+    @property
+    def charge(self) -> int:
+        return work_charge(self.seconds, EXPLAIN_COST)
 
     def __call__(self, batch: np.ndarray, digit: int) -> np.ndarray:
         from paddle_mnist import explain  # paddle's gradients: imported at the first explanation
@@ -58,7 +66,10 @@ class Explainer:
         with self._lock:
             if self._model is None:
                 self._model = on_paddle(rundir.open_run(self.model_dir, self.weights)).network
-            return explain.heat_map_of(self._model, batch, digit)
+            start = time.perf_counter()
+            heat = explain.heat_map_of(self._model, batch, digit)
+            self.seconds = time.perf_counter() - start
+            return heat
 
 
 @dataclass(frozen=True)
@@ -137,7 +148,9 @@ class Service:
 
     async def _drawing(self, drawing: strokes.Drawing, ask: Ask) -> ResultRow:
         with self.batcher.expecting():
-            pixels = await self.pool.run(DRAWING_COST, self._rendered, drawing)
+            points = sum(len(stroke) for stroke in drawing.strokes)
+            cost = work_charge(DRAWING_SECONDS + POINT_SECONDS * points, DRAWING_COST)
+            pixels = await self.pool.run(cost, self._rendered, drawing)
         return await self._row(pixels, "strokes", ask)
 
     @staticmethod
@@ -161,7 +174,7 @@ class Service:
         self.predictor.fill(result, output, ask.topk)
         explanation = None
         if ask.explain:
-            heat = await self.pool.run(EXPLAIN_COST, self.explainer, batch.astype(np.float32), result.digit)
+            heat = await self.pool.run(self.explainer.charge, self.explainer, batch.astype(np.float32), result.digit)
             explanation = png_base64(heat)
         return ResultRow(result, png_base64(pixels), explanation)
 

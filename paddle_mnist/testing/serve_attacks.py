@@ -270,6 +270,40 @@ def slow_headers(connections: int, seconds: float):
     return run
 
 
+def never_read(connections: int, pipelined: int, seconds: float):
+    """``connections`` sockets that each send ``pipelined`` requests for the page's script at once, then
+    hold on for ``seconds`` without reading a byte of the answers."""
+    requests = b"GET /static/app.js HTTP/1.1\r\nHost: x\r\n\r\n" * pipelined
+
+    def run(server: Server) -> list:
+        sockets, opened = [], Counter()
+        for _ in range(connections):
+            try:
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the server stalls sooner
+                s.settimeout(5)
+                s.connect(("127.0.0.1", server.port))
+                s.setblocking(False)
+                try:
+                    s.send(requests)
+                except OSError:
+                    pass  # what did not fit waits: the requests sent already are enough
+                sockets.append(s)
+                opened["open"] += 1
+            except OSError as e:
+                opened[type(e).__name__] += 1
+        time.sleep(seconds)
+        still_open, deadline = set(sockets), time.monotonic() + 2  # what a closed one was sent drains first
+        while still_open and time.monotonic() < deadline:
+            still_open -= {s for s in still_open if closed_by_peer(s)}
+            time.sleep(0.05)
+        for s in sockets:
+            s.close()
+        return [("opened", opened["open"]), ("dropped by the server", len(sockets) - len(still_open))]
+
+    return run
+
+
 def closed_by_peer(s: socket.socket) -> bool:
     """Whether the server has closed ``s``: whatever it sent, then EOF (or a reset)."""
     s.setblocking(False)
