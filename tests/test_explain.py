@@ -71,3 +71,18 @@ def test_predict_explain_draws_the_figure_and_refuses_what_has_no_gradients(trai
         assert (refused.returncode, refused.stdout) == (1, ""), refused.stderr
         assert refused.stderr.strip().splitlines()[-1] == f"paddle-mnist predict: error: {reason}"
         assert not (tmp_path / "no.png").exists()
+
+
+def test_the_figure_explains_the_digit_read_then_the_runner_up(trained_dir, shared_eval, tmp_path, monkeypatch):
+    """``predict --explain``'s rows: the first pair of maps is of the digit the predictor reads, the second of
+    its runner-up, each the maps ``explain`` gives for that digit."""
+    predictor = on_paddle(rundir.open_run(trained_dir))
+    drawn = []
+    monkeypatch.setattr(explain, "write_figure", lambda out, sources, inputs, rows, classes: drawn.extend(rows))
+    images = [(shared_eval.pixels[i]).astype(np.uint8) for i in range(4)]
+    explain.write_for(predictor.network, predictor, images, tmp_path / "why.png")
+    for image, (read, runner_up) in zip(images, drawn):
+        result = predictor.predict(image)
+        assert (read.digit, runner_up.digit) == (result.digit, result.topk[1][0])
+        [expected] = explain.explain(predictor.network, predictor.model_input(image)[None], np.array([result.digit]))
+        np.testing.assert_allclose(read.grad_cam, expected.grad_cam, atol=1e-6)

@@ -92,6 +92,20 @@ def test_export_matches_the_dynamic_model(trained_dir, photo_set):
 # --- plumbing, with a tiny model ----------------------------------------------
 
 
+def test_the_exports_parity_figure_is_the_check_it_ran(tiny_model_dir, monkeypatch):
+    """The difference an export records is what its check measured: an exported model that is off by 1e-3
+    is recorded so, and the command refuses it."""
+    from paddle_mnist import engines, export
+
+    model_dir = tiny_model_dir()
+    real_call = engines.InferenceEngine.__call__
+    monkeypatch.setattr(engines.InferenceEngine, "__call__", lambda self, batch: real_call(self, batch) + 1e-3)
+    prefix = model_dir / "inference" / "mnist"
+    assert export.export(model_dir, prefix) == pytest.approx(1e-3, rel=0.01)
+    assert engines.read_record(Path(f"{prefix}.pdiparams")).difference == pytest.approx(1e-3, rel=0.01)
+    assert export.main(["--model-dir", str(model_dir)]) == 1
+
+
 def test_mse_model_reports_the_raw_value(tiny_model_dir, tmp_path):
     model_dir = tiny_model_dir("mse")
     picture = tmp_path / "x.png"

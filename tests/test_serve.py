@@ -246,6 +246,24 @@ def test_explain_adds_a_heat_map_of_where_the_model_looked(server, trained_dir):
     }
 
 
+def test_the_heat_map_explains_the_digit_read_not_the_runner_up(server, trained_dir):
+    """The map the API draws is Grad-CAM of the digit it answers, computed here on the same weights and the
+    model input it returned, and unlike the runner-up's."""
+    from paddle_mnist import explain, rundir
+    from paddle_mnist.predictor import on_paddle
+
+    status, answer = call(server, "/api/predict?explain=1", SEVEN, "image/png", method="POST")
+    assert status == 200, answer
+    [row] = answer["results"]
+    predictor = on_paddle(rundir.open_run(trained_dir))
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(row["model_input"]))))
+    batch = predictor.encoding.to_floats(pixels)[None, None]
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(row["explanation"])))).astype(int)
+    read, runner_up = (explain.heat_map_of(predictor.network, batch, k).astype(int) for k, _ in row["topk"][:2])
+    assert row["topk"][0][0] == row["digit"]
+    assert np.abs(shown - read).max() <= 2 < np.abs(shown - runner_up).max()
+
+
 def test_wrong_method(server):
     status, body = call(server, "/api/predict")
     assert status == 405 and body == {"error": "Method Not Allowed"}
