@@ -18,12 +18,14 @@ import dataclasses
 import importlib.util
 import json
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from paddle_mnist import onnx_check
 from paddle_mnist.errors import UserError
 from paddle_mnist.fileio import file_sha256, read_capped, write_bytes_atomic
 
@@ -81,27 +83,44 @@ class InferenceEngine:
 
 
 class OnnxEngine:
-    """The ONNX export run by onnxruntime: no paddle at all."""
+    """The ONNX export run by onnxruntime: no paddle at all.  The graph is checked before it loads
+    (``onnx_check.read_checked``: the form of this package's exports, with a ``head_size`` output), runs
+    within a memory cap and a time bound, must give finite outputs of its shape, and is tried once on a
+    blank image as it loads, so a model that cannot answer fails at once, in one line."""
 
     name = "onnx"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, head_size: int):
         try:
             import onnxruntime
         except ImportError:
             raise UserError("--engine onnx needs onnxruntime: pip install 'paddle-mnist[onnx]'") from None
         if not path.is_file():
             raise UserError(f"{path}: no such file (run paddle-mnist export --format onnx first)")
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # its notes about unused initializers are not the user's concern
+        model = onnx_check.read_checked(path, head_size)
+        self.path, self.head_size, self._runtime = path, head_size, onnxruntime
+        options = onnx_check.session_options(onnxruntime)
         try:
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime reports a corrupt file as several exception types
-            raise UserError(f"{path}: not an ONNX model that loads ({str(e).strip().splitlines()[0][:200]})") from None
+            raise UserError(f"{path}: not an ONNX model that loads ({onnx_check.why_it_failed(e)})") from None
         self.input = self.session.get_inputs()[0].name
+        self(np.zeros((1, 1, 28, 28), np.float32))
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        bound = self._runtime.RunOptions()
+        watchdog = threading.Timer(onnx_check.RUN_SECONDS, setattr, (bound, "terminate", True))
+        watchdog.start()
+        try:
+            outputs = self.session.run(None, {self.input: np.ascontiguousarray(batch, dtype=np.float32)}, bound)[0]
+        except Exception as e:  # onnxruntime's own failures (memory over the arena's cap, terminated): one line
+            why = onnx_check.why_it_failed(e, bound.terminate)
+            raise onnx_check.ExportError(f"{self.path}: the model failed to run ({why})") from None
+        finally:
+            watchdog.cancel()
+        if outputs.shape != (len(batch), self.head_size) or not np.isfinite(outputs).all():
+            raise onnx_check.ExportError(f"{self.path}: the model gave {list(outputs.shape)} outputs, not all finite")
+        return outputs
 
 
 def onnx_path(prefix: Path) -> Path:

@@ -60,7 +60,8 @@ def export(
         raise UserError(f"{prefix}: cannot write the exported model there ({e.strerror or e})") from None
     if batch is None:
         batch = np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32)
-    exported = OnnxEngine(engines.onnx_path(prefix)) if fmt == "onnx" else InferenceEngine(prefix)
+    head_size = trained.loss.head_size
+    exported = OnnxEngine(engines.onnx_path(prefix), head_size) if fmt == "onnx" else InferenceEngine(prefix)
     difference = float(np.abs(exported(batch) - DynamicEngine(model)(batch)).max())
     difference = difference if math.isfinite(difference) else math.inf  # NaN compares as no mismatch: make it one
     record = ExportRecord(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from paddle_mnist import checkpoint, engines, losses, preprocess, rundir, views
+from paddle_mnist import checkpoint, engines, losses, onnx_check, preprocess, rundir, views
 from paddle_mnist.data.classes import MNIST_CLASSES
 from paddle_mnist.data.encoding import TUTORIAL_ENCODING, Encoding
 from paddle_mnist.errors import UserError
@@ -89,17 +89,23 @@ class Predictor:
         a directory holding one bare ``.pdparams``, or ``weights`` naming such a file.
 
         ``engine`` "auto" runs the run's ONNX export when it was made from these very weights and
-        onnxruntime is there (``engines.choose``), else the paddle model; "onnx" runs the export
+        onnxruntime is there (``engines.choose``) and its graph passes ``onnx_check``, else the paddle
+        model, saying why in a note; "onnx" runs the export
         whatever it was made from, with a note when its record says it is stale; "inference" runs
         the Paddle Inference export."""
         run = rundir.open_run(model_dir, weights)
         prefix = Path(inference_prefix) if inference_prefix else run.export_prefix
         if run.bare:  # its network, loss and scaling are inferred from the arrays: paddle reads it first
             return on_engine(on_paddle(run), "dynamic" if engine == "auto" else engine, prefix)
-        engine, notes = settle_engine(engine, prefix, run.weights_sha256)
-        if engine == "dynamic":
-            return dataclasses.replace(on_paddle(run), notes=notes)
-        return on_engine(Predictor(None, *described(run), notes=notes), engine, prefix)
+        chosen, notes = settle_engine(engine, prefix, run.weights_sha256)
+        if chosen != "dynamic":
+            try:
+                return on_engine(Predictor(None, *described(run), notes=notes), chosen, prefix)
+            except onnx_check.ExportError as e:  # an export that fails its check: auto answers on paddle instead
+                if engine != "auto":
+                    raise
+                notes += (f"{e}; paddle answers",)
+        return dataclasses.replace(on_paddle(run), notes=notes)
 
     @classmethod
     def committee(cls, model_dirs: list, *, weights: str = "best", engine: str = "auto") -> Predictor:
@@ -243,7 +249,10 @@ def on_engine(predictor: Predictor, engine: str, prefix: Path) -> Predictor:
     """``predictor`` answering through ``engine``: its own dynamic model, or the export under ``prefix``."""
     if engine == "dynamic":
         return predictor
-    runner = engines.InferenceEngine(prefix) if engine == "inference" else engines.OnnxEngine(engines.onnx_path(prefix))
+    if engine == "inference":
+        runner = engines.InferenceEngine(prefix)
+    else:
+        runner = engines.OnnxEngine(engines.onnx_path(prefix), predictor.loss.head_size)
     return dataclasses.replace(predictor, forward=runner, summary=dataclasses.replace(predictor.summary, engine=engine))
 
 
