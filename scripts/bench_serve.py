@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from paddle_mnist.testing import serve_attacks as attacks
-from paddle_mnist.testing.serve_attacks import drawn_seven
+from paddle_mnist.testing import served
+from paddle_mnist.testing.served import drawn_seven
 
 # The attacks of issue 21 at their size there, against the default limits (NOFILE: the server's open-file limit).
 HOSTILE = [
@@ -44,7 +45,7 @@ def hostile(model_dir: Path) -> str:
     import tempfile
 
     log = Path(tempfile.mkdtemp()) / "server.log"
-    server = attacks.Server(model_dir, log, nofile=NOFILE)
+    server = served.Server(model_dir, log, nofile=NOFILE)
     rows = [
         "| attack | answers | server RSS before → peak (MB) | bystander p50 / p99 / max (ms) | bystander "
         "failures | 5xx | log lines |",
@@ -54,7 +55,7 @@ def hostile(model_dir: Path) -> str:
         for _ in range(3):
             server.request("POST", "/api/predict", drawn_seven(), {"Content-Type": "image/png"})
         for name, run in HOSTILE:
-            o = attacks.attack(server, name, run)
+            o = served.attack(server, name, run)
             answers = (
                 ", ".join(f"{k}: {v}" for k, v in sorted(o.statuses.items(), key=str))
                 if not o.answers or not isinstance(o.answers[0][0], str)
@@ -77,7 +78,7 @@ def start(model_dir: Path, max_batch: int, engine: str = "auto"):
     import tempfile
 
     log = Path(tempfile.mkdtemp()) / "server.log"
-    server = attacks.Server(model_dir, log, "--max-batch", max_batch, "--engine", engine)
+    server = served.Server(model_dir, log, "--max-batch", max_batch, "--engine", engine)
     return server, "127.0.0.1", server.port
 
 

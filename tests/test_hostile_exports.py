@@ -30,7 +30,7 @@ def test_a_crafted_export_with_a_matching_record_is_refused(attack, tiny_model_d
     run = tiny_model_dir()
     model_file = onnx_attacks.plant(run, onnx_attacks.ATTACKS[attack]())
     picture = tmp_path / "seven.png"
-    from paddle_mnist.testing.serve_attacks import drawn_seven
+    from paddle_mnist.testing.served import drawn_seven
 
     picture.write_bytes(drawn_seven())
     refused = run_limited(["-m", "paddle_mnist", "predict", str(picture), "--model-dir", str(run), "--engine", "onnx"])

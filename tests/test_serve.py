@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from paddle_mnist.testing.serve_attacks import Server, multipart
+from paddle_mnist.testing.served import Server, multipart
 
 from conftest import require_module, require_programs  # noqa: E402
 from fixtures import run_python

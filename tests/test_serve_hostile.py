@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 
 from paddle_mnist.testing import serve_attacks as attacks
+from paddle_mnist.testing import served
 
 from conftest import require_module
 
@@ -45,9 +46,9 @@ BYSTANDER_MAX_MS = 1500  # the bystander's slowest answer during any attack
 
 @pytest.fixture(scope="module")
 def server(trained_dir, tmp_path_factory):
-    server = attacks.Server(trained_dir, tmp_path_factory.mktemp("hostile") / "server.log", *FLAGS, nofile=NOFILE)
+    server = served.Server(trained_dir, tmp_path_factory.mktemp("hostile") / "server.log", *FLAGS, nofile=NOFILE)
     for _ in range(3):  # warm up: the first decodes and forward passes allocate for good
-        server.request("POST", "/api/predict", attacks.drawn_seven(), {"Content-Type": "image/png"})
+        server.request("POST", "/api/predict", served.drawn_seven(), {"Content-Type": "image/png"})
     yield server
     assert server.stop() == 0
     assert not [line for line in server.log_lines() if "Traceback" in line or "Exception in ASGI" in line]
@@ -69,7 +70,7 @@ def errors(outcome) -> list[tuple[int, str]]:
 
 def test_images_over_the_per_image_budget_are_refused_undecoded(server):
     # 8 PNGs of ~30 KB that would decode to 50 MB each (2500x2500 16-bit RGBA)
-    outcome = attacks.attack(server, "decode bomb", attacks.decode_bomb(8, 2500))
+    outcome = served.attack(server, "decode bomb", attacks.decode_bomb(8, 2500))
     [(status, body)] = outcome.answers
     assert status == 200 and len(body["results"]) == 8
     assert all(
@@ -87,7 +88,7 @@ def test_one_image_over_its_budget_is_413(server):
 
 def test_a_request_over_its_budget_is_one_413(server):
     # 8 grey 3000x3000 PNGs: 10.6 MB each (pixels and the analysis), 85 MB together, over the 48 MB per-request budget
-    outcome = attacks.attack(server, "many big greys", attacks.many_grey(8, 3000))
+    outcome = served.attack(server, "many big greys", attacks.many_grey(8, 3000))
     assert errors(outcome) == [
         (413, "the 8 images of this request would take 85 MB to decode, over the 48 MB per-request budget")
     ]
@@ -97,7 +98,7 @@ def test_a_request_over_its_budget_is_one_413(server):
 def test_requests_over_the_process_budget_wait_their_turn(server):
     # 12 concurrent requests of 2 grey 4500x4500 PNGs (21 MB each to decode): 3 fit the 64 MB budget at once,
     # where the threads alone would let 7 (150 MB) run (measured without the budget: 112-119 MB more)
-    outcome = attacks.attack(server, "concurrent decodes", attacks.many_grey(2, 4500, requests=12))
+    outcome = served.attack(server, "concurrent decodes", attacks.many_grey(2, 4500, requests=12))
     for status, body in outcome.answers:
         assert status == 200, body
         assert [row["error"].split(": ", 1)[1] for row in body["results"]] == [
@@ -107,7 +108,7 @@ def test_requests_over_the_process_budget_wait_their_turn(server):
 
 
 def test_a_flood_of_uploads_is_held_to_the_body_budget(server):
-    outcome = attacks.attack(server, "upload flood", attacks.upload_flood(24, (4 << 20) - 1000))
+    outcome = served.attack(server, "upload flood", attacks.upload_flood(24, (4 << 20) - 1000))
     statuses = outcome.statuses
     assert set(statuses) <= {400, 503} and statuses[400] >= 2, statuses
     for status, body in outcome.answers:
@@ -117,7 +118,7 @@ def test_a_flood_of_uploads_is_held_to_the_body_budget(server):
 
 def test_slow_headers_cannot_use_up_the_connections(server):
     # more connections than the open-file limit allows, each sending its head a byte every 0.5 s
-    outcome = attacks.attack(server, "slow headers", attacks.slow_headers(NOFILE + 60, 4))
+    outcome = served.attack(server, "slow headers", attacks.slow_headers(NOFILE + 60, 4))
     [(_, opened), (_, closed)] = outcome.answers
     assert opened == NOFILE + 60 and closed == opened, "every slow connection was closed (evicted or timed out)"
     assert not [line for line in outcome.log if "Too many open files" in line]
@@ -125,7 +126,7 @@ def test_slow_headers_cannot_use_up_the_connections(server):
 
 
 def test_huge_integers_are_json_errors(server):
-    outcome = attacks.attack(server, "huge integers", attacks.huge_integers)
+    outcome = served.attack(server, "huge integers", attacks.huge_integers)
     (s1, b1), (s2, b2), (s3, b3) = outcome.answers
     assert (s1, s2, s3) == (400, 400, 422)
     assert (
@@ -139,13 +140,13 @@ def test_huge_integers_are_json_errors(server):
 
 
 def test_clients_that_leave_midway_are_not_errors(server):
-    outcome = attacks.attack(server, "disconnects", attacks.disconnects(5))
+    outcome = served.attack(server, "disconnects", attacks.disconnects(5))
     assert outcome.log == []
     check(server, outcome, rss_growth_mb=40)
 
 
 def test_head_and_options(server):
-    outcome = attacks.attack(server, "HEAD and OPTIONS", attacks.head_and_options)
+    outcome = served.attack(server, "HEAD and OPTIONS", attacks.head_and_options)
     assert outcome.answers == [
         (200, {"body": "", "allow": None}),
         (200, {"body": "", "allow": None}),
@@ -161,14 +162,69 @@ def test_clients_that_never_read_their_answers_lock_nobody_out(server):
     """Pipelined requests whose answers are never read hold their connections busy; past the connection cap
     the stalled ones are the first to go, and each is dropped once it has read nothing for --client-timeout."""
     cap = NOFILE - 160  # the connection cap the open-file limit leaves
-    outcome = attacks.attack(server, "never read", attacks.never_read(2 * cap, pipelined=1000, seconds=8))
+    outcome = served.attack(server, "never read", attacks.never_read(2 * cap, pipelined=1000, seconds=8))
     opened, dropped = dict(outcome.answers)["opened"], dict(outcome.answers)["dropped by the server"]
     assert opened == 2 * cap and dropped == opened, outcome.answers
     check(server, outcome, rss_growth_mb=60)
 
 
+def test_text_in_pngs_is_bounded_before_any_pixel(server):
+    """8 PNGs of 4 KB each, whose compressed text is 8 x 64 K characters of 4 bytes: each refused with one line
+    as its header is read (Pillow's text bound), the memory of one image's bounded text at most."""
+    outcome = served.attack(server, "PNG text", attacks.png_text(8, 8))
+    [(status, body)] = outcome.answers
+    assert status == 200 and len(body["results"]) == 8
+    assert all("Too much memory used in text chunks" in row["error"] for row in body["results"]), body["results"][0]
+    check(server, outcome, rss_growth_mb=40)
+
+
+def test_a_chunked_body_that_declares_a_length_is_refused(server):
+    """Transfer-Encoding with Content-Length (RFC 9112 6.3): 400, never charged as the 1 byte it declares."""
+    outcome = served.attack(server, "chunked with length", attacks.chunked_with_length(12, 3 << 20))
+    assert outcome.answers == [(400, {"error": "both Transfer-Encoding and Content-Length: send one"})] * 12
+    check(server, outcome, rss_growth_mb=40)
+
+
+def test_json_of_many_containers_is_refused_unparsed(server):
+    outcome = served.attack(server, "JSON containers", attacks.json_containers(3 << 20))
+    [(status, body)] = outcome.answers
+    assert status == 413 and body["errorMsg"] == "the JSON body holds over 16 objects and arrays", body
+    check(server, outcome, rss_growth_mb=40)
+
+
+def test_a_jpeg_of_many_scans_is_refused_undecoded(server):
+    outcome = served.attack(server, "JPEG scans", attacks.jpeg_scans(4, 1000))
+    for status, body in outcome.answers:
+        assert status == 400 and "a JPEG of 1,00" in body["error"] and "scans" in body["error"], body
+    check(server, outcome, rss_growth_mb=40)
+
+
+def test_heavy_drawings_and_explanations_do_not_starve_a_small_drawing(server):
+    """Rendering and explaining are charged by their time, so the heaviest go behind a bystander's drawing
+    instead of ahead of it (they were charged less than any picture)."""
+    for name, run in (
+        ("heavy drawings", attacks.heavy_drawings(32)),
+        ("explanations", attacks.explanations(16)),
+    ):
+        outcome = served.attack(server, name, run)
+        assert all(status in (200, 503) for status, _ in outcome.answers), outcome.answers[:3]
+        check(server, outcome, rss_growth_mb=60)
+
+
+def test_upgrade_headers_cost_no_log_lines_and_get_json(server):
+    outcome = served.attack(server, "upgrades", attacks.upgrades(200))
+    assert outcome.answers == [("upgrade", {200: 200}), ("websocket", (404, {"error": "Not Found"}))]
+    check(server, outcome, rss_growth_mb=40)
+
+
+def test_a_head_over_16_kb_is_refused_even_in_one_write(server):
+    outcome = served.attack(server, "big head", attacks.big_head(100_000))
+    assert outcome.answers == [(400, {"error": "invalid HTTP request (malformed, or a head over 16 KB)"})]
+    check(server, outcome, rss_growth_mb=40)
+
+
 def test_requests_http_cannot_parse_get_the_json_error(server):
-    outcome = attacks.attack(server, "invalid HTTP", attacks.invalid_http)
+    outcome = served.attack(server, "invalid HTTP", attacks.invalid_http)
     for status, body in outcome.answers:
         assert status == 400 and isinstance(body, dict), (status, body)
         assert body["error"] in ("invalid HTTP request (malformed, or a head over 16 KB)", "malformed Content-Length")
@@ -176,7 +232,7 @@ def test_requests_http_cannot_parse_get_the_json_error(server):
 
 
 def test_a_body_that_stops_arriving_gets_408(server):
-    outcome = attacks.attack(server, "slow body", attacks.slow_body)
+    outcome = served.attack(server, "slow body", attacks.slow_body)
     assert outcome.answers == [(408, {"error": "the request body did not arrive within 2 s"})]
     check(server, outcome, rss_growth_mb=40)
 
@@ -215,7 +271,7 @@ def test_an_unexpected_exception_is_a_json_500_and_one_log_line(trained_dir, cap
 
     app = app_with(trained_dir, Engine(fail=True))
     with caplog.at_level(logging.INFO, logger="paddle_mnist.serve"), TestClient(app) as client:
-        response = client.post("/api/predict", content=attacks.drawn_seven(), headers={"content-type": "image/png"})
+        response = client.post("/api/predict", content=served.drawn_seven(), headers={"content-type": "image/png"})
     assert response.status_code == 500 and response.json() == {"error": "internal error: RuntimeError"}
     [record] = [r for r in caplog.records if r.name == "paddle_mnist.serve"]
     assert record.getMessage() == "POST /api/predict: RuntimeError: the model broke second line"
@@ -227,7 +283,7 @@ def test_a_request_past_its_deadline_is_503_with_retry_after(trained_dir):
 
     app = app_with(trained_dir, Engine(seconds=1.5), request_timeout=0.5)
     with TestClient(app) as client:
-        response = client.post("/api/predict", content=attacks.drawn_seven(), headers={"content-type": "image/png"})
+        response = client.post("/api/predict", content=served.drawn_seven(), headers={"content-type": "image/png"})
         assert response.status_code == 503 and response.headers["retry-after"] == "1"
         assert response.json() == {"error": "busy: no answer within the 0.5 s request deadline; retry later"}
         asyncio.run(asyncio.sleep(1.2))  # the dropped forward pass ends; the next request is answered

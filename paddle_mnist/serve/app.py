@@ -24,16 +24,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
-from paddle_mnist import strokes
 from paddle_mnist.predictor import Predictor
 from paddle_mnist.serve.bodies import (
-    DRAWING_CONTAINERS,
     MAX_TOPK,
     check_topk,
     content_type,
     decode_base64,
+    drawing_bytes,
     json_body,
-    read_drawing,
     read_images,
 )
 from paddle_mnist.serve.errors import RequestError, error_body
@@ -99,7 +97,7 @@ async def api_predict(request: Request, topk: int = 3, explain: bool = False):
         raise RequestError(422, "explain=1 needs one model: this server reads a committee")
     ask = Ask(topk, explain)
     if content_type(request) == "application/json":  # the pad's strokes
-        drawing = read_drawing(await json_body(request, strokes.MAX_BYTES, DRAWING_CONTAINERS))
+        drawing = await drawing_bytes(request)
         return {"results": [(await service.answer_drawing(drawing, ask)).to_json()]}
     images = await read_images(request, service.limits)
     rows = await service.answer(images, ask)
@@ -176,6 +174,7 @@ async def lifespan(app: FastAPI):
     yield
     worker.cancel()
     service.pool.close()
+    service.batcher.executor.shutdown(wait=False)
 
 
 def create_app(

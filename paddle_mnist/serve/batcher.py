@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -23,6 +24,8 @@ class Batcher:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.coming = 0  # requests being preprocessed: their inputs will arrive soon
         self.batches: list[int] = []  # sizes of the batches run, newest last (kept short)
+        # a thread of its own: asyncio's default executor also parses big JSON bodies, which must not delay it
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="paddle-mnist-forward")
 
     @contextlib.contextmanager
     def expecting(self):
@@ -54,7 +57,8 @@ class Batcher:
                     break
             self.batches = self.batches[-99:] + [len(items)]
             try:
-                outputs = await asyncio.to_thread(self.forward, np.stack([x for x, _ in items]))
+                batch = np.stack([x for x, _ in items])
+                outputs = await loop.run_in_executor(self.executor, self.forward, batch)
             except Exception as e:  # the model failed: every waiting request learns it
                 for _, future in items:
                     if not future.done():

@@ -28,13 +28,6 @@ def content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def read_drawing(body: dict) -> strokes.Drawing:
-    try:
-        return strokes.parse(body)
-    except strokes.StrokesError as e:
-        raise RequestError(422, str(e)) from None
-
-
 async def read_images(request: Request, limits: Limits) -> list[tuple[str, bytes]]:
     """(name, bytes) of every image in a multipart form, or of a raw image body."""
     kind = content_type(request)
@@ -85,9 +78,19 @@ DRAWING_CONTAINERS = strokes.MAX_STROKES + strokes.MAX_POINTS + JSON_CONTAINERS
 
 
 async def json_body(request: Request, max_bytes: int | None = None, max_containers: int = JSON_CONTAINERS) -> dict:
-    """The request's JSON object; ``max_bytes`` bounds it below the upload limit (a drawing's strokes),
-    ``max_containers`` its objects and arrays.  A body over ``SMALL_BODY`` is parsed in a thread, so the event
-    loop keeps serving everyone else meanwhile."""
+    """The request's JSON object; ``max_bytes`` bounds it below the upload limit, ``max_containers`` its objects
+    and arrays.  A body over ``SMALL_BODY`` is parsed in a thread: the event loop keeps serving meanwhile."""
+    data = await _json_bytes(request, max_bytes, max_containers)
+    return _parsed(data) if len(data) <= SMALL_BODY else await asyncio.to_thread(_parsed, data)
+
+
+async def drawing_bytes(request: Request) -> bytes:
+    """The JSON of the pad's strokes, bounded in size and containers; parsed by ``drawing`` with the rendering,
+    in the service's pool, where its work is charged."""
+    return await _json_bytes(request, strokes.MAX_BYTES, DRAWING_CONTAINERS)
+
+
+async def _json_bytes(request: Request, max_bytes: int | None, max_containers: int) -> bytes:
     kind = content_type(request)
     if kind != "application/json":
         raise RequestError(415, f"content type {kind or 'none'!r}: send application/json")
@@ -96,13 +99,25 @@ async def json_body(request: Request, max_bytes: int | None = None, max_containe
         raise RequestError(413, f"a drawing's JSON is at most {max_bytes // 1024} KB")
     if data.count(b"{") + data.count(b"[") > max_containers:  # brackets inside strings count too: errs safe
         raise RequestError(413, f"the JSON body holds over {max_containers:,} objects and arrays")
+    return data
+
+
+def _parsed(data: bytes) -> dict:
     try:
-        body = json.loads(data) if len(data) <= SMALL_BODY else await asyncio.to_thread(json.loads, data)
+        body = json.loads(data)
     except (ValueError, RecursionError) as e:
         raise RequestError(400, f"malformed JSON ({json_reason(e)})") from None
     if not isinstance(body, dict):
         raise RequestError(400, "the JSON body must be an object")
     return body
+
+
+def drawing(data: bytes) -> strokes.Drawing:
+    """The drawing in a JSON body (``strokes.parse``: 256 strokes and 20,000 points at most)."""
+    try:
+        return strokes.parse(_parsed(data))
+    except strokes.StrokesError as e:
+        raise RequestError(422, str(e)) from None
 
 
 def decode_base64(value) -> bytes:

@@ -109,6 +109,7 @@ def main(argv=None) -> int:
         h11_max_incomplete_event_size=protocol.H11_HEAD_LIMIT,
         access_log=False,
         backlog=BACKLOG,
+        ws="none",  # no route speaks WebSocket: an upgrade is an ordinary request, answered in JSON
     )
     configure_logging(args.debug, protocol.QuietInvalidRequests())
     server = uvicorn.Server(config)

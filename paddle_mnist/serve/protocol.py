@@ -63,8 +63,18 @@ class GuardedH11Protocol(H11Protocol):
             self._refuse()
 
     def data_received(self, data: bytes) -> None:
-        if not self.transport.drain(len(data)):  # what arrives after an early answer is dropped
-            super().data_received(data)
+        if self.transport.drain(len(data)):  # what arrives after an early answer is dropped
+            return
+        if not self.in_request() and self._head_over_limit(data):
+            return self.send_400_response("request head over the limit")
+        super().data_received(data)
+
+    def _head_over_limit(self, data: bytes) -> bool:
+        """Whether the head being received is over ``H11_HEAD_LIMIT``: h11 bounds only a head still incomplete,
+        so a bigger one that arrives whole in one read would pass."""
+        buffered = len(self.conn.trailing_data[0])
+        end = data.find(b"\r\n\r\n")
+        return buffered + (len(data) if end == -1 else end) > H11_HEAD_LIMIT
 
     def handle_events(self) -> None:
         super().handle_events()
@@ -211,7 +221,12 @@ class Lingering:
 
 
 class QuietInvalidRequests(logging.Filter):
-    """uvicorn logs a warning for each malformed request; the client has its JSON answer, the log needs no flood."""
+    """uvicorn logs a warning for each malformed request and two for each ``Upgrade`` header (the server speaks
+    no WebSocket: ``ws="none"``); the client has its answer, the log needs no line per request."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "Invalid HTTP request received."
+        message = record.getMessage()
+        return message not in QUIET and not message.startswith("No supported WebSocket library")
+
+
+QUIET = {"Invalid HTTP request received.", "Unsupported upgrade request."}

@@ -1,42 +1,22 @@
-"""Hostile load against a real ``paddle-mnist serve`` on 127.0.0.1: for tests/test_serve_hostile.py and
-``scripts/bench_serve.py --hostile``.  Every attack is bounded in requests, connections and seconds.
-
-An attack runs while a bystander posts a drawn digit every 0.1 s on a fresh connection; the outcome
-holds the attack's answers, the bystander's latencies, the server's peak RSS during the attack (VmHWM,
-reset before it) and the log lines it caused.
+"""Hostile load against a real ``paddle-mnist serve``: for tests/test_serve_hostile.py and
+``scripts/bench_serve.py --hostile``.  Every attack is bounded in requests, connections and seconds, and is
+run by ``served.attack`` beside a bystander.
 """
 
 from __future__ import annotations
 
-import http.client
 import io
 import json
-import resource
 import socket
 import struct
-import subprocess
-import sys
-import threading
 import time
 import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
-
-def drawn_seven() -> bytes:
-    image = Image.new("L", (280, 280), 255)
-    ImageDraw.Draw(image).line([(70, 60), (210, 60), (120, 240)], fill=0, width=20, joint="curve")
-    return png(image)
-
-
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
+from paddle_mnist.testing.served import Server, answers, closed_by_peer, drawn_seven, multipart, png, raw
 
 
 def rgba16_png(width: int, height: int) -> bytes:
@@ -56,163 +36,6 @@ def rgba16_png(width: int, height: int) -> bytes:
 
 def grey_png(width: int, height: int) -> bytes:
     return png(Image.new("L", (width, height), 255))
-
-
-def multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
-    boundary = "----paddle-mnist-attack"
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-        f"Content-Type: image/png\r\n\r\n".encode()
-        + data
-        + b"\r\n"
-        for name, data in files
-    ]
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
-class Server:
-    """``paddle-mnist serve FLAGS`` in a subprocess on a free port, its stderr in ``log``; ``nofile`` lowers
-    its open-file limit."""
-
-    def __init__(self, model_dir: Path, log: Path, *flags, nofile: int | None = None):
-        def limit():
-            if nofile:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
-        self.log = log
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "paddle_mnist",
-                "serve",
-                "--model-dir",
-                str(model_dir),
-                "--port",
-                "0",
-                *map(str, flags),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=open(log, "w"),
-            text=True,
-            preexec_fn=limit,
-        )
-        line = self.proc.stdout.readline()
-        if not line.startswith("serving on http://127.0.0.1:"):
-            self.proc.kill()
-            raise RuntimeError(f"the server did not start: {line!r} {log.read_text()[-2000:]}")
-        self.port = int(line.split()[2].rstrip("/").rsplit(":", 1)[1])
-
-    def status(self, field_name: str) -> int:
-        """A /proc/PID/status figure in kB."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-        raise KeyError(field_name)
-
-    def reset_peak(self) -> None:
-        Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
-
-    def log_lines(self) -> list[str]:
-        return self.log.read_text(errors="replace").splitlines()
-
-    def request(
-        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 60
-    ) -> tuple[int, dict | str, dict]:
-        """(status, JSON body or text, headers) of one request on a fresh connection."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            connection.request(method, path, body, headers or {})
-            response = connection.getresponse()
-            data = response.read()
-            kind = response.getheader("content-type", "")
-            return (
-                response.status,
-                json.loads(data) if "json" in kind and data else data.decode(errors="replace"),
-                dict(response.getheaders()),
-            )
-        finally:
-            connection.close()
-
-    def stop(self) -> int:
-        self.proc.send_signal(2)
-        try:
-            return self.proc.wait(timeout=30)
-        finally:
-            self.proc.kill()
-
-
-@dataclass
-class Outcome:
-    name: str
-    answers: list = field(default_factory=list)  # (status, body) of the attack's requests, or an error's name
-    bystander_ms: list[float] = field(default_factory=list)
-    bystander_failures: list = field(default_factory=list)
-    rss_before_mb: float = 0.0
-    peak_rss_mb: float = 0.0
-    log: list[str] = field(default_factory=list)
-
-    @property
-    def statuses(self) -> Counter:
-        return Counter(a[0] if isinstance(a, tuple) else a for a in self.answers)
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.bystander_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-    @property
-    def tracebacks(self) -> int:
-        return sum("Traceback" in line or "Exception in ASGI" in line for line in self.log)
-
-
-def bystander(server: Server, stop: threading.Event, outcome: Outcome) -> None:
-    body = drawn_seven()
-    while not stop.is_set():
-        start = time.perf_counter()
-        try:
-            status, answer, _ = server.request("POST", "/api/predict", body, {"Content-Type": "image/png"}, timeout=30)
-            ok = status == 200 and answer["results"][0]["digit"] == 7
-        except OSError as e:
-            status, ok = type(e).__name__, False
-        outcome.bystander_ms.append(1000 * (time.perf_counter() - start))
-        if not ok:
-            outcome.bystander_failures.append(status)
-        stop.wait(0.1)
-
-
-def attack(server: Server, name: str, run) -> Outcome:
-    """``run(server)`` (a list of answers) with a bystander beside it; the outcome of both."""
-    outcome = Outcome(name)
-    lines_before = len(server.log_lines())
-    outcome.rss_before_mb = server.status("VmRSS") / 1024
-    server.reset_peak()
-    stop = threading.Event()
-    watcher = threading.Thread(target=bystander, args=(server, stop, outcome))
-    watcher.start()
-    time.sleep(0.3)  # the bystander's first request before the attack
-    try:
-        outcome.answers = run(server)
-    finally:
-        time.sleep(0.3)
-        stop.set()
-        watcher.join()
-    outcome.peak_rss_mb = server.status("VmHWM") / 1024
-    outcome.log = server.log_lines()[lines_before:]
-    return outcome
-
-
-def answers(server: Server, requests: list[tuple], workers: int) -> list:
-    """Each (method, path, body, headers) sent from ``workers`` threads; (status, body) or the error's name."""
-
-    def one(request):
-        try:
-            status, body, _ = server.request(*request)
-            return status, body
-        except OSError as e:
-            return type(e).__name__
-
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(one, requests))
 
 
 # --- the attacks ----------------------------------------------------------------------------------
@@ -304,19 +127,6 @@ def never_read(connections: int, pipelined: int, seconds: float):
     return run
 
 
-def closed_by_peer(s: socket.socket) -> bool:
-    """Whether the server has closed ``s``: whatever it sent, then EOF (or a reset)."""
-    s.setblocking(False)
-    try:
-        while s.recv(1 << 16):
-            pass
-        return True
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
-
-
 def huge_integers(server: Server) -> list:
     big = "9" * 5000
     requests = [
@@ -364,29 +174,6 @@ def head_and_options(server: Server) -> list:
     return out
 
 
-def raw(server: Server, data: bytes) -> tuple[int, dict | str]:
-    """Send ``data`` as it is; the status and body of the answer."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
-        try:
-            s.sendall(data)
-        except OSError:
-            pass  # the server may answer and close before all of it is sent
-        reply = b""
-        try:
-            while chunk := s.recv(1 << 16):
-                reply += chunk
-        except OSError:
-            pass
-    head, _, body = reply.partition(b"\r\n\r\n")
-    if not head:
-        return 0, "no answer"
-    status = int(head.split()[1])
-    try:
-        return status, json.loads(body)
-    except ValueError:
-        return status, body.decode(errors="replace")
-
-
 def invalid_http(server: Server) -> list:
     requests = [
         b"GET /" + b"a" * (1 << 20) + b" HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -407,3 +194,100 @@ def slow_body(server: Server) -> list:
             b"Content-Length: 1000\r\n\r\n" + bytes(10),
         )
     ]
+
+
+def png_text(images: int, chunks: int):
+    """One multipart request of ``images`` tiny PNGs, each with ``chunks`` compressed iTXt chunks of 4-byte
+    characters: a few KB on the wire, gigabytes as Python strings without a bound."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for i in range(chunks):
+        info.add_itxt(f"k{i}", "\U0001f600" * 65_536, zip=True)
+    buffer = io.BytesIO()
+    Image.new("L", (28, 28), 255).save(buffer, "PNG", pnginfo=info)
+    body, kind = multipart([(f"text{i}.png", buffer.getvalue()) for i in range(images)])
+    return lambda server: answers(server, [("POST", "/api/predict", body, {"Content-Type": kind})], 1)
+
+
+def chunked_with_length(uploads: int, size: int):
+    """``uploads`` concurrent bodies framed as chunked but declaring ``Content-Length: 1``."""
+    head = (
+        b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    body = b"%x\r\n" % size + bytes(size) + b"\r\n0\r\n\r\n"
+
+    def run(server: Server) -> list:
+        with ThreadPoolExecutor(uploads) as pool:
+            return list(pool.map(lambda _: raw(server, head + body), range(uploads)))
+
+    return run
+
+
+def json_containers(size: int):
+    """PaddleX's route sent ``size`` bytes of "[{}, {}, ...]": each 4 bytes a dictionary once parsed."""
+    body = b"[" + b"{}, " * (size // 4) + b"{}]"
+    return lambda server: answers(
+        server, [("POST", "/image-classification", body, {"Content-Type": "application/json"})], 1
+    )
+
+
+def jpeg_scans(requests: int, scans: int):
+    """``requests`` concurrent progressive JPEGs of 6 megapixels with ``scans`` scans each (an AC scan repeated)."""
+    buffer = io.BytesIO()
+    Image.new("L", (3000, 2000), 200).save(buffer, "JPEG", progressive=True)
+    data = buffer.getvalue()
+    first = data.index(b"\xff\xda", data.index(b"\xff\xda") + 2)
+    end = data.index(b"\xff\xda", first + 2)
+    picture = data[:end] + data[first:end] * scans + data[end:]
+    return lambda server: answers(
+        server, [("POST", "/api/predict", picture, {"Content-Type": "image/jpeg"})] * requests, requests
+    )
+
+
+def heavy_drawings(clients: int, points: int = 20_000, strokes: int = 256):
+    """``clients`` concurrent drawings of the most strokes and points a drawing may have."""
+    rng = __import__("numpy").random.default_rng(0)
+    per_stroke = points // strokes
+    drawing = {
+        "strokes": [rng.uniform(0, 800, (per_stroke, 2)).round(1).tolist() for _ in range(strokes)],
+        "width": 800,
+        "height": 800,
+    }
+    body = json.dumps(drawing).encode()
+    return lambda server: answers(
+        server, [("POST", "/api/predict", body, {"Content-Type": "application/json"})] * clients, clients
+    )
+
+
+def explanations(clients: int):
+    """``clients`` concurrent requests asking where the model looked (16 backward passes each)."""
+    return lambda server: answers(
+        server, [("POST", "/api/predict?explain=1", drawn_seven(), {"Content-Type": "image/png"})] * clients, clients
+    )
+
+
+def upgrades(requests: int):
+    """``requests`` ordinary requests with an ``Upgrade`` header, then a WebSocket handshake."""
+
+    def run(server: Server) -> list:
+        statuses = Counter(
+            server.request("GET", "/healthz", headers={"Connection": "Upgrade", "Upgrade": "h2c"})[0]
+            for _ in range(requests)
+        )
+        websocket = {
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version": "13",
+        }
+        status, body, _ = server.request("GET", "/ws", headers=websocket)
+        return [("upgrade", dict(statuses)), ("websocket", (status, body))]
+
+    return run
+
+
+def big_head(size: int):
+    """A request head of ``size`` bytes (one long header) sent in one write."""
+    return lambda server: [raw(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * size + b"\r\n\r\n")]
