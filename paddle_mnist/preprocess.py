@@ -150,6 +150,7 @@ def _opened(file, source: str, formats: tuple[str, ...] | None = None) -> Image.
     with _pillow_errors(source):
         # Pillow's bound is a module setting read as a PNG's chunks are: tightened here, where every image opens
         PngImagePlugin.MAX_TEXT_MEMORY = min(PngImagePlugin.MAX_TEXT_MEMORY, MAX_PNG_TEXT)
+        PngImagePlugin.MAX_TEXT_CHUNK = min(PngImagePlugin.MAX_TEXT_CHUNK, 4 * MAX_PNG_TEXT)  # one chunk, inflated
         image = Image.open(file, formats=formats)
         if image.width * image.height > MAX_PIXELS:
             raise ImageError(f"{source}: {image.width}x{image.height} pixels is over the {MAX_PIXELS:,}-pixel limit")

@@ -223,6 +223,13 @@ def test_a_head_over_16_kb_is_refused_even_in_one_write(server):
     check(server, outcome, rss_growth_mb=40)
 
 
+def test_a_body_sent_a_byte_at_a_time_is_refused(server):
+    outcome = served.attack(server, "body in bytes", attacks.body_in_bytes(4, 5))
+    message = "the request body arrives in pieces of under 1,024 bytes on average"
+    assert outcome.answers == [(400, {"error": message})] * 4
+    check(server, outcome, rss_growth_mb=40)
+
+
 def test_requests_http_cannot_parse_get_the_json_error(server):
     outcome = served.attack(server, "invalid HTTP", attacks.invalid_http)
     for status, body in outcome.answers:

@@ -31,6 +31,9 @@ SEND_BUFFER = 64 << 10
 # Unread bytes that make a connection the first to go when a new one needs its place: more than any one answer
 # here (the page's script is 7.7 KB), so a client that reads its answers is never one of them.
 BACKED_UP = 32 << 10
+# A body may come in pieces of any size, but on average of at least PIECE_BYTES after its first FREE_PIECES
+# (a network's packets carry ~1.4 KB; a drawing's whole body is one piece).
+FREE_PIECES, PIECE_BYTES = 64, 1024
 
 
 def guarded_protocol(limits: Limits, error_body) -> type[GuardedH11Protocol]:
@@ -67,7 +70,27 @@ class GuardedH11Protocol(H11Protocol):
             return
         if not self.in_request() and self._head_over_limit(data):
             return self.send_400_response("request head over the limit")
+        if self.in_request() and self._in_small_pieces(data):
+            return self._refuse_body()
         super().data_received(data)
+
+    def _in_small_pieces(self, data: bytes) -> bool:
+        """Whether the body so far came in pieces (reads; and chunks of a chunked body, two line breaks each)
+        of under ``PIECE_BYTES`` on average, past the first ``FREE_PIECES``: each piece costs the event loop
+        the same parsing whatever its size, so a body sent a byte at a time costs a thousand times more."""
+        chunked = any(name == b"transfer-encoding" for name, _ in self.cycle.scope["headers"])
+        self.pieces += 1 + (data.count(b"\r\n") // 2 if chunked else 0)
+        self.body_bytes += len(data)
+        return self.pieces > FREE_PIECES + self.body_bytes // PIECE_BYTES
+
+    def _refuse_body(self) -> None:
+        if self.cycle is not None and self.cycle.response_started:
+            return self.transport.close()
+        log.debug("refused a body sent in pieces of under %d bytes", PIECE_BYTES)
+        message = f"the request body arrives in pieces of under {PIECE_BYTES:,} bytes on average"
+        self._raw_json(400, self.error_body(self.cycle.scope["path"], 400, message))
+        self.cycle.disconnected = True  # the application, still waiting for the body, learns the client left
+        self.cycle.message_event.set()
 
     def _head_over_limit(self, data: bytes) -> bool:
         """Whether the head being received is over ``H11_HEAD_LIMIT``: h11 bounds only a head still incomplete,
@@ -117,6 +140,7 @@ class GuardedH11Protocol(H11Protocol):
         return self.cycle is not None and not self.cycle.response_complete
 
     def _waiting(self) -> None:
+        self.pieces = self.body_bytes = 0  # counted afresh for each request's body
         if getattr(self, "head_timer", None):
             self.head_timer.cancel()
         self.waiting_since = time.monotonic()

@@ -291,3 +291,35 @@ def upgrades(requests: int):
 def big_head(size: int):
     """A request head of ``size`` bytes (one long header) sent in one write."""
     return lambda server: [raw(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * size + b"\r\n\r\n")]
+
+
+def body_in_bytes(clients: int, seconds: float):
+    """``clients`` uploads each sending its body a byte per write (TCP_NODELAY), for at most ``seconds``."""
+
+    def one(server: Server):
+        head = b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000000\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(head)
+            end = time.monotonic() + seconds
+            try:
+                while time.monotonic() < end:
+                    s.send(b"\0")
+                    time.sleep(0.0005)
+            except OSError:
+                pass  # refused: what it answered is read below
+            s.settimeout(5)
+            reply = b""
+            try:
+                while chunk := s.recv(1 << 16):
+                    reply += chunk
+            except OSError:
+                pass
+        status = int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.1 ") else "no answer"
+        return status, json.loads(reply.split(b"\r\n\r\n", 1)[1]) if status != "no answer" else None
+
+    def run(server: Server) -> list:
+        with ThreadPoolExecutor(clients) as pool:
+            return list(pool.map(lambda _: one(server), range(clients)))
+
+    return run
