@@ -36,16 +36,27 @@ HOSTILE = [
     ("HEAD and OPTIONS", attacks.head_and_options),
     ("a 1 MB URL, 20,000 headers, bad Content-Lengths, not HTTP", attacks.invalid_http),
     ("a body that stops arriving", attacks.slow_body),
+    # issue 30's, at their size there
+    ("1,100 connections pipelining 1,000 requests each, reading nothing for 15 s", attacks.never_read(1100, 1000, 15)),
+    ("16 PNGs with 256 compressed iTXt chunks of 4-byte characters", attacks.png_text(16, 256)),
+    ("150 chunked 19.9 MB uploads declaring Content-Length: 1", attacks.chunked_with_length(150, 19_900_000)),
+    ("19.8 MB of JSON containers to /image-classification", attacks.json_containers(19_800_000)),
+    ("4 progressive 6-megapixel JPEGs of 1,000 scans", attacks.jpeg_scans(4, 1000)),
+    ("32 maximal drawings (256 strokes, 20,000 points)", attacks.heavy_drawings(32)),
+    ("16 requests for explanations", attacks.explanations(16)),
+    ("4 bodies sent a byte per write for 10 s", attacks.body_in_bytes(4, 10)),
+    ("2,000 requests with an Upgrade header, then a WebSocket handshake", attacks.upgrades(2000)),
+    ("a 100 KB head in one write", attacks.big_head(100_000)),
 ]
 NOFILE = 1024
 
 
-def hostile(model_dir: Path) -> str:
+def hostile(model_dir: Path, pythonpath: str | None, only: str | None) -> str:
     """One Markdown row per attack: the answers' statuses, the server's peak RSS, the bystander's latency."""
     import tempfile
 
     log = Path(tempfile.mkdtemp()) / "server.log"
-    server = served.Server(model_dir, log, nofile=NOFILE)
+    server = served.Server(model_dir, log, nofile=NOFILE, pythonpath=pythonpath)
     rows = [
         "| attack | answers | server RSS before → peak (MB) | bystander p50 / p99 / max (ms) | bystander "
         "failures | 5xx | log lines |",
@@ -55,6 +66,8 @@ def hostile(model_dir: Path) -> str:
         for _ in range(3):
             server.request("POST", "/api/predict", drawn_seven(), {"Content-Type": "image/png"})
         for name, run in HOSTILE:
+            if only and only not in name:
+                continue
             o = served.attack(server, name, run)
             answers = (
                 ", ".join(f"{k}: {v}" for k, v in sorted(o.statuses.items(), key=str))
@@ -138,6 +151,10 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=Path("output"), help="trained model (default: output)")
     parser.add_argument("--requests", type=int, default=400, help="requests per setting (default: 400)")
     parser.add_argument("--hostile", action="store_true", help="run the attacks instead of the throughput table")
+    parser.add_argument("--only", default=None, help="with --hostile, the attacks whose name holds this (default: all)")
+    parser.add_argument(
+        "--pythonpath", default=None, help="serve another checkout, for a before/after (default: this one)"
+    )
     parser.add_argument(
         "--engine",
         nargs="+",
@@ -146,7 +163,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.hostile:
-        print(hostile(args.model_dir))
+        print(hostile(args.model_dir, args.pythonpath, args.only))
         return
     body = drawn_seven()
     report = {"image": "280x280 drawn 7, PNG", "bytes": len(body), "settings": {}}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
 import resource
 import socket
 import subprocess
@@ -49,9 +50,9 @@ def multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
 
 class Server:
     """``paddle-mnist serve FLAGS`` in a subprocess on a free port, its stderr in ``log``; ``nofile`` lowers
-    its open-file limit."""
+    its open-file limit, ``pythonpath`` serves another checkout (a benchmark's "before")."""
 
-    def __init__(self, model_dir: Path, log: Path, *flags, nofile: int | None = None):
+    def __init__(self, model_dir: Path, log: Path, *flags, nofile: int | None = None, pythonpath: str | None = None):
         def limit():
             if nofile:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
@@ -73,6 +74,7 @@ class Server:
             stderr=open(log, "w"),
             text=True,
             preexec_fn=limit,
+            env={**os.environ, "PYTHONPATH": pythonpath} if pythonpath else None,
         )
         line = self.proc.stdout.readline()
         if not line.startswith("serving on http://127.0.0.1:"):
