@@ -1,4 +1,4 @@
-"""Run every hostile or broken input of issues 10 and 22 against a version of the package and tabulate the outcome.
+"""Run every hostile or broken input of issues 10, 22 and 30 against a version of the package and tabulate the outcome.
 
     python scripts/bench_hostile.py                          # this checkout
     python scripts/bench_hostile.py --pythonpath ../old      # another checkout (git worktree add ../old REV)
@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from paddle_mnist.testing import hostile
+from paddle_mnist.testing import hostile, onnx_attacks
 from paddle_mnist.testing.data_files import json_payload, learnable_splits, write_json
 
 TINY_MLP_ONE_EPOCH = "--model mlp --epochs 1 --batch-size 50 --lr 0.05".split()  # the model every case starts from
@@ -148,6 +148,16 @@ def cases(b: Bench):
         yield f"predict {kind}", lambda kind=kind: predict_special(b, kind)
     yield "predict a file name with a newline (stdout lines)", lambda: newline_name(b)
     yield "predict a float TIFF with one inf pixel", lambda: inf_tiff(b)
+    # issue 30
+    for name, damage in UNREADABLE.items():
+        for resume in ((), ("--resume",)):
+            label = f"train{' --resume' if resume else ''} over a run whose mnist.json holds {name}"
+            yield label, lambda damage=damage, resume=resume: unreadable_run(b, damage, resume)
+    picture = lambda path: b.cli("predict", path, "--model-dir", b.model)  # noqa: E731
+    yield "predict a progressive 39-megapixel JPEG of 1,000 scans", lambda: picture(many_scans(w / "scans.jpg"))
+    yield "predict a one-strip deflate 16-bit TIFF of 39 megapixels", lambda: picture(one_strip_tiff(w / "strip.tif"))
+    for name, build in onnx_attacks.ATTACKS.items():
+        yield f"predict --engine onnx, an export with {name}", lambda build=build: planted_export(b, build)
 
 
 def empty_train(path: Path) -> Path:
@@ -413,6 +423,55 @@ def mirror(b: Bench, mode: str):
     finally:
         server.shutdown()
         server.server_close()
+
+
+UNREADABLE = {
+    "a newer format": lambda text: text.replace('"format": 2', '"format": 3', 1),
+    "a 5,000-digit integer in its history": lambda text: text.replace('"epoch": 1', '"epoch": 1' + "0" * 5000, 1),
+    "1e400 in its history": lambda text: text.replace('"train_loss": ', '"train_loss": 1e400, "x": ', 1),
+}
+
+
+def unreadable_run(b: Bench, damage, resume: tuple):
+    """``train`` into a copy of the run whose metadata no longer validates; the line says which of its weight
+    and optimizer files are still there afterwards."""
+    run = b.model_copy(f"unreadable-{len(list(b.work.glob('unreadable-*')))}")
+    (run / "mnist.json").write_text(damage((run / "mnist.json").read_text()))
+    versioned = sorted(p.name for p in run.iterdir() if p.name.startswith(("epoch-", "best-")))
+    outcome = b.cli("train", "--data", b.data, *TINY_MLP_ONE_EPOCH, "--out", run, *resume)
+    kept = sum((run / name).exists() for name in versioned)
+    outcome.stderr = outcome.stderr.rstrip() + f" [{kept} of {len(versioned)} set files left]"
+    return outcome
+
+
+def many_scans(path: Path) -> Path:
+    """A progressive 39-megapixel JPEG whose second scan is repeated 1,000 times."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (7200, 5400), 200).save(buffer, "JPEG", progressive=True)
+    data = buffer.getvalue()
+    first = data.index(b"\xff\xda", data.index(b"\xff\xda") + 2)
+    end = data.index(b"\xff\xda", first + 2)
+    path.write_bytes(data[:end] + data[first:end] * 1000 + data[end:])
+    return path
+
+
+def one_strip_tiff(path: Path) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.full((5400, 7200), 200 * 257, np.uint16)
+    Image.fromarray(pixels).save(path, "TIFF", compression="tiff_adobe_deflate", strip_size=1 << 40)
+    return path
+
+
+def planted_export(b: Bench, build):
+    run = b.model_copy(f"export-{len(list(b.work.glob('export-*')))}")
+    onnx_attacks.plant(run, build())
+    return b.predict(run, "--engine", "onnx")
 
 
 def main() -> None:
