@@ -19,7 +19,6 @@ from importlib import resources
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
@@ -40,6 +39,11 @@ from paddle_mnist.serve.limits import Limits
 from paddle_mnist.serve.service import Ask, Explainer, Service
 
 STATIC = resources.files("paddle_mnist") / "static"
+MEDIA_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+}
 
 # /api/predict reads its body itself (three content types), so its schema is spelled out for /openapi.json.
 PREDICT_BODY = {
@@ -75,8 +79,17 @@ def service_of(request: Request) -> Service:
 
 
 @routes.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def page():
-    return HTMLResponse((STATIC / "index.html").read_text())
+async def page(request: Request):
+    return HTMLResponse(request.app.state.static["index.html"])
+
+
+@routes.get("/static/{name}", include_in_schema=False)
+async def static(request: Request, name: str):
+    """The page's files, from memory: a file opened per answer would cost a descriptor per connection."""
+    files = request.app.state.static
+    if name not in files:
+        raise HTTPException(404, "Not Found")
+    return Response(files[name], media_type=MEDIA_TYPES[name.rsplit(".", 1)[-1]])
 
 
 @routes.get("/healthz")
@@ -196,7 +209,7 @@ def create_app(
         exception_handlers=HANDLERS,
     )
     app.state.service = Service(predictor, max_batch, max_wait, limits, explainer)
-    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.state.static = {f.name: f.read_bytes() for f in STATIC.iterdir() if f.name.rsplit(".", 1)[-1] in MEDIA_TYPES}
     app.include_router(routes)
     return Guard(app, limits, error_body, lambda scope: allowed_methods(app, scope))
 
