@@ -18,7 +18,6 @@ import dataclasses
 import importlib.util
 import json
 import math
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -109,15 +108,12 @@ class OnnxEngine:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         bound = self._runtime.RunOptions()
-        watchdog = threading.Timer(onnx_check.RUN_SECONDS, setattr, (bound, "terminate", True))
-        watchdog.start()
         try:
-            outputs = self.session.run(None, {self.input: np.ascontiguousarray(batch, dtype=np.float32)}, bound)[0]
+            with onnx_check.WATCHDOG.watching(bound):
+                outputs = self.session.run(None, {self.input: np.ascontiguousarray(batch, dtype=np.float32)}, bound)[0]
         except Exception as e:  # onnxruntime's own failures (memory over the arena's cap, terminated): one line
             why = onnx_check.why_it_failed(e, bound.terminate)
             raise onnx_check.ExportError(f"{self.path}: the model failed to run ({why})") from None
-        finally:
-            watchdog.cancel()
         if outputs.shape != (len(batch), self.head_size) or not np.isfinite(outputs).all():
             raise onnx_check.ExportError(f"{self.path}: the model gave {list(outputs.shape)} outputs, not all finite")
         return outputs

@@ -41,3 +41,19 @@ def test_a_crafted_export_with_a_matching_record_is_refused(attack, tiny_model_d
     assert fallen_back.returncode == 0, fallen_back.stderr[-2000:]
     assert f"paddle-mnist predict: {model_file}: {WHY[attack]}; paddle answers" in fallen_back.stderr
     assert '"engine": "dynamic"' in fallen_back.stdout
+
+
+def test_the_watchdog_stops_a_forward_pass_past_its_deadline_and_no_other():
+    import time
+    from types import SimpleNamespace
+
+    from paddle_mnist.onnx_check import Watchdog
+
+    dog = Watchdog(seconds=0.2, every=0.05)
+    slow, quick = SimpleNamespace(terminate=False), SimpleNamespace(terminate=False)
+    with dog.watching(quick):
+        pass
+    with dog.watching(slow):
+        time.sleep(0.5)
+    time.sleep(0.2)
+    assert (slow.terminate, quick.terminate) == (True, False)
