@@ -265,7 +265,7 @@ def two_trainers(b: Bench):
 
 def corrupt_export(b: Bench):
     model = b.model_copy("e2")
-    (model / "inference").mkdir()
+    (model / "inference").mkdir(exist_ok=True)  # train ends with an ONNX export there
     (model / "inference" / "mnist.json").write_text("garbage")
     (model / "inference" / "mnist.pdiparams").write_bytes(b"x")
     return b.predict(model, "--engine", "inference")
