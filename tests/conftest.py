@@ -122,6 +122,21 @@ def trained_dir(tmp_path_factory, shared_cache) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """One quick mlp on the learnable synthetic set per test module, for tests that copy it before changing it."""
+    from paddle_mnist import trainer
+    from paddle_mnist.testing.data_files import json_payload, learnable_splits, write_json
+
+    work = tmp_path_factory.mktemp("tiny-run")
+    data = write_json(work / "learnable.json.gz", json_payload(learnable_splits()))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PADDLE_MNIST_CACHE", str(work / "cache"))
+        mp.setenv("PADDLE_MNIST_OFFLINE", "1")
+        trainer.fit(Config(data=str(data), model="mlp", lr=0.05, batch_size=50, epochs=1, out=str(work / "run")))
+    return work / "run"
+
+
 @pytest.fixture
 def tiny_model_dir(tmp_path, data_file):
     """A quick mlp on the learnable synthetic set: enough to exercise the predictor's plumbing."""

@@ -4,6 +4,8 @@ paddle answers instead, saying why."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from paddle_mnist.testing import onnx_attacks
@@ -14,6 +16,7 @@ from conftest import require_module
 require_module("onnx")
 require_module("onnxruntime")
 
+FALLBACK_CHECKED = {"a Loop of 2^62 trips", "the image concatenated 2^30 times"}  # refused unrun, refused running
 WHY = {
     "a Loop of 2^62 trips": "holds operators no network here exports to: Loop",
     "ConstantOfShape of 2.2 GB": "holds operators no network here exports to: ConstantOfShape, ReduceSum",
@@ -26,8 +29,9 @@ WHY = {
 
 
 @pytest.mark.parametrize("attack", list(onnx_attacks.ATTACKS))
-def test_a_crafted_export_with_a_matching_record_is_refused(attack, tiny_model_dir, tmp_path):
-    run = tiny_model_dir()
+def test_a_crafted_export_with_a_matching_record_is_refused(attack, tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
     model_file = onnx_attacks.plant(run, onnx_attacks.ATTACKS[attack]())
     picture = tmp_path / "seven.png"
     from paddle_mnist.testing.served import drawn_seven
@@ -37,6 +41,8 @@ def test_a_crafted_export_with_a_matching_record_is_refused(attack, tiny_model_d
     assert refused.returncode == 1 and refused.stdout == "", refused.stderr[-2000:]
     assert refused.stderr.strip().splitlines() == [f"paddle-mnist predict: error: {model_file}: {WHY[attack]}"]
     assert refused.peak_rss_mb < 900 and refused.seconds < 60, (refused.peak_rss_mb, refused.seconds)
+    if attack not in FALLBACK_CHECKED:  # auto's fallback is one path, whatever failed: paddle's import is slow
+        return
     fallen_back = run_limited(["-m", "paddle_mnist", "predict", str(picture), "--model-dir", str(run), "--json"])
     assert fallen_back.returncode == 0, fallen_back.stderr[-2000:]
     assert f"paddle-mnist predict: {model_file}: {WHY[attack]}; paddle answers" in fallen_back.stderr

@@ -37,14 +37,14 @@ def contents(run: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("damage", [newer_format, huge_integer, overflowing_number, cut_short])
-def test_a_failed_command_leaves_every_file_of_an_unreadable_run(damage, tiny_model_dir, data_file, tmp_path, capsys):
-    model = tiny_model_dir()
+def test_a_failed_command_leaves_every_file_of_an_unreadable_run(damage, tiny_run, data_file, tmp_path, capsys):
+    model = tiny_run
     meta = json.loads((model / rundir.METADATA).read_text())
     run = tmp_path / "compare" / "runs" / "cross_entropy-seed0"  # where compare keeps this recipe's run
     shutil.copytree(model, run)
     (run / rundir.METADATA).write_text(damage(meta))
     before = contents(run)
-    capsys.readouterr()  # the fixture's training
+    capsys.readouterr()
     assert {meta["weights"]["last"], meta["weights"]["best"], meta["weights"]["optimizer"]} <= set(before)
     commands = {
         "train": lambda: train.main(["--data", str(data_file), "--out", str(run), *FLAGS]),

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
-from paddle_mnist.testing.served import Server, answers, closed_by_peer, drawn_seven, multipart, png, raw
+from paddle_mnist.testing.served import Server, answers, closed_by_peer, drawn_seven, multipart, png, raw, reply
 
 
 def rgba16_png(width: int, height: int) -> bytes:
@@ -309,14 +309,7 @@ def body_in_bytes(clients: int, seconds: float):
             except OSError:
                 pass  # refused: what it answered is read below
             s.settimeout(5)
-            reply = b""
-            try:
-                while chunk := s.recv(1 << 16):
-                    reply += chunk
-            except OSError:
-                pass
-        status = int(reply.split(b" ", 2)[1]) if reply.startswith(b"HTTP/1.1 ") else "no answer"
-        return status, json.loads(reply.split(b"\r\n\r\n", 1)[1]) if status != "no answer" else None
+            return reply(s)
 
     def run(server: Server) -> list:
         with ThreadPoolExecutor(clients) as pool:

@@ -214,13 +214,18 @@ def raw(server: Server, data: bytes) -> tuple[int, dict | str]:
             s.sendall(data)
         except OSError:
             pass  # the server may answer and close before all of it is sent
-        reply = b""
-        try:
-            while chunk := s.recv(1 << 16):
-                reply += chunk
-        except OSError:
-            pass
-    head, _, body = reply.partition(b"\r\n\r\n")
+        return reply(s)
+
+
+def reply(s: socket.socket) -> tuple[int, dict | str]:
+    """The status and body (JSON, or text) of what the server sends on ``s`` until it closes; 0 for nothing."""
+    received = b""
+    try:
+        while chunk := s.recv(1 << 16):
+            received += chunk
+    except OSError:
+        pass
+    head, _, body = received.partition(b"\r\n\r\n")
     if not head:
         return 0, "no answer"
     status = int(head.split()[1])
