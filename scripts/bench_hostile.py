@@ -440,7 +440,8 @@ def unreadable_run(b: Bench, damage, resume: tuple):
     versioned = sorted(p.name for p in run.iterdir() if p.name.startswith(("epoch-", "best-")))
     outcome = b.cli("train", "--data", b.data, *TINY_MLP_ONE_EPOCH, "--out", run, *resume)
     kept = sum((run / name).exists() for name in versioned)
-    outcome.stderr = outcome.stderr.rstrip() + f" [{kept} of {len(versioned)} set files left]"
+    lines = outcome.stderr.rstrip().splitlines() or [""]
+    outcome.stderr = "\n".join(lines[:-1] + [f"[{kept} of {len(versioned)} set files left] {lines[-1]}"])
     return outcome
 
 
