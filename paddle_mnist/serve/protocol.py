@@ -28,9 +28,6 @@ H11_HEAD_LIMIT = 16 << 10  # h11's bound on a request's head (its max_incomplete
 # The kernel's send buffer of a connection (Linux doubles it): every answer here is under a few hundred KB, and
 # autotuned buffers of up to 4 MB would hide a client that reads nothing behind megabytes of answers.
 SEND_BUFFER = 64 << 10
-# Unread bytes that make a connection the first to go when a new one needs its place: more than any one answer
-# here (the page's script is 7.7 KB), so a client that reads its answers is never one of them.
-BACKED_UP = 32 << 10
 # A body may come in pieces of any size, but on average of at least PIECE_BYTES after its first FREE_PIECES
 # (a network's packets carry ~1.4 KB; a drawing's whole body is one piece).
 FREE_PIECES, PIECE_BYTES = 64, 1024
@@ -158,22 +155,25 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
     def _evict_one(self) -> bool:
-        """Make room, in this order: abort the connection whose client has left most of its answers unread (past
-        ``BACKED_UP``, or stalled), else close the one idle longest, else abort one that has requests queued
-        or answers unread (the most unread): a client that pipelines requests and reads nothing must not hold
-        its place while it is served."""
+        """Make room, in this order: abort the connection stalled longest (its client reads nothing of its
+        answers), else close the one idle longest, else abort one that has requests queued or answers unread
+        (the most unread): a client that pipelines requests and reads nothing must not hold its place while
+        it is served.  The first two need no system call: this runs for every connection past the cap, in a
+        burst of accepts, and must stay cheap."""
         others = [c for c in self.connections if c is not self and not c.transport.is_closing()]
-        unread = {c: c.unread() for c in others}
-        backed_up = [c for c in others if c.stalled_since is not None or unread[c] >= BACKED_UP]
+        stalled = [c for c in others if c.stalled_since is not None]
         idle = [c for c in others if not c.in_request() and c.waiting_since is not None]
-        # served while its client has sent requests ahead (pipelined, which browsers never do) or not read it all
-        reading = [c for c in others if unread[c] > 0 or c.conn.trailing_data[0]]
-        if backed_up or not idle and reading:
-            max(backed_up or reading, key=unread.get).transport.abort()  # unread answers: nothing to linger for
-        elif idle:
+        if stalled:
+            min(stalled, key=lambda c: c.stalled_since).transport.abort()  # unread answers: nothing to linger for
+            return True
+        if idle:
             min(idle, key=lambda c: c.waiting_since).transport.close()
-        else:
+            return True
+        unread = {c: c.unread() for c in others}
+        reading = [c for c in others if unread[c] > 0 or c.conn.trailing_data[0]]
+        if not reading:
             return False
+        max(reading, key=unread.get).transport.abort()
         return True
 
     def unread(self) -> int:
