@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from paddle_mnist import onnx_check
-from paddle_mnist.errors import UserError
+from paddle_mnist import inference_check, onnx_check
+from paddle_mnist.errors import ExportError, UserError
 from paddle_mnist.fileio import file_sha256, read_capped, write_bytes_atomic
 
 if TYPE_CHECKING:
@@ -54,17 +54,22 @@ class DynamicEngine:
 
 
 class InferenceEngine:
-    """The exported static model run by Paddle Inference (``paddle.inference``)."""
+    """The exported static model run by Paddle Inference (``paddle.inference``).  Paddle Inference can
+    neither stop a forward pass nor cap its memory, so the program is checked before paddle loads it
+    (``inference_check``: the form of this package's exports, its sizes and work bounded); its outputs
+    must be finite and of their shape, and it is tried once on a blank image as it loads."""
 
     name = "inference"
 
-    def __init__(self, prefix: Path):
+    def __init__(self, prefix: Path, head_size: int):
         from paddle_mnist._paddle import paddle
 
         model_file, params_file = Path(f"{prefix}.json"), Path(f"{prefix}.pdiparams")
         for path in (model_file, params_file):
             if not path.is_file():
                 raise UserError(f"{path}: no such file (run paddle-mnist export first)")
+        inference_check.read_checked(prefix, head_size)
+        self.path, self.head_size = model_file, head_size
         config = paddle.inference.Config(str(model_file), str(params_file))
         config.disable_glog_info()
         try:
@@ -72,13 +77,18 @@ class InferenceEngine:
         except (RuntimeError, ValueError, OSError) as e:  # paddle reports a corrupt model as any of these
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"{prefix}: not a Paddle Inference model that loads ({reason[:200]})") from None
+        self(np.zeros((1, 1, 28, 28), np.float32))
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        handle = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        handle.reshape(list(batch.shape))
-        handle.copy_from_cpu(np.ascontiguousarray(batch))
-        self.predictor.run()
-        return self.predictor.get_output_handle(self.predictor.get_output_names()[0]).copy_to_cpu()
+        try:
+            handle = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+            handle.reshape(list(batch.shape))
+            handle.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
+            self.predictor.run()
+            outputs = self.predictor.get_output_handle(self.predictor.get_output_names()[0]).copy_to_cpu()
+        except (RuntimeError, ValueError) as e:  # what paddle's kernels raise for inputs they cannot take
+            raise ExportError(f"{self.path}: the model failed to run ({_last_line(e)})") from None
+        return checked_outputs(self.path, outputs, len(batch), self.head_size)
 
 
 class OnnxEngine:
@@ -113,10 +123,20 @@ class OnnxEngine:
                 outputs = self.session.run(None, {self.input: np.ascontiguousarray(batch, dtype=np.float32)}, bound)[0]
         except Exception as e:  # onnxruntime's own failures (memory over the arena's cap, terminated): one line
             why = onnx_check.why_it_failed(e, bound.terminate)
-            raise onnx_check.ExportError(f"{self.path}: the model failed to run ({why})") from None
-        if outputs.shape != (len(batch), self.head_size) or not np.isfinite(outputs).all():
-            raise onnx_check.ExportError(f"{self.path}: the model gave {list(outputs.shape)} outputs, not all finite")
-        return outputs
+            raise ExportError(f"{self.path}: the model failed to run ({why})") from None
+        return checked_outputs(self.path, outputs, len(batch), self.head_size)
+
+
+def checked_outputs(path: Path, outputs: np.ndarray, images: int, head_size: int) -> np.ndarray:
+    """An export's ``outputs`` for ``images`` images, once they are ``[images, head_size]`` and finite."""
+    if outputs.shape != (images, head_size) or not np.isfinite(outputs).all():
+        raise ExportError(f"{path}: the model gave {list(outputs.shape)} outputs, not all finite")
+    return outputs
+
+
+def _last_line(error: Exception) -> str:
+    text = next((line.strip() for line in reversed(str(error).splitlines()) if line.strip()), "")
+    return text[:200] or type(error).__name__
 
 
 def onnx_path(prefix: Path) -> Path:

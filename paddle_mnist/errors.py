@@ -14,6 +14,11 @@ class DataError(UserError):
     """A data file that is missing, unreadable or not what it claims to be."""
 
 
+class ExportError(UserError):
+    """An exported model (ONNX or Paddle Inference) that is not of the form this package exports, or
+    that failed to run within its bounds."""
+
+
 def cli_entry(prog: str):
     """Decorate a command's ``main(argv)`` so a ``UserError`` prints one line and exits 1."""
 

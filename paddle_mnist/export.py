@@ -61,7 +61,7 @@ def export(
     if batch is None:
         batch = np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32)
     head_size = trained.loss.head_size
-    exported = OnnxEngine(engines.onnx_path(prefix), head_size) if fmt == "onnx" else InferenceEngine(prefix)
+    exported = OnnxEngine(engines.onnx_path(prefix), head_size) if fmt == "onnx" else InferenceEngine(prefix, head_size)
     difference = float(np.abs(exported(batch) - DynamicEngine(model)(batch)).max())
     difference = difference if math.isfinite(difference) else math.inf  # NaN compares as no mismatch: make it one
     record = ExportRecord(

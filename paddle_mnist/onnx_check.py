@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from paddle_mnist.errors import UserError
+from paddle_mnist.errors import ExportError
 from paddle_mnist.fileio import read_capped
 
 # What paddle2onnx (opset 13) makes of the nine networks of ``models``, with either head: measured by exporting
@@ -50,10 +50,6 @@ RUN_SECONDS = 10.0  # one forward pass of at most 64 images takes well under a s
 FLOAT = 1  # onnx.TensorProto.FLOAT
 
 _arena_lock, _arena_registered = threading.Lock(), False
-
-
-class ExportError(UserError):
-    pass
 
 
 def read_checked(path: Path, head_size: int) -> bytes:

@@ -20,13 +20,22 @@ from paddle_mnist.predictor import Prediction, Predictor, on_paddle
 __all__ = ["Predictor", "add_model_flags", "from_flags", "main", "model_dirs"]  # Predictor: the Python API's name here
 
 
-def format_line(result: Prediction, classes: list[str]) -> str:
-    top = ", ".join(f"{classes[k]} {p:.3f}" for k, p in result.topk)
-    raw = f", raw {result.raw:.2f}" if result.raw is not None else ""
-    return (
-        f"{printable(result.source)}: {classes[result.digit]} (p={result.probability:.3f}{raw}) "
-        f"top-{len(result.topk)}: {top}"
-    )
+def format_line(result: Prediction, classes: list[str], verbose: bool = False) -> str:
+    """One line per picture: a digit with its top-k, or a number with the chance all its digits are right
+    (with ``verbose``, then one indented line per digit: its box and top-k)."""
+    source = printable(result.source)
+    if result.digit is not None:
+        raw = f", raw {result.raw:.2f}" if result.raw is not None else ""
+        return f"{source}: {classes[result.digit]} (p={result.probability:.3f}{raw}) top-{len(result.topk)}: {_top(result.topk, classes)}"
+    left_out = f"; {result.left_out} more marks not read (--max-digits)" if result.left_out else ""
+    line = f"{source}: {''.join(classes[d.digit] for d in result.digits)} (p={result.probability:.3f}{left_out})"
+    if verbose:
+        line += "".join(f"\n  {classes[d.digit]} at {list(d.box)}: {_top(d.topk, classes)}" for d in result.digits)
+    return line
+
+
+def _top(topk: list, classes: list[str]) -> str:
+    return ", ".join(f"{classes[k]} {p:.3f}" for k, p in topk)
 
 
 def printable(text: str) -> str:
@@ -111,11 +120,31 @@ def from_flags(args: argparse.Namespace, command: str) -> Predictor:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="paddle-mnist predict", description="Predict the digit in local images.")
+    parser = argparse.ArgumentParser(
+        prog="paddle-mnist predict",
+        description="Read the digits in local images: every digit of a picture, left to right; p is the chance that all of them are right.",
+    )
     parser.add_argument("images", nargs="+", metavar="IMG", help="image files (any format Pillow reads)")
     add_model_flags(parser, committee=True)
     parser.add_argument("--topk", type=positive_int, default=3, help="how many ranked guesses to show (default: 3)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of text (default: text)")
+    parser.add_argument(
+        "--single",
+        action="store_true",
+        help="read the whole picture as one digit, as before numbers were read (default: every digit, left to right)",
+    )
+    parser.add_argument(
+        "--max-digits",
+        type=positive_int,
+        default=12,
+        help="read at most this many digits in a picture, the heaviest marks; the answer says how many were "
+        "left out (default: 12)",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="for a number, one more line per digit: its box in the picture and its top-k (default: off)",
+    )
     parser.add_argument(
         "--naive",
         action="store_true",
@@ -152,11 +181,12 @@ def main(argv=None) -> int:
     # whatever engine answers, the explanation is of the paddle network with the same weights
     network = on_paddle(rundir.open_run(model_dirs(args)[0], args.weights)).network if args.explain else None
     failed, read = False, []
-    for result in predictor.predict_iter(args.images, topk=min(args.topk, 10), naive=args.naive):
+    options = dict(topk=min(args.topk, 10), naive=args.naive, single=args.single, max_digits=args.max_digits)
+    for result in predictor.predict_iter(args.images, **options):
         if args.json:
             print(json.dumps({**result.to_json(), "engine": predictor.summary.engine}), flush=True)
         elif not result.error:
-            print(format_line(result, predictor.classes), flush=True)
+            print(format_line(result, predictor.classes, args.verbose), flush=True)
         if result.error:
             print(f"paddle-mnist predict: error: {printable(result.error)}", file=sys.stderr, flush=True)
             failed = True

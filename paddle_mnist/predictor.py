@@ -16,19 +16,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from paddle_mnist import checkpoint, engines, losses, onnx_check, preprocess, rundir, views
+from paddle_mnist import checkpoint, engines, losses, preprocess, reading, rundir, views
 from paddle_mnist.data.classes import MNIST_CLASSES
 from paddle_mnist.data.encoding import TUTORIAL_ENCODING, Encoding
-from paddle_mnist.errors import UserError
+from paddle_mnist.errors import ExportError, UserError
 
 CHUNK = 64  # images per forward pass: a batch that runs fast without holding a long list in memory
 
 
 @dataclass
+class DigitRead:
+    """One digit of a picture: what was read there and where it lies."""
+
+    digit: int
+    probability: float
+    topk: list[tuple[int, float]]
+    box: tuple[int, int, int, int] | None  # x0, y0, x1, y1 in the (upright) input picture's pixels
+    raw: float | None = None  # the regression output, for the mse loss
+
+
+@dataclass
 class Prediction:
-    """What was read in one image: the digit, its probability and the ranked guesses, or why nothing was."""
+    """What was read in one image: its digits left to right as ``text``, each with its probability, ranked
+    guesses and box, or why nothing was.  A picture of one digit also has that digit's ``digit``, ``topk``
+    and ``raw`` at the top level, as before numbers were read; ``probability`` is the chance that every
+    digit is right (the product of theirs)."""
 
     source: str
     digit: int | None = None
@@ -36,6 +49,9 @@ class Prediction:
     topk: list[tuple[int, float]] = field(default_factory=list)
     raw: float | None = None  # the regression output, for the mse loss
     error: str | None = None  # why there is no prediction (unreadable, no digit found)
+    text: str | None = None  # the digits read, left to right
+    digits: list[DigitRead] | None = None
+    left_out: int | None = None  # marks past the bound on digits per picture, not read
 
     def to_json(self) -> dict:
         """The row ``predict --json`` prints and the API answers: the fields that have a value."""
@@ -101,7 +117,7 @@ class Predictor:
         if chosen != "dynamic":
             try:
                 return on_engine(Predictor(None, *described(run), notes=notes), chosen, prefix)
-            except onnx_check.ExportError as e:  # an export that fails its check: auto answers on paddle instead
+            except ExportError as e:  # an export that fails its check: auto answers on paddle instead
                 if engine != "auto":
                     raise
                 notes += (f"{e}; paddle answers",)
@@ -161,20 +177,21 @@ class Predictor:
         return self.forward.model
 
     def model_input(self, item, naive: bool = False) -> np.ndarray:
-        """float32 [1,28,28] as the model saw its training data (or the tutorial's naive input)."""
-        image = item_image(item)
-        if naive:
-            return preprocess.naive(image)[None]
-        return self.encoding.to_floats(preprocess.mnist_like(image))[None]
+        """float32 [1,28,28] of the whole picture read as one digit, as the model saw its training data (or
+        the tutorial's naive input)."""
+        return reading.digits_of(self, item, naive, single=True).inputs[0]
 
-    def predict(self, items, *, topk: int = 3, naive: bool = False):
-        """A ``Prediction`` for one item, or a list for a list (one forward pass per ``CHUNK`` items)."""
+    def predict(self, items, *, topk: int = 3, naive: bool = False, single: bool = False, max_digits: int = 12):
+        """A ``Prediction`` for one item, or a list for a list (one forward pass per ``CHUNK`` items).  Every
+        digit in a picture is read, left to right (``reading``); ``single`` reads the whole picture as one."""
+        options = dict(topk=topk, naive=naive, single=single, max_digits=max_digits)
         if not isinstance(items, (list, tuple)):
-            return next(self.predict_iter([items], topk=topk, naive=naive))
-        return list(self.predict_iter(items, topk=topk, naive=naive))
+            return next(self.predict_iter([items], **options))
+        return list(self.predict_iter(items, **options))
 
-    def predict_iter(self, items, *, topk: int = 3, naive: bool = False, chunk: int = CHUNK):
-        """Predictions in the order of ``items`` (any iterable), ``chunk`` images per forward pass.
+    def predict_iter(self, items, *, chunk: int = CHUNK, **options):
+        """Predictions in the order of ``items`` (any iterable), the digits of ``chunk`` images per forward
+        pass; ``options`` are ``predict``'s.
 
         Memory stays that of one chunk however many items there are.  An item
         that cannot be read, decoded or converted gets its own one-line error;
@@ -184,36 +201,47 @@ class Predictor:
         for item in items:
             pending.append(item)
             if len(pending) == chunk:
-                yield from self._predict_chunk(pending, topk, naive)
+                yield from self._predict_chunk(pending, **options)
                 pending = []
-        yield from self._predict_chunk(pending, topk, naive)
+        yield from self._predict_chunk(pending, **options)
 
-    def _predict_chunk(self, items: list, topk: int, naive: bool) -> list[Prediction]:
-        results, inputs, slots = [], [], []
+    def _predict_chunk(
+        self, items: list, topk: int = 3, naive: bool = False, single: bool = False, max_digits: int = 12
+    ) -> list[Prediction]:
+        results, pictures = [], []
         for item in items:
             result = Prediction(source=describe(item))
             try:
                 with preprocess.decoding(result.source):
-                    inputs.append(self.model_input(item, naive))
-                slots.append(result)
+                    pictures.append((result, reading.digits_of(self, item, naive, single, max_digits)))
             except UserError as e:  # ``decoding`` has put the source first
                 result.error = str(e)
             results.append(result)
+        inputs = [digit for _, picture in pictures for digit in picture.inputs]
         if inputs:
-            outputs = self.forward(np.stack(inputs).astype(np.float32))
-            for result, row in zip(slots, outputs):
-                self.fill(result, row, topk)
+            outputs = iter(self.forward(np.stack(inputs).astype(np.float32)))
+            for result, picture in pictures:
+                rows = [self.read(next(outputs), box, topk) for box in picture.boxes]
+                fill(result, rows, picture.left_out)
         return results
 
-    def fill(self, result: Prediction, output: np.ndarray, topk: int) -> None:
-        """Set ``result``'s digit, probability, top-k (and raw value) from the model's ``output`` row."""
+    def read(self, output: np.ndarray, box: tuple, topk: int) -> DigitRead:
+        """The digit in the model's ``output`` row for the digit at ``box``."""
         scores = self.loss.scores(output[None])[0]
-        result.digit = int(self.loss.digits(output[None])[0])
-        result.probability = float(scores[result.digit])
+        digit = int(self.loss.digits(output[None])[0])
         order = np.argsort(-scores, kind="stable")[:topk]
-        result.topk = [(int(k), float(scores[k])) for k in order]
-        if self.loss.head_size == 1:
-            result.raw = float(output[0])
+        raw = float(output[0]) if self.loss.head_size == 1 else None
+        return DigitRead(digit, float(scores[digit]), [(int(k), float(scores[k])) for k in order], box, raw)
+
+
+def fill(result: Prediction, rows: list[DigitRead], left_out: int) -> None:
+    """Set ``result`` from its digits ``rows``: the text and their joint probability, and a single digit's
+    own fields at the top level."""
+    result.digits, result.text = rows, "".join(str(row.digit) for row in rows)
+    result.probability = float(np.prod([row.probability for row in rows]))
+    result.left_out = left_out or None
+    if len(rows) == 1:
+        result.digit, result.topk, result.raw = rows[0].digit, rows[0].topk, rows[0].raw
 
 
 def settle_engine(engine: str, prefix: Path, weights_sha256: str) -> tuple[str, tuple[str, ...]]:
@@ -250,7 +278,7 @@ def on_engine(predictor: Predictor, engine: str, prefix: Path) -> Predictor:
     if engine == "dynamic":
         return predictor
     if engine == "inference":
-        runner = engines.InferenceEngine(prefix)
+        runner = engines.InferenceEngine(prefix, predictor.loss.head_size)
     else:
         runner = engines.OnnxEngine(engines.onnx_path(prefix), predictor.loss.head_size)
     return dataclasses.replace(predictor, forward=runner, summary=dataclasses.replace(predictor.summary, engine=engine))
@@ -305,38 +333,6 @@ def from_state(run: rundir.Run, state: dict) -> Predictor:
         weights_sha256=run.weights_sha256,
     )
     return Predictor(engines.DynamicEngine(model), loss, TUTORIAL_ENCODING, classes, summary, (inferred,))
-
-
-def item_image(item) -> Image.Image:
-    """A PIL image from a path, a PIL image, or a grey array: integers 0..255, or floats in [0, 1] (1 = white)."""
-    if isinstance(item, Image.Image):
-        return item
-    if isinstance(item, (str, Path)):
-        return preprocess.open_image(Path(item))
-    return Image.fromarray(gray_levels(np.asarray(item)), mode="L")
-
-
-def gray_levels(array: np.ndarray) -> np.ndarray:
-    """uint8 [H, W] from an array of grey values, with one line for each way it can be unusable."""
-    shape = list(array.shape)
-    if array.ndim > 2 and np.prod(array.shape[:-2]) == 1:
-        array = array.reshape(array.shape[-2:])
-    if array.ndim != 2 or array.size == 0:
-        raise UserError(f"an image array must be a non-empty [H, W], got shape {shape}")
-    if array.size > preprocess.MAX_PIXELS:
-        raise UserError(f"an image array of {array.size:,} pixels is over the {preprocess.MAX_PIXELS:,}-pixel limit")
-    kind = array.dtype.kind
-    if kind == "b":
-        return array.astype(np.uint8) * 255
-    if kind in "iu":
-        if array.min() < 0 or array.max() > 255:
-            raise UserError(f"an integer image array must hold grey levels 0..255, got {array.min()}..{array.max()}")
-        return array.astype(np.uint8)
-    if kind == "f":
-        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-            raise UserError("a float image array must hold finite values in [0, 1]")
-        return np.rint(array * 255).astype(np.uint8)
-    raise UserError(f"an image array must hold numbers, got dtype {array.dtype}")
 
 
 def describe(item) -> str:

@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from paddle_mnist.testing import hostile, onnx_attacks
+from paddle_mnist.testing import hostile, inference_attacks, onnx_attacks
 from paddle_mnist.testing.data_files import json_payload, learnable_splits, write_json
 
 TINY_MLP_ONE_EPOCH = "--model mlp --epochs 1 --batch-size 50 --lr 0.05".split()  # the model every case starts from
@@ -158,6 +158,9 @@ def cases(b: Bench):
     yield "predict a one-strip deflate 16-bit TIFF of 39 megapixels", lambda: picture(one_strip_tiff(w / "strip.tif"))
     for name, build in onnx_attacks.ATTACKS.items():
         yield f"predict --engine onnx, an export with {name}", lambda build=build: planted_export(b, build)
+    for name in [*inference_attacks.ATTACKS, inference_attacks.NAN_WEIGHTS]:
+        if name != "a convolution padded by 3,000":  # the mlp every case starts from has no convolution
+            yield f"predict --engine inference, an export with {name}", lambda name=name: crafted_program(b, name)
 
 
 def empty_train(path: Path) -> Path:
@@ -473,6 +476,13 @@ def planted_export(b: Bench, build):
     run = b.model_copy(f"export-{len(list(b.work.glob('export-*')))}")
     onnx_attacks.plant(run, build())
     return b.predict(run, "--engine", "onnx")
+
+
+def crafted_program(b: Bench, attack: str):
+    run = b.model_copy(f"program-{len(list(b.work.glob('program-*')))}")
+    b.cli("export", "--model-dir", run, check=True)
+    inference_attacks.craft(run / "inference" / "mnist", attack)
+    return b.predict(run, "--engine", "inference")
 
 
 def main() -> None:

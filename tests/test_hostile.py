@@ -339,7 +339,9 @@ def test_export_under_a_file_and_a_corrupt_exported_model(tiny_model_dir, tmp_pa
     (model_dir / "inference").mkdir()
     (model_dir / "inference" / "mnist.json").write_text("garbage")
     (model_dir / "inference" / "mnist.pdiparams").write_bytes(b"x")
-    assert_one_line(predict(model_dir, tmp_path, "--engine", "inference"), "not a Paddle Inference model that loads")
+    assert_one_line(
+        predict(model_dir, tmp_path, "--engine", "inference"), "not a program as paddle.jit.save writes one"
+    )
 
 
 # --- what --resume trusts -----------------------------------------------------------------------

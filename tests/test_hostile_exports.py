@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from paddle_mnist.testing import onnx_attacks
+from paddle_mnist.testing import inference_attacks, onnx_attacks
 from paddle_mnist.testing.hostile import run_limited
 
 from conftest import require_module
@@ -63,3 +63,94 @@ def test_the_watchdog_stops_a_forward_pass_past_its_deadline_and_no_other():
         time.sleep(0.5)
     time.sleep(0.2)
     assert (slow.terminate, quick.terminate) == (True, False)
+
+
+# --- Paddle Inference: the program is read before paddle loads it ------------------------------------
+
+PROGRAM_WHY = {
+    "a while loop": "holds an operator no network here exports to: 1.while",
+    "a constant of 2.3 GB": "a constant of [24000, 24000]",
+    "a convolution padded by 3,000": "a window of 5 with padding 3000, stride 1, dilation 1",
+    "a tensor squared in the batch": "a tensor grows faster than the batch ([784, 784] for one image)",
+    "a [N,3,32,32] input": "takes float32 [-1, 3, 32, 32], not one float32 [N,1,28,28] batch of images",
+    "1,000 classes": "gives [1, 1000] for one image, not [1, 10] for this run",
+}
+
+
+@pytest.fixture(scope="module")
+def cnn_program(tmp_path_factory):
+    """The tutorial's network (untrained) as paddle.jit.save writes it: convolutions, poolings, a reshape."""
+    from paddle_mnist import models
+    from paddle_mnist._paddle import paddle
+
+    prefix = tmp_path_factory.mktemp("program") / "mnist"
+    model = models.build("cnn", 10)
+    model.eval()
+    paddle.jit.save(model, str(prefix), input_spec=[paddle.static.InputSpec([None, 1, 28, 28], "float32", "image")])
+    return prefix
+
+
+def test_every_network_here_passes_the_program_check_with_the_shapes_paddle_declares(tmp_path):
+    """The check works shapes out as paddle's kernels do: for each network and head, its shapes for a batch
+    of three are the ones paddle.jit.save declares (-1 for the batch)."""
+    import json
+
+    from paddle_mnist import inference_check, models
+    from paddle_mnist._paddle import paddle
+
+    for name in models.MODELS:
+        for head in models.HEADS:
+            model = models.build(name, head)
+            model.eval()
+            prefix = tmp_path / f"{name}-{head}"
+            paddle.jit.save(model, str(prefix), input_spec=[paddle.static.InputSpec([None, 1, 28, 28], "float32")])
+            inference_check.read_checked(prefix, head)
+            program = json.loads(prefix.with_suffix(".json").read_text())["program"]
+            ops = [op for region in program["regions"] for block in region["blocks"] for op in block["ops"]]
+            worked = inference_check._Interpreter(prefix, 3).run(ops).values
+            for op in ops:
+                if op["#"] == "1.batch_norm_":  # its statistics' outputs are declared as paddle keeps them
+                    continue
+                for out in op["O"] if isinstance(op["O"], list) else [op["O"]]:
+                    if out["TT"]["#"] == "0.t_dtensor":
+                        declared = tuple(3 if d == -1 else d for d in out["TT"]["D"][1])
+                        assert worked[out["%"]].shape == declared, (name, head, op["#"])
+
+
+@pytest.mark.parametrize("attack", list(PROGRAM_WHY))
+def test_a_crafted_program_is_refused_before_paddle_loads_it(attack, cnn_program, tmp_path):
+    from paddle_mnist import inference_check
+    from paddle_mnist.errors import ExportError
+
+    prefix = tmp_path / "mnist"
+    for suffix in (".json", ".pdiparams"):
+        shutil.copy(f"{cnn_program}{suffix}", f"{prefix}{suffix}")
+    inference_check.read_checked(prefix, 10)  # as written, it passes
+    inference_attacks.craft(prefix, attack)
+    with pytest.raises(ExportError) as refused:
+        inference_check.read_checked(prefix, 10)
+    assert str(refused.value) == f"{prefix}.json: {PROGRAM_WHY[attack]}"
+
+
+@pytest.mark.parametrize(
+    "attack, why",
+    [
+        ("a [N,3,32,32] input", PROGRAM_WHY["a [N,3,32,32] input"]),
+        (inference_attacks.NAN_WEIGHTS, "the model gave [1, 10] outputs, not all finite"),  # checked as it runs
+    ],
+)
+def test_predict_on_a_crafted_paddle_inference_export_says_why_in_one_line(attack, why, tiny_run, tmp_path):
+    from paddle_mnist import export
+    from paddle_mnist.testing.served import drawn_seven
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    prefix = run / "inference" / "mnist"
+    export.export(run, prefix, fmt="paddle")
+    inference_attacks.craft(prefix, attack)
+    picture = tmp_path / "seven.png"
+    picture.write_bytes(drawn_seven())
+    argv = ["-m", "paddle_mnist", "predict", str(picture), "--model-dir", str(run), "--engine", "inference"]
+    refused = run_limited(argv)
+    assert refused.returncode == 1 and refused.stdout == "", refused.stderr[-2000:]
+    assert refused.stderr.strip().splitlines() == [f"paddle-mnist predict: error: {prefix}.json: {why}"]

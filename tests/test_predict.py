@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from paddle_mnist import checkpoint, export, photos, rundir
+from paddle_mnist import checkpoint, export, photos, rundir, segment
 from paddle_mnist.errors import UserError
 from paddle_mnist.predict import Predictor
 
@@ -228,7 +228,9 @@ def test_long_lists_go_through_in_chunks(trained_dir, photo_set):
     predictor = replace(predictor, forward=lambda batch: calls.append(len(batch)) or engine(batch))
     paths = (str(photo_set[i % len(photo_set)][0]) for i in range(150))  # a generator: never a list in memory
     results = list(predictor.predict_iter(paths, chunk=64))
-    assert calls == [64, 64, 22] and len(results) == 150 and all(r.digit is not None for r in results)
+    trials = 1 + 2 * segment.CUT_CANDIDATES  # a wide mark tried whole and cut (reading._split), in a pass of its own
+    assert [n for n in calls if n != trials] == [64, 64, 22] and len(results) == 150
+    assert all(r.digit is not None for r in results)
 
 
 def test_large_jpegs_are_decoded_at_a_reduced_scale_with_the_same_answer(trained_dir, shared_eval):

@@ -24,7 +24,7 @@ from PIL import Image
 
 from paddle_mnist import preprocess, rundir, strokes
 from paddle_mnist.errors import UserError
-from paddle_mnist.predictor import Prediction, Predictor, on_paddle
+from paddle_mnist.predictor import Prediction, Predictor, fill, on_paddle
 from paddle_mnist.serve import bodies
 from paddle_mnist.serve.batcher import Batcher
 from paddle_mnist.serve.errors import RequestError, busy
@@ -172,7 +172,7 @@ class Service:
         batch = self.predictor.encoding.to_floats(pixels)[None, None]
         output = await self.batcher.submit(batch[0])
         result = Prediction(source=source)
-        self.predictor.fill(result, output, ask.topk)
+        fill(result, [self.predictor.read(output, None, ask.topk)], 0)  # the page reads one digit a picture
         explanation = None
         if ask.explain:
             heat = await self.pool.run(self.explainer.charge, self.explainer, batch.astype(np.float32), result.digit)

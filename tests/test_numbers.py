@@ -1,0 +1,103 @@
+"""Reading whole numbers (issue 31): every digit of a picture, left to right, through the Python API and
+the command; MNIST's own digits read as the model reads them; the parts of one digit kept together."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from paddle_mnist import segment
+from paddle_mnist.predict import Predictor
+from paddle_mnist.testing.numbers import number_picture
+
+from fixtures import run_python
+
+
+@pytest.fixture(scope="module")
+def readable(trained_dir, shared_eval):
+    """Eval digits (of the first 300) the model reads right on their own, by class: a test of finding the
+    digits must not fail on the model misreading one."""
+    predictor = Predictor.from_dir(trained_dir)
+    pixels, labels = shared_eval.pixels[:300], shared_eval.class_ids[:300]
+    outputs = predictor.forward(predictor.encoding.to_floats(pixels)[:, None].astype(np.float32))
+    right = predictor.loss.digits(outputs) == labels
+    return {k: [pixels[i] for i in np.flatnonzero(right & (labels == k))] for k in range(10)}
+
+
+def test_mnist_digits_read_as_the_model_reads_them(trained_dir, shared_eval):
+    """MNIST's own digits, passed as arrays or saved as 28x28 PNGs, are read exactly as the model reads the
+    data set: nothing re-crops or re-fits a digit already in MNIST's form."""
+    predictor = Predictor.from_dir(trained_dir)
+    pixels = shared_eval.pixels[:200]
+    outputs = predictor.forward(predictor.encoding.to_floats(pixels)[:, None].astype(np.float32))
+    read = [r.digit for r in predictor.predict(list(pixels))]
+    assert read == predictor.loss.digits(outputs).tolist()
+
+
+def test_a_number_is_read_left_to_right_with_boxes(trained_dir, readable, tmp_path):
+    digits = [readable[2][0], readable[0][0], readable[2][1], readable[6][0]]
+    picture = tmp_path / "2026.png"
+    number_picture(digits, gap=6, specks=12).save(picture)
+    result = run_python("-m", "paddle_mnist.predict", picture, "--model-dir", trained_dir, "--json")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert row["text"] == "2026" and "digit" not in row, row
+    assert 0 < row["probability"] <= min(d["probability"] for d in row["digits"])
+    boxes = [d["box"] for d in row["digits"]]
+    assert all(a[2] <= b[0] for a, b in zip(boxes, boxes[1:])), boxes  # left to right, apart
+    assert all(0 <= x0 < x1 <= 4 * 200 and 0 <= y0 < y1 <= 4 * 52 for x0, y0, x1, y1 in boxes), boxes
+    text = run_python("-m", "paddle_mnist.predict", picture, "--model-dir", trained_dir, "--verbose")
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith(f"{picture}: 2026 (p=") and len(lines) == 5 and lines[1].startswith("  2 at [")
+    single = run_python("-m", "paddle_mnist.predict", picture, "--model-dir", trained_dir, "--json", "--single")
+    assert len(json.loads(single.stdout)["digits"]) == 1 and "digit" in json.loads(single.stdout)
+
+
+def test_one_digit_keeps_its_fields_and_specks_are_ignored(trained_dir, readable):
+    predictor = Predictor.from_dir(trained_dir)
+    result = predictor.predict(number_picture([readable[7][0]], specks=20, seed=3))
+    assert (result.digit, result.text, len(result.digits)) == (7, "7", 1)
+    assert result.probability == result.digits[0].probability and result.topk == result.digits[0].topk
+
+
+def test_the_bound_on_digits_per_picture_is_said(trained_dir, readable, tmp_path):
+    picture = tmp_path / "long.png"
+    number_picture([readable[k % 10][0] for k in range(9)], scale=2).save(picture)
+    result = run_python("-m", "paddle_mnist.predict", picture, "--model-dir", trained_dir, "--max-digits", "5")
+    assert result.returncode == 0, result.stderr
+    assert "; 4 more marks not read (--max-digits)" in result.stdout
+    assert len(result.stdout.split(": ")[1].split(" ")[0]) == 5
+
+
+def stroke(ink: np.ndarray, rows: slice, cols: slice) -> None:
+    ink[rows, cols] = 1.0
+
+
+def test_the_parts_of_one_digit_stay_one_digit():
+    """A 5 whose flag was drawn apart, a 7 with a crossbar, a 4 in two strokes: each one part; a speck far
+    from the line dropped; two digits apart, two parts."""
+    ink = np.zeros((60, 300), np.float32)
+    stroke(ink, slice(10, 12), slice(22, 34))  # the 5's flag, apart from its body
+    stroke(ink, slice(16, 50), slice(12, 28))  # the 5's body (a block is enough for the columns)
+    stroke(ink, slice(10, 50), slice(60, 64))  # the 7's stem
+    stroke(ink, slice(28, 30), slice(54, 70))  # its crossbar, a separate stroke
+    stroke(ink, slice(10, 36), slice(100, 103))  # the 4's first stroke: down and across
+    stroke(ink, slice(33, 36), slice(100, 120))
+    stroke(ink, slice(14, 50), slice(112, 115))  # its second stroke, crossing the bar
+    stroke(ink, slice(55, 57), slice(200, 202))  # a speck
+    stroke(ink, slice(10, 50), slice(250, 256))  # a 1
+    found = segment.find_parts(ink)
+    assert [(p.x0, p.x1) for p in found.parts] == [(12, 34), (54, 70), (100, 120), (250, 256)]
+    assert found.left_out == 0
+
+
+def test_a_stroke_that_did_not_reach_is_joined_and_touching_digits_are_cut(trained_dir, readable):
+    ink = np.zeros((60, 200), np.float32)
+    stroke(ink, slice(10, 50), slice(20, 40))
+    stroke(ink, slice(40, 50), slice(44, 52))  # short, 4 columns off: part of the digit before it
+    assert [(p.x0, p.x1) for p in segment.find_parts(ink).parts] == [(20, 52)]
+    predictor = Predictor.from_dir(trained_dir)
+    zeros = number_picture([readable[0][0], readable[0][1], readable[0][2]], gap=-1)
+    assert predictor.predict(zeros).text == "000"
