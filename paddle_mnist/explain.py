@@ -116,13 +116,15 @@ def heat_map_of(model: paddle.nn.Layer, batch: np.ndarray, digit: int) -> np.nda
     return heat_map(displayed(batch[:, 0])[0], maps.grad_cam if maps.grad_cam is not None else maps.saliency)
 
 
-MAX_ROWS = 32  # images in one --explain figure: one row each
+MAX_ROWS = 32  # digits in one --explain figure: one row each
 
 
-def write_for(model: paddle.nn.Layer, predictor, sources: list[str], out: Path) -> None:
-    """``predict --explain``: the figure of ``sources`` (images ``predictor`` read), explained on ``model``,
-    the paddle network of the same weights, for the digit read and the runner-up."""
-    inputs = np.concatenate([predictor.model_input(source)[None] for source in sources])
+def write_for(model: paddle.nn.Layer, predictor, digits: list[tuple[str, np.ndarray]], out: Path) -> None:
+    """``predict --explain``: the figure of ``digits`` (each digit ``predictor`` read: a label saying where,
+    and its model input [1,28,28]), explained on ``model``, the paddle network of the same weights, for the
+    digit read and the runner-up."""
+    sources = [label for label, _ in digits]
+    inputs = np.stack([model_input for _, model_input in digits])
     top = top_two(model, inputs)
     read, runner_up = (explain(model, inputs, top[:, k]) for k in (0, 1))
     write_figure(
@@ -137,7 +139,7 @@ def write_figure(out: Path, sources: list[str], inputs: np.ndarray, rows: list[l
     titles = ["model input", "saliency", "Grad-CAM", "saliency", "Grad-CAM"]
     fig, axes = subplots(len(rows), 5, figsize=(10, 2.5 * len(rows)), squeeze=False)
     for row, (source, image, pair) in enumerate(zip(sources, inputs, rows)):
-        panels = [(image, titles[0] + f"\n{Path(source).name[:28]}")]
+        panels = [(image, titles[0] + f"\n{source[-40:]}")]
         for explanation, which in zip(pair, ("read", "runner-up")):
             label = f"{which}: {classes[explanation.digit]}"
             panels.append((explanation.saliency, f"{titles[1]}, {label}"))

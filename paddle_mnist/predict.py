@@ -38,6 +38,15 @@ def _top(topk: list, classes: list[str]) -> str:
     return ", ".join(f"{classes[k]} {p:.3f}" for k, p in topk)
 
 
+def explained_digits(result: Prediction) -> list[tuple[str, object]]:
+    """``--explain``'s rows for one picture: each digit's model input, labelled with the picture's name (and
+    the digit's box, for a number)."""
+    name = Path(result.source).name
+    if len(result.digits) == 1:
+        return [(name, result.digits[0].model_input)]
+    return [(f"{name} at {list(d.box)}", d.model_input) for d in result.digits]
+
+
 def printable(text: str) -> str:
     """``text`` with control characters escaped (``\\n``, ``\\x1b``...): a file name holding a newline must not
     start a line of its own, which could pass for another image's prediction."""
@@ -181,6 +190,11 @@ def main(argv=None) -> int:
     # whatever engine answers, the explanation is of the paddle network with the same weights
     network = on_paddle(rundir.open_run(model_dirs(args)[0], args.weights)).network if args.explain else None
     failed, read = False, []
+    rows = 0
+    if network is not None:
+        from paddle_mnist import explain  # paddle's gradients: imported only to explain
+
+        rows = explain.MAX_ROWS
     options = dict(topk=min(args.topk, 10), naive=args.naive, single=args.single, max_digits=args.max_digits)
     for result in predictor.predict_iter(args.images, **options):
         if args.json:
@@ -190,11 +204,9 @@ def main(argv=None) -> int:
         if result.error:
             print(f"paddle-mnist predict: error: {printable(result.error)}", file=sys.stderr, flush=True)
             failed = True
-        else:
-            read.append(result.source)
-    if network is not None and read:
-        from paddle_mnist import explain  # paddle's gradients: imported only to explain
-
+        elif len(read) < rows:
+            read += explained_digits(result)
+    if read:
         explain.write_for(network, predictor, read[: explain.MAX_ROWS], args.explain)
         print(
             f"paddle-mnist predict: wrote {args.explain} ({min(len(read), explain.MAX_ROWS)} explained)",

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from paddle_mnist import checkpoint, engines, losses, preprocess, reading, rundir, views
+from paddle_mnist import checkpoint, engines, losses, preprocess, reading, rundir, strokes, views
 from paddle_mnist.data.classes import MNIST_CLASSES
 from paddle_mnist.data.encoding import TUTORIAL_ENCODING, Encoding
 from paddle_mnist.errors import ExportError, UserError
 
-CHUNK = 64  # images per forward pass: a batch that runs fast without holding a long list in memory
+CHUNK = 64  # pictures per forward pass: a batch that runs fast without holding a long list in memory
+BATCH = 256  # inputs per forward pass at most (a picture of touching digits brings one per way to cut it)
 
 
 @dataclass
@@ -34,6 +35,13 @@ class DigitRead:
     topk: list[tuple[int, float]]
     box: tuple[int, int, int, int] | None  # x0, y0, x1, y1 in the (upright) input picture's pixels
     raw: float | None = None  # the regression output, for the mse loss
+    model_input: np.ndarray | None = field(default=None, repr=False, compare=False)  # float32 [1,28,28]: not in JSON
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in JSON_FIELDS if getattr(self, f.name) is not None}
+
+
+JSON_FIELDS = [f for f in dataclasses.fields(DigitRead) if f.name != "model_input"]
 
 
 @dataclass
@@ -55,7 +63,10 @@ class Prediction:
 
     def to_json(self) -> dict:
         """The row ``predict --json`` prints and the API answers: the fields that have a value."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+        if self.digits is not None:
+            row["digits"] = [digit.to_json() for digit in self.digits]
+        return row
 
 
 @dataclass(frozen=True)
@@ -179,7 +190,7 @@ class Predictor:
     def model_input(self, item, naive: bool = False) -> np.ndarray:
         """float32 [1,28,28] of the whole picture read as one digit, as the model saw its training data (or
         the tutorial's naive input)."""
-        return reading.digits_of(self, item, naive, single=True).inputs[0]
+        return reading.plan(item, naive, single=True).inputs(self.encoding)[0]
 
     def predict(self, items, *, topk: int = 3, naive: bool = False, single: bool = False, max_digits: int = 12):
         """A ``Prediction`` for one item, or a list for a list (one forward pass per ``CHUNK`` items).  Every
@@ -208,30 +219,34 @@ class Predictor:
     def _predict_chunk(
         self, items: list, topk: int = 3, naive: bool = False, single: bool = False, max_digits: int = 12
     ) -> list[Prediction]:
-        results, pictures = [], []
+        results, plans = [], []
         for item in items:
             result = Prediction(source=describe(item))
             try:
                 with preprocess.decoding(result.source):
-                    pictures.append((result, reading.digits_of(self, item, naive, single, max_digits)))
+                    plans.append((result, reading.plan(item, naive, single, max_digits)))
             except UserError as e:  # ``decoding`` has put the source first
                 result.error = str(e)
             results.append(result)
-        inputs = [digit for _, picture in pictures for digit in picture.inputs]
-        if inputs:
-            outputs = iter(self.forward(np.stack(inputs).astype(np.float32)))
-            for result, picture in pictures:
-                rows = [self.read(next(outputs), box, topk) for box in picture.boxes]
-                fill(result, rows, picture.left_out)
+        if plans:
+            inputs = np.concatenate([plan.inputs(self.encoding) for _, plan in plans])
+            outputs = np.concatenate([self.forward(inputs[k : k + BATCH]) for k in range(0, len(inputs), BATCH)])
+            start = 0
+            for result, plan in plans:
+                mine, given = outputs[start : start + len(plan.pixels)], inputs[start : start + len(plan.pixels)]
+                start += len(plan.pixels)
+                chosen, left_out = plan.read(self.loss.scores(mine).max(axis=1))
+                fill(result, [self.read(mine[k], plan.boxes[k], topk, given[k]) for k in chosen], left_out)
         return results
 
-    def read(self, output: np.ndarray, box: tuple, topk: int) -> DigitRead:
-        """The digit in the model's ``output`` row for the digit at ``box``."""
+    def read(self, output: np.ndarray, box: tuple, topk: int, model_input: np.ndarray | None = None) -> DigitRead:
+        """The digit in the model's ``output`` row for the digit at ``box`` (whose input was ``model_input``)."""
         scores = self.loss.scores(output[None])[0]
         digit = int(self.loss.digits(output[None])[0])
         order = np.argsort(-scores, kind="stable")[:topk]
         raw = float(output[0]) if self.loss.head_size == 1 else None
-        return DigitRead(digit, float(scores[digit]), [(int(k), float(scores[k])) for k in order], box, raw)
+        top = [(int(k), float(scores[k])) for k in order]
+        return DigitRead(digit, float(scores[digit]), top, box, raw, model_input)
 
 
 def fill(result: Prediction, rows: list[DigitRead], left_out: int) -> None:
@@ -338,4 +353,6 @@ def from_state(run: rundir.Run, state: dict) -> Predictor:
 def describe(item) -> str:
     if isinstance(item, (str, Path)):
         return str(item)
+    if isinstance(item, strokes.Drawing):
+        return "strokes"  # as the server names a drawing
     return f"<{type(item).__name__} {getattr(item, 'size', getattr(item, 'shape', ''))}>"

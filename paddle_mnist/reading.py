@@ -1,5 +1,7 @@
-"""Which digits a picture holds, as model inputs: the picture cut into its digits (``segment``), touching
-digits split where the model reads both sides best, each digit prepared as MNIST's were (``preprocess``).
+"""Which digits a picture holds: the picture cut into its parts (``segment``), each prepared as MNIST's
+digits were (``preprocess``), and a part wide enough to hold touching digits also in every way its cut
+columns split it; the model scores every piece in one forward pass, and ``Plan.read`` keeps, for each
+part, the way the model reads best.
 
 A picture found to hold one digit, with no specks dropped, is prepared exactly as a single digit always
 was (the whole ink map, cropped, fitted and centred).
@@ -13,71 +15,119 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from paddle_mnist import preprocess, segment
+from paddle_mnist import preprocess, segment, strokes
 from paddle_mnist.errors import UserError
 
-SPLIT_DEPTH = 3  # a wide part is split at most this many times over: up to 8 touching digits
+TRY_CUTS = 1.0  # a part wider than this many line heights may hold touching digits (9 % of MNIST digits are wider)
+PIECE_HEIGHT = 0.7  # a piece of a cut part is at least this share of the part's height (no curl or sliver)
+MAX_WIDTH = 1.4  # no piece of a cut part is wider than this many line heights (MNIST's 2s: 1.67 at the 99th percentile)
 
 
 @dataclass(frozen=True)
-class Digits:
-    """The model inputs of a picture's digits, left to right, and where each lies in the picture."""
+class Lattice:
+    """The ways one part of a picture may be read: ``spans[(i, j)]`` is the input index of the piece between
+    its cut columns ``i`` and ``j`` (0 .. ``ends``).  A part that is not cut has one span, (0, 1)."""
 
-    inputs: list[np.ndarray]  # float32 [1,28,28] each, scaled as the model's training data
+    ends: int
+    spans: dict[tuple[int, int], int]
+
+    def best(self, confidence: np.ndarray) -> list[int]:
+        """The input indices of the pieces of the way the model reads best, left to right: the highest
+        product of their probabilities (``confidence``: the model's probability of each input's digit)."""
+        log = np.log(np.maximum(confidence, 1e-30))
+        best: dict[int, tuple[float, list[int]]] = {0: (0.0, [])}  # the best way to read up to each cut
+        for j in range(1, self.ends + 1):
+            ways = [
+                (best[i][0] + log[k], best[i][1] + [k]) for (i, end), k in self.spans.items() if end == j and i in best
+            ]
+            if ways:
+                best[j] = max(ways, key=lambda way: way[0])
+        return best[self.ends][1]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run the model on to read a picture: every piece that may be a digit, as a model input with
+    its box, and the lattices that say how the pieces make up its parts, left to right.  ``read`` picks the
+    digits once the model has scored every input: the whole picture takes one forward pass."""
+
+    pixels: list[np.ndarray]  # uint8 [28,28] MNIST-style, white on black, one per piece
     boxes: list[tuple[int, int, int, int] | None]  # x0, y0, x1, y1 in the upright picture's pixels
+    lattices: list[Lattice]
+    max_digits: int = 12
     left_out: int = 0  # marks past ``max_digits``, not read
+    naive: bool = False  # the tutorial's input: 1 - pixel/255 of the squashed picture, whatever the training data
+
+    @classmethod
+    def simple(cls, pixels: list, boxes: list, left_out: int = 0, naive: bool = False) -> Plan:
+        """Pieces that are each one digit, left to right: nothing to choose."""
+        lattices = [Lattice(1, {(0, 1): k}) for k in range(len(pixels))]
+        return cls(pixels, boxes, lattices, max(1, len(pixels)), left_out, naive)
+
+    def inputs(self, encoding) -> np.ndarray:
+        """float32 [N,1,28,28]: the pieces scaled as the model's training data was (``encoding``)."""
+        stacked = np.stack(self.pixels)[:, None]
+        return (stacked / np.float32(255) if self.naive else encoding.to_floats(stacked)).astype(np.float32)
+
+    def read(self, confidence: np.ndarray) -> tuple[list[int], int]:
+        """(the input indices read as the picture's digits, left to right; how many marks were left out)."""
+        chosen = [k for lattice in self.lattices for k in lattice.best(confidence)]
+        return chosen[: self.max_digits], self.left_out + max(0, len(chosen) - self.max_digits)
 
 
-def digits_of(predictor, item, naive: bool = False, single: bool = False, max_digits: int = 12) -> Digits:
-    """The digits in ``item`` (a path, a PIL image or an array) as ``predictor``'s inputs.  ``naive`` is the
-    tutorial's preprocessing of the whole picture; ``single`` reads the whole picture as one digit."""
+def plan(item, naive: bool = False, single: bool = False, max_digits: int = 12) -> Plan:
+    """How to read ``item`` (a path, a PIL image, an array, or a ``strokes.Drawing``).  ``naive`` is the
+    tutorial's preprocessing of the whole picture; ``single`` reads it as one digit."""
+    if isinstance(item, strokes.Drawing):
+        return drawn(item, single, max_digits)
     image = item_image(item)
     whole = (0, 0, image.width, image.height)
     if naive:
-        return Digits([preprocess.naive(image)[None]], [whole])
+        return Plan.simple([np.rint(preprocess.naive(image) * 255).astype(np.uint8)], [whole], naive=True)
     ink, scale = preprocess.ink_map(image)
     if preprocess.in_mnist_form(ink):
-        return Digits([_encoded(predictor, np.rint(ink * 255).astype(np.uint8))], [whole])
+        return Plan.simple([np.rint(ink * 255).astype(np.uint8)], [whole])
     levelled = preprocess.level_background(ink)
     if single:
-        return Digits([_encoded(predictor, preprocess.digit_pixels(levelled))], [whole])
+        return Plan.simple([preprocess.digit_pixels(levelled)], [whole])
     found = segment.find_parts(levelled, max_digits)
-    parts = [piece for part in found.parts for piece in _split(predictor, levelled, part, found.line_height)]
-    left_out = found.left_out + max(0, len(parts) - max_digits)
-    parts = parts[:max_digits]
-    inputs = [_encoded(predictor, preprocess.digit_pixels(_only(levelled, part))) for part in parts]
-    return Digits(inputs, [_box(part, scale) for part in parts], left_out)
+    pixels, boxes, lattices = [], [], []
+    for part in found.parts:
+        xs = _cuts(levelled, part, found)
+        spans = {}
+        for (i, j), piece in _pieces(levelled, part, xs, found).items():
+            spans[(i, j)] = len(pixels)
+            pixels.append(preprocess.digit_pixels(found.ink_of(levelled, part, piece.x0, piece.x1)))
+            boxes.append(_box(piece, scale))
+        lattices.append(Lattice(len(xs) - 1, spans))
+    return Plan(pixels, boxes, lattices, max_digits, found.left_out)
 
 
-def _split(predictor, ink: np.ndarray, part: segment.Part, line_height: int, depth: int = SPLIT_DEPTH) -> list:
-    """``part`` as the digits it holds: itself, or, when it is wide and the model reads the two sides of a cut
-    better than the whole (the product of their probabilities against the whole's), the digits of each side."""
-    if depth == 0 or not segment.is_wide(part, line_height):
-        return [part]
-    options = [pair for pair in segment.cuts(ink, part) if pair[0].mass > 0 and pair[1].mass > 0]
-    if not options:
-        return [part]
-    crops = [part] + [side for pair in options for side in pair]
-    batch = np.stack([_encoded(predictor, preprocess.digit_pixels(c.crop(ink))) for c in crops])
-    confidence = predictor.loss.scores(predictor.forward(batch)).max(axis=1)
-    sides = confidence[1:].reshape(-1, 2).prod(axis=1)
-    best = int(np.argmax(sides))
-    if sides[best] <= confidence[0]:
-        return [part]
-    left, right = options[best]
-    return _split(predictor, ink, left, line_height, depth - 1) + _split(predictor, ink, right, line_height, depth - 1)
+def drawn(drawing: strokes.Drawing, single: bool = False, max_digits: int = 12) -> Plan:
+    """How to read a drawing sent as its strokes: its digits as the strokes group them, each drawn again as
+    an MNIST digit (``strokes.render``); nothing to cut.  Raises ``NoDigitFound`` for an empty drawing or dots."""
+    groups, left_out = ([drawing], 0) if single else strokes.digits(drawing, max_digits)
+    pixels = [strokes.render(group) for group in groups] or [strokes.render(drawing)]  # the latter says why not
+    return Plan.simple(pixels, [strokes.box(group) for group in groups], left_out)
 
 
-def _only(ink: np.ndarray, part: segment.Part) -> np.ndarray:
-    """``ink`` with everything outside ``part`` blanked (specks, the other digits): the same map, so that a
-    picture of one digit with nothing dropped is prepared exactly as a single digit always was."""
-    kept = np.zeros_like(ink)
-    kept[part.y0 : part.y1, part.x0 : part.x1] = part.crop(ink)
-    return kept
+def _cuts(ink: np.ndarray, part: segment.Part, found: segment.Found) -> list[int]:
+    """The columns a part may be cut at, its edges included: only its edges unless it is wider than
+    ``TRY_CUTS`` line heights, when it may hold touching digits."""
+    if part.width <= TRY_CUTS * found.line_height:
+        return [part.x0, part.x1]
+    return [part.x0, *segment.cut_columns(ink, part, found.line_height, found), part.x1]
 
 
-def _encoded(predictor, pixels: np.ndarray) -> np.ndarray:
-    return predictor.encoding.to_floats(pixels)[None].astype(np.float32)
+def _pieces(ink: np.ndarray, part: segment.Part, xs: list[int], found: segment.Found) -> dict:
+    """The pieces of ``part`` between its cut columns that may be a digit, by their (i, j): at most
+    ``MAX_WIDTH`` line heights wide (the whole part, however wide, is one of them), with some ink."""
+    widest = MAX_WIDTH * found.line_height
+    spans = {(i, j) for i in range(len(xs)) for j in range(i + 1, len(xs)) if xs[j] - xs[i] <= widest}
+    whole = (0, len(xs) - 1)
+    pieces = {(i, j): found.piece(ink, part, xs[i], xs[j]) for i, j in sorted(spans | {whole})}
+    tall = PIECE_HEIGHT * part.height
+    return {span: p for span, p in pieces.items() if p.mass > 0 and (p.height >= tall or span == whole)}
 
 
 def _box(part: segment.Part, scale: float) -> tuple[int, int, int, int]:

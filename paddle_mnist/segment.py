@@ -1,16 +1,20 @@
 """Find the digits in a picture's ink: one line of them, left to right.
 
-The ink map (``preprocess.ink_map``: ink bright, paper 0, faint noise zeroed) is cut where whole columns
-hold no ink, so that everything of one digit that overlaps in x stays together however it was drawn: a
-5's detached flag, a 7's crossbar, a broken pen stroke, a 4 in two strokes.  Then:
+The ink map (``preprocess.level_background``: ink bright, paper 0, faint noise zeroed) is split into its
+connected strokes (``cc3d``: a few milliseconds for a 512x512 map, where ``scipy.ndimage`` would add half a
+second of import to every prediction), and the strokes are grouped into digits:
 
-* a piece far shorter than the line is no digit alone: joined to a near neighbour (a stroke that did not
-  reach), or dropped as a speck when it is small or far;
-* a piece much wider than a digit is two or more touching digits: ``cuts`` proposes where to split it
-  (the columns of least ink near its middle), and the predictor keeps the cut the model reads best.
+* specks (a stroke with under ``SPECK_MASS`` of the heaviest one's ink) are dropped, and beyond the
+  ``MAX_MARKS`` heaviest strokes (a page of text) so is the rest;
+* strokes that overlap in x by ``GROUP_OVERLAP`` of the narrower one are one digit, as the pad's strokes
+  are (``strokes.digits``): a 5's flag drawn apart, a 7's crossbar, a 4 in two strokes, a broken stroke;
+  a neighbour that only leans over (a slanted 9's tail under the next digit) stays apart;
+* a group far shorter than the line is no digit alone: joined to a near neighbour (a stroke that did not
+  reach), or dropped when it is far;
+* a group wider than a digit may be touching digits: ``cut_columns`` proposes where it may be cut (the
+  columns of least ink), and the reader keeps the way the model reads best (``reading``).
 
-Everything here is column and row sums of the map: no per-pixel Python, and no labelling library
-(``scipy.ndimage`` would add half a second to every prediction).
+Each digit is then read from its own strokes only, everything else blanked (``Found.ink_of``).
 """
 
 from __future__ import annotations
@@ -20,23 +24,26 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_DIGITS = 12  # default bound on the digits read in one picture
-SHORT = 0.5  # a piece under this share of the line's height is not a digit on its own
-NEAR = 0.35  # ... and is joined to a neighbour this close (share of the line's height), else it is a speck
-SPECK_MASS = 0.04  # a piece with less ink than this share of the heaviest piece's is a speck
-WIDE = 1.25  # a piece wider than this many times the line's height holds touching digits
-CUT_CANDIDATES = 5  # columns tried per cut
-ROW_GAP = 0.15  # ink this close above or below a digit (share of its height) is part of it
+SPECK_MASS = 0.04  # a stroke with less ink than this share of the heaviest stroke's is a speck
+MAX_MARKS = 256  # strokes grouped at most, the heaviest: what a picture costs is bounded whatever it holds
+GROUP_OVERLAP = 0.3  # strokes overlapping in x by this share of the narrower one are of one digit
+SHORT = 0.5  # a group under this share of the line's height is not a digit on its own
+NEAR = 0.35  # ... and is joined to a neighbour this close (share of the line's height), else dropped
+MAX_CUTS = 8  # columns where a group may be cut, at most: touching digits are tried in every way they split there
+MIN_WIDTH = 0.12  # no digit is narrower than this share of the line's height (MNIST's 1s: 0.2 at the 1st percentile)
 
 
 @dataclass(frozen=True)
 class Part:
-    """Where one digit (or, while ``wide``, a few touching ones) lies in the ink map: [x0, x1) x [y0, y1)."""
+    """Where one digit (or a few touching ones) lies in the ink map, [x0, x1) x [y0, y1), and which of the
+    map's connected strokes it is made of."""
 
     x0: int
     y0: int
     x1: int
     y1: int
     mass: float
+    strokes: frozenset[int]
 
     @property
     def width(self) -> int:
@@ -46,91 +53,130 @@ class Part:
     def height(self) -> int:
         return self.y1 - self.y0
 
-    def crop(self, ink: np.ndarray) -> np.ndarray:
-        return ink[self.y0 : self.y1, self.x0 : self.x1]
-
 
 @dataclass(frozen=True)
 class Found:
-    """The parts of a picture, left to right, and how many marks the bound on digits left out."""
+    """The parts of a picture, left to right, the connected stroke of each pixel of the map (0: paper),
+    the line's height and how many marks the bound on digits left out."""
 
     parts: list[Part]
+    labels: np.ndarray
     line_height: int
     left_out: int = 0
+
+    def ink_of(self, ink: np.ndarray, part: Part, x0: int | None = None, x1: int | None = None) -> np.ndarray:
+        """``ink`` with only ``part``'s strokes kept, in columns [x0, x1) when given: all else blanked."""
+        x0, x1 = part.x0 if x0 is None else x0, part.x1 if x1 is None else x1
+        kept = np.zeros_like(ink)
+        window = np.s_[part.y0 : part.y1, x0:x1]
+        kept[window] = np.where(np.isin(self.labels[window], list(part.strokes)), ink[window], 0)
+        return kept
+
+    def piece(self, ink: np.ndarray, part: Part, x0: int, x1: int) -> Part:
+        """The piece of ``part`` in columns [x0, x1): its rows span its ink there."""
+        window = self.ink_of(ink, part, x0, x1)[part.y0 : part.y1, x0:x1]
+        rows = np.flatnonzero(window.any(axis=1))
+        if rows.size == 0:
+            return Part(x0, part.y0, x1, part.y0 + 1, 0.0, part.strokes)
+        return Part(x0, part.y0 + int(rows[0]), x1, part.y0 + int(rows[-1]) + 1, float(window.sum()), part.strokes)
 
 
 def find_parts(ink: np.ndarray, max_digits: int = MAX_DIGITS) -> Found:
     """The digits' parts in ``ink`` (a levelled map with some ink), left to right."""
-    pieces = [_part(ink, x0, x1) for x0, x1 in _runs(ink.sum(axis=0) > 0)]
-    heaviest = max(p.mass for p in pieces)
-    pieces = [p for p in pieces if p.mass >= SPECK_MASS * heaviest]
-    line = int(np.median([p.height for p in pieces if p.height >= 0.5 * max(q.height for q in pieces)]))
-    pieces = _join_short(ink, pieces, line)
-    left_out = max(0, len(pieces) - max_digits)
+    import cc3d  # a C labelling of connected pixels, imported with the first picture read
+
+    labels, count = cc3d.connected_components(ink > 0, connectivity=8, return_N=True)
+    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)
+    boxes = cc3d.statistics(labels, no_slice_conversion=True)["bounding_boxes"]  # y0, y1, x0, x1, inclusive
+    kept = np.flatnonzero(mass[1:] >= SPECK_MASS * mass[1:].max()) + 1
+    kept = kept[np.argsort(-mass[kept], kind="stable")[:MAX_MARKS]]  # a page of text: its heaviest marks only
+    strokes = [
+        Part(int(b[2]), int(b[0]), int(b[3]) + 1, int(b[1]) + 1, float(mass[k]), frozenset([int(k)]))
+        for k, b in ((k, boxes[k]) for k in kept)
+    ]
+    parts = [_joined(strokes[i] for i in group) for group in overlapping([(p.x0, p.x1) for p in strokes])]
+    parts.sort(key=lambda p: p.x0)
+    line = int(np.median([p.height for p in parts if p.height >= 0.5 * max(q.height for q in parts)]))
+    parts = _join_short(parts, line)
+    left_out = max(0, len(parts) - max_digits)
     if left_out:  # keep the heaviest, still in reading order
-        kept = set(sorted(range(len(pieces)), key=lambda i: -pieces[i].mass)[:max_digits])
-        pieces = [p for i, p in enumerate(pieces) if i in kept]
-    return Found(pieces, line, left_out)
+        heaviest = set(sorted(range(len(parts)), key=lambda i: -parts[i].mass)[:max_digits])
+        parts = [p for i, p in enumerate(parts) if i in heaviest]
+    return Found(parts, labels, line, left_out)
 
 
-def is_wide(part: Part, line_height: int) -> bool:
-    return part.width > WIDE * max(part.height, line_height)
+def group(strokes: list[Part]) -> tuple[list[Part], int]:
+    """Strokes (each a ``Part``) grouped into digits, left to right, and the line's height: strokes that
+    overlap in x (``overlapping``) are one digit, then short groups are joined to a near neighbour or
+    dropped.  The pad's strokes are grouped by the same rules (``strokes.digits``)."""
+    parts = [_joined(strokes[i] for i in members) for members in overlapping([(p.x0, p.x1) for p in strokes])]
+    parts.sort(key=lambda p: p.x0)
+    line = int(np.median([p.height for p in parts if p.height >= 0.5 * max(q.height for q in parts)]))
+    return _join_short(parts, line), line
 
 
-def cuts(ink: np.ndarray, part: Part) -> list[tuple[Part, Part]]:
-    """Ways to split a wide ``part`` in two: at the ``CUT_CANDIDATES`` columns of least ink in its middle
-    half (touching digits meet where there is least ink between them), a few columns apart."""
-    profile = part.crop(ink).sum(axis=0)
-    lo, hi = part.width // 4, part.width - part.width // 4
-    order = lo + np.argsort(profile[lo:hi], kind="stable")
+def overlapping(intervals: list[tuple[float, float]], share: float = GROUP_OVERLAP) -> list[list[int]]:
+    """The indices of ``intervals`` ([start, end] in x) in groups, left to right: two that overlap by
+    ``share`` of the narrower one (at least a pixel wide) are in one group, and so are their groups'."""
+    groups: list[tuple[float, float, list[int]]] = []
+    for index in sorted(range(len(intervals)), key=lambda i: intervals[i][0]):
+        x0, x1 = intervals[index]
+        members = [index]
+        for group in [g for g in groups if _overlap((x0, x1), g) >= share * max(1.0, min(x1 - x0, g[1] - g[0]))]:
+            groups.remove(group)
+            x0, x1, members = min(x0, group[0]), max(x1, group[1]), group[2] + members
+        groups.append((x0, x1, members))
+    return [sorted(members) for *_, members in sorted(groups, key=lambda g: g[0])]
+
+
+def _overlap(a: tuple, b: tuple) -> float:
+    return min(a[1], b[1]) - max(a[0], b[0])
+
+
+def cut_columns(ink: np.ndarray, part: Part, line_height: int, found: Found) -> list[int]:
+    """Where a cut through ``part`` may fall, left to right: the columns of least ink locally (touching digits
+    meet where there is least ink between them), at most ``MAX_CUTS`` of them, the lowest first, none
+    nearer than ``MIN_WIDTH`` line heights to an edge or to each other."""
+    own = found.ink_of(ink, part)[part.y0 : part.y1, part.x0 : part.x1]
+    profile = np.convolve(own.sum(axis=0), np.ones(3) / 3, mode="same")
+    inner = np.arange(1, part.width - 1)
+    minima = inner[(profile[1:-1] <= profile[:-2]) & (profile[1:-1] <= profile[2:])]
+    spacing = max(2, int(MIN_WIDTH * line_height))
     chosen: list[int] = []
-    spacing = max(2, part.width // 20)
-    for column in order.tolist():
-        if all(abs(column - c) >= spacing for c in chosen):
+    for column in minima[np.argsort(profile[minima], kind="stable")].tolist():
+        if spacing <= column <= part.width - spacing and all(abs(column - c) >= spacing for c in chosen):
             chosen.append(column)
-        if len(chosen) == CUT_CANDIDATES:
+        if len(chosen) == MAX_CUTS:
             break
-    return [(_part(ink, part.x0, part.x0 + c), _part(ink, part.x0 + c, part.x1)) for c in chosen]
+    return sorted(part.x0 + c for c in chosen)
 
 
-def _runs(occupied: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) of each run of True in a 1-D mask."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[False], occupied, [False]]).astype(np.int8)))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+def _joined(parts) -> Part:
+    parts = list(parts)
+    return Part(
+        min(p.x0 for p in parts),
+        min(p.y0 for p in parts),
+        max(p.x1 for p in parts),
+        max(p.y1 for p in parts),
+        sum(p.mass for p in parts),
+        frozenset().union(*(p.strokes for p in parts)),
+    )
 
 
-def _part(ink: np.ndarray, x0: int, x1: int) -> Part:
-    """The part of ``ink`` in columns [x0, x1): its rows are the heaviest run of inked rows there, with the
-    runs close above or below it (a 5's flag), not specks farther off in the same columns."""
-    rows = ink[:, x0:x1].sum(axis=1)
-    runs = _runs(rows > 0)
-    if not runs:
-        return Part(x0, 0, x1, 1, 0.0)
-    y0, y1 = max(runs, key=lambda run: rows[run[0] : run[1]].sum())
-    grown = True
-    while grown:
-        near = ROW_GAP * (y1 - y0)
-        close = [(a, b) for a, b in runs if (a < y0 or b > y1) and a - y1 <= near and y0 - b <= near]
-        grown = bool(close)
-        y0, y1 = min([y0] + [a for a, _ in close]), max([y1] + [b for _, b in close])
-    return Part(x0, y0, x1, y1, float(rows[y0:y1].sum()))
-
-
-def _join_short(ink: np.ndarray, pieces: list[Part], line: int) -> list[Part]:
-    """Short pieces joined to their nearest neighbour when it is near, dropped when it is not; a piece that
-    is short because the whole line is (a row of minus signs) stays."""
-    pieces = list(pieces)
-    while len(pieces) > 1:
-        short = [i for i, p in enumerate(pieces) if p.height < SHORT * line]
+def _join_short(parts: list[Part], line: int) -> list[Part]:
+    """Short groups joined to their nearest neighbour when it is near, dropped when it is not."""
+    parts = list(parts)
+    while len(parts) > 1:
+        short = [i for i, p in enumerate(parts) if p.height < SHORT * line]
         if not short:
             break
-        i = min(short, key=lambda k: pieces[k].mass)
-        gaps = [(pieces[i].x0 - pieces[j].x1, j) for j in (i - 1,) if j >= 0]
-        gaps += [(pieces[j].x0 - pieces[i].x1, j) for j in (i + 1,) if j < len(pieces)]
+        i = min(short, key=lambda k: parts[k].mass)
+        gaps = [(parts[i].x0 - parts[j].x1, j) for j in (i - 1,) if j >= 0]
+        gaps += [(parts[j].x0 - parts[i].x1, j) for j in (i + 1,) if j < len(parts)]
         gap, j = min(gaps)
         if gap <= NEAR * line:
             a, b = sorted((i, j))
-            pieces[a : b + 1] = [_part(ink, pieces[a].x0, pieces[b].x1)]
+            parts[a : b + 1] = [_joined(parts[a : b + 1])]
         else:
-            del pieces[i]
-    return pieces
+            del parts[i]
+    return parts

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from paddle_mnist import preprocess
+from paddle_mnist import preprocess, segment
 from paddle_mnist.errors import UserError
 
 MAX_STROKES, MAX_POINTS = 256, 20_000  # a digit drawn by hand has a handful of strokes of some hundred points
@@ -91,6 +91,44 @@ def draw_pen(draw: ImageDraw.ImageDraw, strokes: list[np.ndarray], width: float,
             draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=fill)
         if len(xy) > 1:
             draw.line(xy, fill=fill, width=max(1, round(width)))
+
+
+def digits(drawing: Drawing, max_digits: int = 12) -> tuple[list[Drawing], int]:
+    """The drawing's digits, left to right, and how many the bound ``max_digits`` left out.  Strokes are
+    grouped by where they lie, which pixels cannot tell, by the rules a picture's strokes are
+    (``segment.group``): strokes that overlap in x are one digit, whatever order they were drawn in (a 5's
+    flag drawn last, a 7's crossbar, a 4 in two strokes), and a short group joins a near neighbour (a 5's
+    flag that leans off its body).  Dots are left out unless there is nothing else; beyond the bound, the
+    groups with the fewest points are."""
+    pad = max(drawing.width, drawing.height)
+    marks = [s for s in drawing.strokes if _extent(Drawing((s,), 1, 1)) >= pad / 100] or list(drawing.strokes)
+    if not marks:
+        return [], 0
+    boxes = [(np.floor(s.min(axis=0)), np.ceil(s.max(axis=0)) + 1) for s in marks]
+    parts = [
+        segment.Part(int(low[0]), int(low[1]), int(high[0]), int(high[1]), float(len(s)), frozenset([k]))
+        for k, (s, (low, high)) in enumerate(zip(marks, boxes))
+    ]
+    grouped, _ = segment.group(parts)
+    left_out = max(0, len(grouped) - max_digits)
+    if left_out:
+        heaviest = set(sorted(range(len(grouped)), key=lambda i: -grouped[i].mass)[:max_digits])
+        grouped = [g for i, g in enumerate(grouped) if i in heaviest]
+    found = [Drawing(tuple(marks[k] for k in sorted(g.strokes)), drawing.width, drawing.height) for g in grouped]
+    return found, left_out
+
+
+def _extent(drawing: Drawing) -> float:
+    """The longer side of the drawing's points' box, in pad pixels."""
+    points = np.concatenate(drawing.strokes)
+    return float((points.max(axis=0) - points.min(axis=0)).max())
+
+
+def box(drawing: Drawing) -> tuple[int, int, int, int]:
+    """x0, y0, x1, y1 of the drawing's points, in pad pixels."""
+    points = np.concatenate(drawing.strokes)
+    (x0, y0), (x1, y1) = np.floor(points.min(axis=0)), np.ceil(points.max(axis=0))
+    return int(x0), int(y0), int(x1), int(y1)
 
 
 def render(drawing: Drawing, pen: float = PEN) -> np.ndarray:

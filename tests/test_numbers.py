@@ -53,6 +53,9 @@ def test_a_number_is_read_left_to_right_with_boxes(trained_dir, readable, tmp_pa
     assert lines[0].startswith(f"{picture}: 2026 (p=") and len(lines) == 5 and lines[1].startswith("  2 at [")
     single = run_python("-m", "paddle_mnist.predict", picture, "--model-dir", trained_dir, "--json", "--single")
     assert len(json.loads(single.stdout)["digits"]) == 1 and "digit" in json.loads(single.stdout)
+    why = tmp_path / "why.png"
+    explained = run_python("-m", "paddle_mnist.predict", picture, "--model-dir", trained_dir, "--explain", why)
+    assert f"wrote {why} (4 explained)" in explained.stderr and why.stat().st_size > 0  # a row per digit
 
 
 def test_one_digit_keeps_its_fields_and_specks_are_ignored(trained_dir, readable):
@@ -101,3 +104,27 @@ def test_a_stroke_that_did_not_reach_is_joined_and_touching_digits_are_cut(train
     predictor = Predictor.from_dir(trained_dir)
     zeros = number_picture([readable[0][0], readable[0][1], readable[0][2]], gap=-1)
     assert predictor.predict(zeros).text == "000"
+
+
+def test_a_page_of_marks_costs_what_its_bounds_allow(trained_dir, readable):
+    """Hundreds of specks are ignored; a page of 40 digits reads the 12 heaviest and says how many it left."""
+    predictor = Predictor.from_dir(trained_dir)
+    specked = predictor.predict(number_picture([readable[4][0], readable[2][0]], specks=300, seed=1, margin=48))
+    assert specked.text == "42"
+    page = number_picture([readable[k % 10][k // 10] for k in range(40)], scale=2)
+    result, everything = predictor.predict(page), predictor.predict(page, max_digits=60)
+    assert len(everything.text) >= 40 and everything.left_out is None
+    assert len(result.digits) == 12 and result.left_out == len(everything.text) - 12
+
+
+def test_the_python_api_reads_a_drawing_sent_as_strokes(trained_dir):
+    """``Predictor.predict`` takes a ``strokes.Drawing`` as the server does: a 5 whose flag was drawn last, a
+    7 with a crossbar and a 4 in two strokes, grouped by where the strokes lie, three digits (the test's
+    briefly trained model may take the crossed 7 for a 2)."""
+    from paddle_mnist import strokes
+    from paddle_mnist.testing import drawn_digits
+
+    drawn = drawn_digits.number([5, 7, 4], np.random.default_rng(2), styles=["two_strokes", "crossed", "open"])
+    drawn.append(drawn.pop(1))  # the 5's flag, last
+    result = Predictor.from_dir(trained_dir).predict(strokes.Drawing(tuple(drawn), *drawn_digits.WIDE_PAD))
+    assert (result.source, len(result.digits), result.text[0], result.text[2]) == ("strokes", 3, "5", "4")

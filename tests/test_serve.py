@@ -186,6 +186,34 @@ def test_strokes_are_read_as_mnist_digits(server):
     assert sum(read) >= 47, f"{sum(read)} of 50 drawings read right"
 
 
+def test_numbers_through_the_api_as_strokes_and_as_a_picture(server):
+    """A drawn 5 whose flag was drawn last, a crossed 7 and a 4 in two strokes are one digit each, as strokes
+    and as the picture of them; each digit has its box, probability and model input."""
+    from paddle_mnist.testing import drawn_digits
+
+    rng = np.random.default_rng(3)
+    strokes = drawn_digits.number([5, 4, 7], rng, styles=["two_strokes", "open", "crossed"])
+    strokes.append(strokes.pop(1))  # the 5's flag, drawn after everything else
+    body = json.dumps(drawn_digits.as_json(strokes, drawn_digits.WIDE_PAD)).encode()
+    status, answer = call(server, "/api/predict?topk=3", body, "application/json", method="POST")
+    assert status == 200, answer
+    [row] = answer["results"]
+    assert len(row["digits"]) == 3 and row["text"][:2] == "54" and "digit" not in row and "model_input" not in row, row
+    assert [len(d["topk"]) for d in row["digits"]] == [3, 3, 3] and all(d["model_input"] for d in row["digits"])
+    boxes = [d["box"] for d in row["digits"]]
+    assert all(a[2] <= b[0] for a, b in zip(boxes, boxes[1:])) and all(0 <= v <= 560 for b in boxes for v in b)
+    picture = drawn_digits.as_png(strokes, drawn_digits.WIDE_PAD)
+    status, answer = call(server, "/api/predict", picture, "image/png", method="POST")
+    assert status == 200 and answer["results"][0]["text"][:2] == "54", answer
+    status, answer = call(  # the PaddleX contract classifies: one label a picture
+        server,
+        "/image-classification",
+        json.dumps({"image": base64.b64encode(picture).decode()}).encode(),
+        "application/json",
+    )
+    assert status == 200 and len(answer["result"]["categories"]) == 5
+
+
 @pytest.mark.parametrize(
     "drawing, status, message",
     [
@@ -423,15 +451,16 @@ def browser(tmp_path_factory):
 
 
 def draw(driver, strokes):
-    """Pointer strokes on the pad, in its own 280-pixel coordinates."""
+    """Pointer strokes on the pad, in its own pixels (560 x 280)."""
     from selenium.webdriver.common.action_chains import ActionChains
 
     pad = driver.find_element("id", "pad")
-    scale = pad.size["width"] / 280
+    width, height = int(pad.get_attribute("width")), int(pad.get_attribute("height"))
+    scale = pad.size["width"] / width
     for stroke in strokes:
         (x0, y0), rest = stroke[0], stroke[1:]
         actions = ActionChains(driver, duration=20)
-        actions.move_to_element_with_offset(pad, (x0 - 140) * scale, (y0 - 140) * scale).click_and_hold()
+        actions.move_to_element_with_offset(pad, (x0 - width / 2) * scale, (y0 - height / 2) * scale).click_and_hold()
         previous = (x0, y0)
         for x, y in rest:
             for _ in range(5):  # small moves, as a hand makes
@@ -492,6 +521,30 @@ def test_the_page_draws_clears_and_reads_photos(server, browser, photo_set, tmp_
     assert "where the model looked" in browser.find_element("id", "seen-caption").text
     browser.find_element("id", "explain").click()
     assert wait_for(lambda: seen.get_attribute("data-showing") == "input")
+
+
+def test_the_page_reads_a_number_with_a_box_per_digit(server, browser, tmp_path):
+    """A 1 and a 7 written side by side on the wide pad read "17", with a chip and a box per digit; choosing
+    the second chip shows its probabilities; a photo of a number reads as one, its boxes over the photo."""
+    browser.get(server)
+    shown_info(browser)
+    draw(browser, [[(120, 40), (120, 240)], [(300, 60), (440, 60), (350, 240)]])
+    assert shown(browser, "17") == "17"
+    chips = browser.find_elements("css selector", "#digits .chip")
+    assert [c.text.split(" ")[0] for c in chips] == ["1", "7"]
+    boxes = json.loads(browser.find_element("id", "pad").get_attribute("data-boxes"))
+    assert len(boxes) == 2 and boxes[0][2] < 200 < 280 < boxes[1][0], boxes
+    chips[1].click()
+    top = browser.find_element("css selector", "#bars li.top .name").text
+    assert top == "7" and browser.find_element("id", "seen").get_attribute("data-digit") == "1"
+    browser.find_element("id", "clear").click()
+    from paddle_mnist.testing import drawn_digits
+
+    photo = tmp_path / "number.png"
+    photo.write_bytes(drawn_digits.as_png(drawn_digits.number([3, 0], np.random.default_rng(1)), drawn_digits.WIDE_PAD))
+    browser.find_element("id", "file").send_keys(str(photo))
+    assert shown(browser, "30") == "30"
+    assert wait_for(lambda: len(json.loads(browser.find_element("id", "pad").get_attribute("data-boxes") or "[]")) == 2)
 
 
 def wait_for(condition, timeout=20) -> bool:

@@ -102,7 +102,9 @@ async def model(request: Request):
     return service_of(request).predictor.summary.to_json()
 
 
-@routes.post("/api/predict", summary="Predict the digit in one or more images", openapi_extra=PREDICT_BODY)
+@routes.post(
+    "/api/predict", summary="Read the digits in one or more images, or in a drawing", openapi_extra=PREDICT_BODY
+)
 async def api_predict(request: Request, topk: int = 3, explain: bool = False):
     service = service_of(request)
     check_topk(topk)
@@ -132,7 +134,8 @@ async def image_classification(request: Request):
     if not isinstance(topk, int) or isinstance(topk, bool):
         raise RequestError(422, f"topk must be an integer 1..{MAX_TOPK}")
     check_topk(topk)
-    [row] = await service.answer([("image", decode_base64(body.get("image")))], Ask(topk))
+    image = decode_base64(body.get("image"))
+    [row] = await service.answer([("image", image)], Ask(topk, single=True))  # a classifier: one label a picture
     if isinstance(row, Exception):
         raise row
     categories = [{"id": k, "name": service.predictor.classes[k], "score": p} for k, p in row.prediction.topk]

@@ -6,7 +6,9 @@ charged to the budgets of ``serve.limits`` before any pixel is decoded; the
 decode and preprocessing run in a bounded pool of threads (cheapest first, one
 thread kept for small images), then the model input waits in the ``Batcher``
 that puts the images of concurrent requests through the model in one forward
-pass.  ``?explain=1`` adds a heat map from the ``Explainer``.
+pass.  A picture is read as a number (``reading``): every piece that may be a digit goes through the
+batcher, and a drawing's strokes are grouped into digits (``strokes.digits``).  ``?explain=1`` adds a
+heat map per digit from the ``Explainer``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from paddle_mnist import preprocess, rundir, strokes
+from paddle_mnist import preprocess, reading, rundir
 from paddle_mnist.errors import UserError
 from paddle_mnist.predictor import Prediction, Predictor, fill, on_paddle
 from paddle_mnist.serve import bodies
@@ -40,10 +42,12 @@ DRAWING_SECONDS_PER_BYTE = 1.5e-6
 
 @dataclass(frozen=True)
 class Ask:
-    """What a request asks of each of its images: how many ranked guesses, and the heat map or not."""
+    """What a request asks of each of its images: how many ranked guesses, the heat maps or not, and whether
+    the picture is read as one digit (the PaddleX classification contract) rather than as a number."""
 
     topk: int = 3
     explain: bool = False
+    single: bool = False
 
 
 class Explainer:
@@ -76,16 +80,25 @@ class Explainer:
 
 @dataclass(frozen=True)
 class ResultRow:
-    """One image's answer: what was read (``predict --json``'s row) and the 28x28 input the model read,
-    with its heat map when one was asked for."""
+    """One image's answer: what was read (``predict --json``'s row), and for each digit the 28x28 input the
+    model read, with its heat map when one was asked for.  A picture of one digit has these at the top
+    level too, as before numbers were read."""
 
     prediction: Prediction
-    model_input: str  # a base64 PNG
-    explanation: str | None = None  # a base64 PNG, under ?explain=1
+    model_inputs: list[str]  # base64 PNGs, one per digit
+    explanations: list[str] | None = None  # base64 PNGs, one per digit, under ?explain=1
 
     def to_json(self) -> dict:
-        extra = {"explanation": self.explanation} if self.explanation is not None else {}
-        return {**self.prediction.to_json(), "model_input": self.model_input, **extra}
+        row = self.prediction.to_json()
+        for k, digit in enumerate(row.get("digits", [])):
+            digit["model_input"] = self.model_inputs[k]
+            if self.explanations is not None:
+                digit["explanation"] = self.explanations[k]
+        if len(self.model_inputs) == 1:
+            row["model_input"] = self.model_inputs[0]
+            if self.explanations is not None:
+                row["explanation"] = self.explanations[0]
+        return row
 
 
 class Service:
@@ -151,13 +164,14 @@ class Service:
     async def _drawing(self, drawing: bytes, ask: Ask) -> ResultRow:
         with self.batcher.expecting():
             cost = work_charge(DRAWING_SECONDS_PER_BYTE * len(drawing), DRAWING_COST)
-            pixels = await self.pool.run(cost, self._rendered, drawing)
-        return await self._row(pixels, "strokes", ask)
+            plan = await self.pool.run(cost, self._drawn, drawing)
+        return await self._read(plan, "strokes", ask)
 
     @staticmethod
-    def _rendered(drawing: bytes) -> np.ndarray:
+    def _drawn(drawing: bytes) -> reading.Plan:
+        """The drawing's digits, grouped by their strokes and each rendered as an MNIST digit."""
         try:
-            return strokes.render(bodies.drawing(drawing))
+            return reading.drawn(bodies.drawing(drawing))
         except preprocess.NoDigitFound as e:
             raise RequestError(422, str(e)) from None
 
@@ -165,25 +179,30 @@ class Service:
         if isinstance(header, Exception):
             raise header
         with self.batcher.expecting():
-            pixels = await self.pool.run(preprocess.decode_cost(header), self._pixels, header, source)
-        return await self._row(pixels, source, ask)
+            plan = await self.pool.run(preprocess.decode_cost(header), self._planned, header, source, ask.single)
+        return await self._read(plan, source, ask)
 
-    async def _row(self, pixels: np.ndarray, source: str, ask: Ask) -> ResultRow:
-        batch = self.predictor.encoding.to_floats(pixels)[None, None]
-        output = await self.batcher.submit(batch[0])
+    async def _read(self, plan: reading.Plan, source: str, ask: Ask) -> ResultRow:
+        """The digits of ``plan`` read through the batcher (every piece of it in the same forward pass as
+        other requests' inputs), with each digit's model input and, under ``?explain=1``, heat map."""
+        inputs = plan.inputs(self.predictor.encoding)
+        outputs = np.stack(await asyncio.gather(*(self.batcher.submit(x) for x in inputs)))
+        chosen, left_out = plan.read(self.predictor.loss.scores(outputs).max(axis=1))
         result = Prediction(source=source)
-        fill(result, [self.predictor.read(output, None, ask.topk)], 0)  # the page reads one digit a picture
-        explanation = None
+        fill(result, [self.predictor.read(outputs[k], plan.boxes[k], ask.topk) for k in chosen], left_out)
+        explanations = None
         if ask.explain:
-            heat = await self.pool.run(self.explainer.charge, self.explainer, batch.astype(np.float32), result.digit)
-            explanation = png_base64(heat)
-        return ResultRow(result, png_base64(pixels), explanation)
+            explanations = [
+                png_base64(await self.pool.run(self.explainer.charge, self.explainer, inputs[k : k + 1], row.digit))
+                for k, row in zip(chosen, result.digits)
+            ]
+        return ResultRow(result, [png_base64(plan.pixels[k]) for k in chosen], explanations)
 
     @staticmethod
-    def _pixels(header: Image.Image, source: str) -> np.ndarray:
+    def _planned(header: Image.Image, source: str, single: bool) -> reading.Plan:
         try:
             with preprocess.decoding(source):
-                return preprocess.mnist_like(preprocess.decode(header, source))
+                return reading.plan(preprocess.decode(header, source), single=single)
         except preprocess.NoDigitFound as e:  # ``decoding`` has put the source first
             raise RequestError(422, str(e)) from None
         except UserError as e:

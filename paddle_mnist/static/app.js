@@ -1,7 +1,8 @@
 // The draw-a-digit page: strokes on a canvas (Pointer Events: mouse, touch, pen), sent as the strokes
-// themselves (JSON) to POST /api/predict shortly after the pen lifts or while drawing; the server draws
-// them again the way MNIST's digits look (20 px box, a pen in proportion, centre of mass) and answers
-// with the classes' probabilities and the 28x28 image the model saw. A photo goes as an image.
+// themselves (JSON) to POST /api/predict shortly after the pen lifts or while drawing; the server groups
+// them into digits by where they lie, draws each again the way MNIST's digits look (20 px box, a pen in
+// proportion, centre of mass) and answers with each digit's probabilities, box and the 28x28 image the
+// model saw. A photo goes as an image, and is shown on the pad with the boxes of the digits read.
 "use strict";
 
 const pad = document.getElementById("pad");
@@ -14,12 +15,20 @@ let generation = 0;          // answers to older drawings are ignored
 
 const explainBox = document.getElementById("explain");
 let lastPhoto = null;        // the photo on show, sent again when the heat-map toggle changes
+let photoImage = null;       // ... decoded, drawn on the pad
+let photoFit = null;         // ... its placement there: {scale, left, top}
+let boxes = [];              // the digits read: [x0, y0, x1, y1] as the answer gives them (onPad places them)
+let shownDigits = [];        // the digits of the last answer, for the chips
 
 const STROKE = 20;           // px on the 280 px pad: ~2 px of a 28 px MNIST digit after the 20 px box fit
 
 function redraw() {
   ctx.fillStyle = "#ffffff";
   ctx.fillRect(0, 0, pad.width, pad.height);
+  if (photoImage) {
+    const { scale, left, top } = photoFit;
+    ctx.drawImage(photoImage, left, top, photoImage.naturalWidth * scale, photoImage.naturalHeight * scale);
+  }
   ctx.strokeStyle = "#000000";
   ctx.lineWidth = STROKE;
   ctx.lineCap = ctx.lineJoin = "round";
@@ -29,6 +38,11 @@ function redraw() {
     if (stroke.length === 1) ctx.lineTo(stroke[0][0] + 0.1, stroke[0][1]);
     ctx.stroke();
   }
+  ctx.strokeStyle = "#2a6df4";
+  ctx.lineWidth = 2;
+  const placed = boxes.map(onPad);
+  for (const [x0, y0, x1, y1] of placed) ctx.strokeRect(x0 - 4, y0 - 4, x1 - x0 + 8, y1 - y0 + 8);
+  pad.dataset.boxes = JSON.stringify(placed.map((box) => box.map(Math.round)));  // for people's tools and tests
 }
 
 function point(event) {
@@ -41,7 +55,8 @@ pad.addEventListener("pointerdown", (event) => {
   pad.setPointerCapture(event.pointerId);
   drawing = [point(event)];
   strokes.push(drawing);
-  lastPhoto = null;
+  lastPhoto = photoImage = null;
+  boxes = [];
   redraw();
 });
 pad.addEventListener("pointermove", (event) => {
@@ -61,7 +76,8 @@ for (const type of ["pointerup", "pointercancel"]) {
 
 function clearPad() {
   strokes.length = 0;
-  lastPhoto = null;
+  lastPhoto = photoImage = null;
+  boxes = [];
   redraw();
   schedule(0);
 }
@@ -123,18 +139,43 @@ function showBlank() {
   ++generation;
   document.getElementById("digit").textContent = "–";
   document.getElementById("confidence").textContent = "";
-  setStatus("no digit found: draw one, or drop a photo");
+  setStatus("no digit found: draw one, or a number, or drop a photo");
   renderBars(null);
+  document.getElementById("digits").replaceChildren();
   document.getElementById("seen").getContext("2d").clearRect(0, 0, 28, 28);
+  boxes = [];
+  redraw();
 }
 
 function show(result) {
-  document.getElementById("digit").textContent = classes[result.digit];
-  document.getElementById("confidence").textContent = `${(100 * result.probability).toFixed(1)} %`;
-  setStatus(`the model reads a ${classes[result.digit]}`);
+  shownDigits = result.digits;
+  const text = shownDigits.map((d) => classes[d.digit]).join("");
+  const many = shownDigits.length > 1;
+  document.getElementById("digit").textContent = text;
+  document.getElementById("confidence").textContent =
+    `${(100 * result.probability).toFixed(1)} %` + (many ? " that all are right" : "");
+  const cut = result.left_out ? ` (${result.left_out} more marks not read)` : "";
+  setStatus((many ? `the model reads the number ${text}: ${shownDigits.length} digits` : `the model reads a ${text}`) + cut);
+  boxes = shownDigits.map((d) => d.box);
+  redraw();
+  document.getElementById("digits").replaceChildren(...shownDigits.map((d, k) => {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.className = "chip";
+    chip.textContent = `${classes[d.digit]} · ${(100 * d.probability).toFixed(0)} %`;
+    chip.addEventListener("click", () => select(k));
+    return chip;
+  }));
+  select(0);
+}
+
+// One digit of the answer in detail: its ten probabilities, and the image the model saw (or its heat map).
+function select(k) {
+  const d = shownDigits[k];
+  document.querySelectorAll("#digits .chip").forEach((chip, i) => chip.classList.toggle("selected", i === k));
   const scores = Array(classes.length).fill(0);
-  for (const [k, p] of result.topk) scores[k] = p;
-  renderBars(scores, result.digit);
+  for (const [c, p] of d.topk) scores[c] = p;
+  renderBars(scores, d.digit);
   const seen = new Image();
   seen.onload = () => {
     const c = document.getElementById("seen").getContext("2d");
@@ -142,12 +183,22 @@ function show(result) {
     c.drawImage(seen, 0, 0);
   };
   // with the toggle on: the model input under a heat map of where the evidence for the digit read lies
-  const heat = explainBox.checked && result.explanation;
-  document.getElementById("seen").dataset.showing = heat ? "explanation" : "input";
+  const heat = explainBox.checked && d.explanation;
+  const canvas = document.getElementById("seen");
+  canvas.dataset.showing = heat ? "explanation" : "input";
+  canvas.dataset.digit = k;
   document.getElementById("seen-caption").textContent = heat
-    ? `where the model looked for its ${classes[result.digit]} (Grad-CAM)`
+    ? `where the model looked for its ${classes[d.digit]} (Grad-CAM)`
     : "what the model saw (28×28)";
-  seen.src = "data:image/png;base64," + (heat ? result.explanation : result.model_input);
+  seen.src = "data:image/png;base64," + (heat ? d.explanation : d.model_input);
+}
+
+// A box from the answer (pad pixels for a drawing, the photo's own pixels for a photo) on the pad.
+function onPad([x0, y0, x1, y1]) {
+  if (!lastPhoto) return [x0, y0, x1, y1];
+  if (!photoImage) return [0, 0, 0, 0];  // the photo is still loading: its boxes come with it
+  const { scale, left, top } = photoFit;
+  return [left + x0 * scale, top + y0 * scale, left + x1 * scale, top + y1 * scale];
 }
 
 function renderBars(scores, top) {
@@ -187,6 +238,17 @@ explainBox.addEventListener("change", () => {
 function sendPhoto(file) {
   lastPhoto = file;
   strokes.length = 0;
+  boxes = [];
+  photoImage = null;
+  const image = new Image();
+  image.onload = () => {  // shown on the pad, whole, so that the digits' boxes can be drawn over it
+    const scale = Math.min(pad.width / image.naturalWidth, pad.height / image.naturalHeight);
+    photoFit = { scale, left: (pad.width - image.naturalWidth * scale) / 2, top: (pad.height - image.naturalHeight * scale) / 2 };
+    if (lastPhoto !== file) return;  // another photo or a drawing came since
+    photoImage = image;
+    redraw();
+  };
+  image.src = URL.createObjectURL(file);
   redraw();
   send(file, file.type || "application/octet-stream");
 }

@@ -132,20 +132,49 @@ def tremble(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(points + rng.normal(0, 1.0, points.shape), 0, PAD)
 
 
-def as_png(strokes: list[np.ndarray]) -> bytes:
-    """The drawing as the page drew it on its canvas: black, a 20 px round pen on a white 280 px pad."""
+WIDE_PAD = (560, 280)  # the page's pad for numbers (static/index.html)
+
+
+def number(labels: list[int], rng: np.random.Generator, styles: list[str] | None = None, pad=WIDE_PAD) -> list:
+    """A number drawn on the wide pad, left to right: each digit drawn as ``drawing`` draws one (its own
+    template, wobble, tilt and squash), brought to a common height (varied by 10 % a digit), a gap of
+    0.1-0.5 of that height apart, on a baseline that wanders a little.  The strokes, digit by digit."""
+    styles = styles or [str(rng.choice(list(TEMPLATES[label]))) for label in labels]
+    height = pad[1] * rng.uniform(0.35, 0.7)
+    digits = []
+    for label, style in zip(labels, styles):
+        strokes = drawing(label, style, rng)
+        points = np.concatenate(strokes)
+        low, high = points.min(axis=0), points.max(axis=0)
+        scale = height * rng.uniform(0.9, 1.1) / max(high[1] - low[1], 1.0)
+        digits.append([(s - low) * scale for s in strokes])
+    widths = [max(s[:, 0].max() for s in d) for d in digits]
+    gaps = [height * rng.uniform(0.1, 0.5) for _ in digits[1:]] + [0.0]
+    total = sum(widths) + sum(gaps)
+    fit = min(1.0, (pad[0] - 2 * PEN) / total)  # a long number is drawn smaller, as a hand would
+    x = (pad[0] - total * fit) / 2
+    out = []
+    for strokes, width, gap in zip(digits, widths, gaps):
+        top = (pad[1] - height * fit) / 2 + rng.uniform(-0.05, 0.05) * height
+        out.extend(np.clip(s * fit + [x, top], 0, pad) for s in strokes)
+        x += (width + gap) * fit
+    return out
+
+
+def as_png(strokes: list[np.ndarray], pad=(PAD, PAD)) -> bytes:
+    """The drawing as the page drew it on its canvas: black, a 20 px round pen on a white pad (280 px)."""
     from paddle_mnist.strokes import draw_pen
 
-    image = Image.new("L", (PAD, PAD), 255)
+    image = Image.new("L", pad, 255)
     draw_pen(ImageDraw.Draw(image), strokes, PEN, 0)
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
 
 
-def as_json(strokes: list[np.ndarray]) -> dict:
+def as_json(strokes: list[np.ndarray], pad=(PAD, PAD)) -> dict:
     """The body the page sends: ``{"strokes": [[[x, y], ...], ...], "width", "height"}``."""
-    return {"strokes": [np.round(s, 1).tolist() for s in strokes], "width": PAD, "height": PAD}
+    return {"strokes": [np.round(s, 1).tolist() for s in strokes], "width": pad[0], "height": pad[1]}
 
 
 def benchmark(n: int, seed: int = 0) -> list[tuple[int, str, list[np.ndarray]]]:
