@@ -88,7 +88,8 @@ def eval_pngs(model_dir: Path, eval_split, n: int) -> str:
 
     predictor = Predictor.from_dir(model_dir)
     pixels, labels = eval_split.pixels[:n], eval_split.class_ids[:n]
-    own = predictor.loss.digits(predictor.forward(predictor.encoding.to_floats(pixels)[:, None].astype(np.float32)))
+    inputs = predictor.encoding.to_floats(pixels)[:, None].astype(np.float32)
+    own = np.concatenate([predictor.loss.digits(predictor.forward(inputs[k : k + 256])) for k in range(0, n, 256)])
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for i, digit in enumerate(pixels):
