@@ -119,10 +119,11 @@ def heat_map_of(model: paddle.nn.Layer, batch: np.ndarray, digit: int) -> np.nda
 MAX_ROWS = 32  # digits in one --explain figure: one row each
 
 
-def write_for(model: paddle.nn.Layer, predictor, digits: list[tuple[str, np.ndarray]], out: Path) -> None:
-    """``predict --explain``: the figure of ``digits`` (each digit ``predictor`` read: a label saying where,
-    and its model input [1,28,28]), explained on ``model``, the paddle network of the same weights, for the
-    digit read and the runner-up."""
+def write_for(model: paddle.nn.Layer, predictor, results: list, out: Path) -> int:
+    """``predict --explain``: the figure of the digits of ``results`` (``Prediction``s ``predictor`` made, each
+    digit with its model input), the first ``MAX_ROWS``, explained on ``model``, the paddle network of the
+    same weights, for the digit read and the runner-up.  Returns how many digits it explains."""
+    digits = [(label, digit.model_input) for result in results for label, digit in _labelled(result)][:MAX_ROWS]
     sources = [label for label, _ in digits]
     inputs = np.stack([model_input for _, model_input in digits])
     top = top_two(model, inputs)
@@ -130,6 +131,15 @@ def write_for(model: paddle.nn.Layer, predictor, digits: list[tuple[str, np.ndar
     write_figure(
         out, sources, displayed(inputs[:, 0]), [list(pair) for pair in zip(read, runner_up)], predictor.classes
     )
+    return len(digits)
+
+
+def _labelled(result) -> list:
+    """A picture's digits, each with its row's label: the picture's name (and, for a number, the box)."""
+    name = Path(result.source).name
+    if len(result.digits) == 1:
+        return [(name, result.digits[0])]
+    return [(f"{name} at {list(digit.box)}", digit) for digit in result.digits]
 
 
 def write_figure(out: Path, sources: list[str], inputs: np.ndarray, rows: list[list[Explanation]], classes) -> None:

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from paddle_mnist import engines, rundir, views
+from paddle_mnist import engines, rundir, segment, views
 from paddle_mnist.cli import positive_int
 from paddle_mnist.errors import UserError, cli_entry
 from paddle_mnist.predictor import Prediction, Predictor, on_paddle
@@ -36,15 +36,6 @@ def format_line(result: Prediction, classes: list[str], verbose: bool = False) -
 
 def _top(topk: list, classes: list[str]) -> str:
     return ", ".join(f"{classes[k]} {p:.3f}" for k, p in topk)
-
-
-def explained_digits(result: Prediction) -> list[tuple[str, object]]:
-    """``--explain``'s rows for one picture: each digit's model input, labelled with the picture's name (and
-    the digit's box, for a number)."""
-    name = Path(result.source).name
-    if len(result.digits) == 1:
-        return [(name, result.digits[0].model_input)]
-    return [(f"{name} at {list(d.box)}", d.model_input) for d in result.digits]
 
 
 def printable(text: str) -> str:
@@ -145,9 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-digits",
         type=positive_int,
-        default=12,
+        default=segment.MAX_DIGITS,
         help="read at most this many digits in a picture, the heaviest marks; the answer says how many were "
-        "left out (default: 12)",
+        f"left out (default: {segment.MAX_DIGITS})",
     )
     parser.add_argument(
         "--verbose",
@@ -164,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="OUT.png",
         default=None,
-        help="also draw what the network looked at into OUT.png: for each image read (the first 32), its "
+        help="also draw what the network looked at into OUT.png: for each digit read (the first 32), its "
         "model input, then saliency and Grad-CAM maps for the digit read and the runner-up; computed with "
         "paddle's gradients, so it loads the paddle model (default: off)",
     )
@@ -189,12 +180,8 @@ def main(argv=None) -> int:
     predictor = from_flags(args, "paddle-mnist predict")
     # whatever engine answers, the explanation is of the paddle network with the same weights
     network = on_paddle(rundir.open_run(model_dirs(args)[0], args.weights)).network if args.explain else None
+    rows = _explained_rows() if args.explain else 0
     failed, read = False, []
-    rows = 0
-    if network is not None:
-        from paddle_mnist import explain  # paddle's gradients: imported only to explain
-
-        rows = explain.MAX_ROWS
     options = dict(topk=min(args.topk, 10), naive=args.naive, single=args.single, max_digits=args.max_digits)
     for result in predictor.predict_iter(args.images, **options):
         if args.json:
@@ -204,15 +191,20 @@ def main(argv=None) -> int:
         if result.error:
             print(f"paddle-mnist predict: error: {printable(result.error)}", file=sys.stderr, flush=True)
             failed = True
-        elif len(read) < rows:
-            read += explained_digits(result)
+        elif sum(len(r.digits) for r in read) < rows:  # the pictures whose digits the figure will show
+            read.append(result)
     if read:
-        explain.write_for(network, predictor, read[: explain.MAX_ROWS], args.explain)
-        print(
-            f"paddle-mnist predict: wrote {args.explain} ({min(len(read), explain.MAX_ROWS)} explained)",
-            file=sys.stderr,
-        )
+        from paddle_mnist import explain  # paddle's gradients: imported only to explain
+
+        explained = explain.write_for(network, predictor, read, args.explain)
+        print(f"paddle-mnist predict: wrote {args.explain} ({explained} explained)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _explained_rows() -> int:
+    from paddle_mnist import explain  # paddle's gradients: imported only to explain
+
+    return explain.MAX_ROWS
 
 
 if __name__ == "__main__":

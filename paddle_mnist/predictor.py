@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paddle_mnist import checkpoint, engines, losses, preprocess, reading, rundir, strokes, views
+from paddle_mnist import checkpoint, engines, losses, preprocess, reading, rundir, segment, strokes, views
 from paddle_mnist.data.classes import MNIST_CLASSES
 from paddle_mnist.data.encoding import TUTORIAL_ENCODING, Encoding
 from paddle_mnist.errors import ExportError, UserError
@@ -192,7 +192,9 @@ class Predictor:
         the tutorial's naive input)."""
         return reading.plan(item, naive, single=True).inputs(self.encoding)[0]
 
-    def predict(self, items, *, topk: int = 3, naive: bool = False, single: bool = False, max_digits: int = 12):
+    def predict(
+        self, items, *, topk: int = 3, naive: bool = False, single: bool = False, max_digits: int = segment.MAX_DIGITS
+    ):
         """A ``Prediction`` for one item, or a list for a list (one forward pass per ``CHUNK`` items).  Every
         digit in a picture is read, left to right (``reading``); ``single`` reads the whole picture as one."""
         options = dict(topk=topk, naive=naive, single=single, max_digits=max_digits)
@@ -217,7 +219,12 @@ class Predictor:
         yield from self._predict_chunk(pending, **options)
 
     def _predict_chunk(
-        self, items: list, topk: int = 3, naive: bool = False, single: bool = False, max_digits: int = 12
+        self,
+        items: list,
+        topk: int = 3,
+        naive: bool = False,
+        single: bool = False,
+        max_digits: int = segment.MAX_DIGITS,
     ) -> list[Prediction]:
         results, plans = [], []
         for item in items:

@@ -54,7 +54,7 @@ class Plan:
     pixels: list[np.ndarray]  # uint8 [28,28] MNIST-style, white on black, one per piece
     boxes: list[tuple[int, int, int, int] | None]  # x0, y0, x1, y1 in the upright picture's pixels
     lattices: list[Lattice]
-    max_digits: int = 12
+    max_digits: int = segment.MAX_DIGITS
     left_out: int = 0  # marks past ``max_digits``, not read
     naive: bool = False  # the tutorial's input: 1 - pixel/255 of the squashed picture, whatever the training data
 
@@ -75,7 +75,7 @@ class Plan:
         return chosen[: self.max_digits], self.left_out + max(0, len(chosen) - self.max_digits)
 
 
-def plan(item, naive: bool = False, single: bool = False, max_digits: int = 12) -> Plan:
+def plan(item, naive: bool = False, single: bool = False, max_digits: int = segment.MAX_DIGITS) -> Plan:
     """How to read ``item`` (a path, a PIL image, an array, or a ``strokes.Drawing``).  ``naive`` is the
     tutorial's preprocessing of the whole picture; ``single`` reads it as one digit."""
     if isinstance(item, strokes.Drawing):
@@ -103,7 +103,7 @@ def plan(item, naive: bool = False, single: bool = False, max_digits: int = 12) 
     return Plan(pixels, boxes, lattices, max_digits, found.left_out)
 
 
-def drawn(drawing: strokes.Drawing, single: bool = False, max_digits: int = 12) -> Plan:
+def drawn(drawing: strokes.Drawing, single: bool = False, max_digits: int = segment.MAX_DIGITS) -> Plan:
     """How to read a drawing sent as its strokes: its digits as the strokes group them, each drawn again as
     an MNIST digit (``strokes.render``); nothing to cut.  Raises ``NoDigitFound`` for an empty drawing or dots."""
     groups, left_out = ([drawing], 0) if single else strokes.digits(drawing, max_digits)

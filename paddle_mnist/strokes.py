@@ -93,7 +93,7 @@ def draw_pen(draw: ImageDraw.ImageDraw, strokes: list[np.ndarray], width: float,
             draw.line(xy, fill=fill, width=max(1, round(width)))
 
 
-def digits(drawing: Drawing, max_digits: int = 12) -> tuple[list[Drawing], int]:
+def digits(drawing: Drawing, max_digits: int = segment.MAX_DIGITS) -> tuple[list[Drawing], int]:
     """The drawing's digits, left to right, and how many the bound ``max_digits`` left out.  Strokes are
     grouped by where they lie, which pixels cannot tell, by the rules a picture's strokes are
     (``segment.group``): strokes that overlap in x are one digit, whatever order they were drawn in (a 5's

@@ -80,8 +80,7 @@ def test_the_figure_explains_the_digit_read_then_the_runner_up(trained_dir, shar
     drawn = []
     monkeypatch.setattr(explain, "write_figure", lambda out, sources, inputs, rows, classes: drawn.extend(rows))
     images = [(shared_eval.pixels[i]).astype(np.uint8) for i in range(4)]
-    digits = [(f"eval {i}", predictor.predict(image).digits[0].model_input) for i, image in enumerate(images)]
-    explain.write_for(predictor.network, predictor, digits, tmp_path / "why.png")
+    explain.write_for(predictor.network, predictor, predictor.predict(images), tmp_path / "why.png")
     for image, (read, runner_up) in zip(images, drawn):
         result = predictor.predict(image)
         assert (read.digit, runner_up.digit) == (result.digit, result.topk[1][0])

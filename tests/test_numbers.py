@@ -51,8 +51,8 @@ def test_a_number_is_read_left_to_right_with_boxes(trained_dir, readable, tmp_pa
     text = run_python("-m", "paddle_mnist.predict", picture, "--model-dir", trained_dir, "--verbose")
     lines = text.stdout.splitlines()
     assert lines[0].startswith(f"{picture}: 2026 (p=") and len(lines) == 5 and lines[1].startswith("  2 at [")
-    single = run_python("-m", "paddle_mnist.predict", picture, "--model-dir", trained_dir, "--json", "--single")
-    assert len(json.loads(single.stdout)["digits"]) == 1 and "digit" in json.loads(single.stdout)
+    single = Predictor.from_dir(trained_dir).predict(str(picture), single=True)  # what --single asks for
+    assert len(single.digits) == 1 and single.digit is not None
     why = tmp_path / "why.png"
     explained = run_python("-m", "paddle_mnist.predict", picture, "--model-dir", trained_dir, "--explain", why)
     assert f"wrote {why} (4 explained)" in explained.stderr and why.stat().st_size > 0  # a row per digit
