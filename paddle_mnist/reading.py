@@ -95,9 +95,9 @@ def plan(item, naive: bool = False, single: bool = False, max_digits: int = segm
     for part in found.parts:
         xs = _cuts(levelled, part, found)
         spans = {}
-        for (i, j), piece in _pieces(levelled, part, xs, found).items():
+        for (i, j), (piece, piece_ink) in _pieces(levelled, part, xs, found).items():
             spans[(i, j)] = len(pixels)
-            pixels.append(preprocess.digit_pixels(found.ink_of(levelled, part, piece.x0, piece.x1)))
+            pixels.append(preprocess.digit_pixels(piece_ink))
             boxes.append(_box(piece, scale))
         lattices.append(Lattice(len(xs) - 1, spans))
     return Plan(pixels, boxes, lattices, max_digits, found.left_out)
@@ -120,14 +120,15 @@ def _cuts(ink: np.ndarray, part: segment.Part, found: segment.Found) -> list[int
 
 
 def _pieces(ink: np.ndarray, part: segment.Part, xs: list[int], found: segment.Found) -> dict:
-    """The pieces of ``part`` between its cut columns that may be a digit, by their (i, j): at most
-    ``MAX_WIDTH`` line heights wide (the whole part, however wide, is one of them), with some ink."""
+    """The pieces of ``part`` between its cut columns that may be a digit, by their (i, j), each with the map
+    of its own ink: at most ``MAX_WIDTH`` line heights wide (the whole part, however wide, is one of
+    them), with some ink."""
     widest = MAX_WIDTH * found.line_height
     spans = {(i, j) for i in range(len(xs)) for j in range(i + 1, len(xs)) if xs[j] - xs[i] <= widest}
     whole = (0, len(xs) - 1)
     pieces = {(i, j): found.piece(ink, part, xs[i], xs[j]) for i, j in sorted(spans | {whole})}
     tall = PIECE_HEIGHT * part.height
-    return {span: p for span, p in pieces.items() if p.mass > 0 and (p.height >= tall or span == whole)}
+    return {span: (p, kept) for span, (p, kept) in pieces.items() if p.mass > 0 and (p.height >= tall or span == whole)}
 
 
 def _box(part: segment.Part, scale: float) -> tuple[int, int, int, int]:

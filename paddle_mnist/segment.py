@@ -72,13 +72,16 @@ class Found:
         kept[window] = np.where(np.isin(self.labels[window], list(part.strokes)), ink[window], 0)
         return kept
 
-    def piece(self, ink: np.ndarray, part: Part, x0: int, x1: int) -> Part:
-        """The piece of ``part`` in columns [x0, x1): its rows span its ink there."""
-        window = self.ink_of(ink, part, x0, x1)[part.y0 : part.y1, x0:x1]
+    def piece(self, ink: np.ndarray, part: Part, x0: int, x1: int) -> tuple[Part, np.ndarray]:
+        """The piece of ``part`` in columns [x0, x1) (its rows span its ink there), and the map with only
+        that piece's ink (``ink_of``)."""
+        kept = self.ink_of(ink, part, x0, x1)
+        window = kept[part.y0 : part.y1, x0:x1]
         rows = np.flatnonzero(window.any(axis=1))
         if rows.size == 0:
-            return Part(x0, part.y0, x1, part.y0 + 1, 0.0, part.strokes)
-        return Part(x0, part.y0 + int(rows[0]), x1, part.y0 + int(rows[-1]) + 1, float(window.sum()), part.strokes)
+            return Part(x0, part.y0, x1, part.y0 + 1, 0.0, part.strokes), kept
+        y0, y1 = part.y0 + int(rows[0]), part.y0 + int(rows[-1]) + 1
+        return Part(x0, y0, x1, y1, float(window.sum()), part.strokes), kept
 
 
 def find_parts(ink: np.ndarray, max_digits: int = MAX_DIGITS) -> Found:
