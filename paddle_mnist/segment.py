@@ -65,23 +65,21 @@ class Found:
     left_out: int = 0
 
     def ink_of(self, ink: np.ndarray, part: Part, x0: int | None = None, x1: int | None = None) -> np.ndarray:
-        """``ink`` with only ``part``'s strokes kept, in columns [x0, x1) when given: all else blanked."""
+        """``part``'s window of ``ink`` (its rows, columns [x0, x1) when given) with only its strokes kept:
+        all else blanked.  A window, not a map of the whole picture: a picture's pieces are many."""
         x0, x1 = part.x0 if x0 is None else x0, part.x1 if x1 is None else x1
-        kept = np.zeros_like(ink)
         window = np.s_[part.y0 : part.y1, x0:x1]
-        kept[window] = np.where(np.isin(self.labels[window], list(part.strokes)), ink[window], 0)
-        return kept
+        return np.where(np.isin(self.labels[window], list(part.strokes)), ink[window], 0).astype(ink.dtype)
 
     def piece(self, ink: np.ndarray, part: Part, x0: int, x1: int) -> tuple[Part, np.ndarray]:
-        """The piece of ``part`` in columns [x0, x1) (its rows span its ink there), and the map with only
-        that piece's ink (``ink_of``)."""
+        """The piece of ``part`` in columns [x0, x1) (its rows span its ink there), and its ink with only its
+        strokes (``ink_of``)."""
         kept = self.ink_of(ink, part, x0, x1)
-        window = kept[part.y0 : part.y1, x0:x1]
-        rows = np.flatnonzero(window.any(axis=1))
+        rows = np.flatnonzero(kept.any(axis=1))
         if rows.size == 0:
             return Part(x0, part.y0, x1, part.y0 + 1, 0.0, part.strokes), kept
         y0, y1 = part.y0 + int(rows[0]), part.y0 + int(rows[-1]) + 1
-        return Part(x0, y0, x1, y1, float(window.sum()), part.strokes), kept
+        return Part(x0, y0, x1, y1, float(kept.sum()), part.strokes), kept
 
 
 def find_parts(ink: np.ndarray, max_digits: int = MAX_DIGITS) -> Found:
@@ -140,7 +138,7 @@ def cut_columns(ink: np.ndarray, part: Part, line_height: int, found: Found) -> 
     """Where a cut through ``part`` may fall, left to right: the columns of least ink locally (touching digits
     meet where there is least ink between them), at most ``MAX_CUTS`` of them, the lowest first, none
     nearer than ``MIN_WIDTH`` line heights to an edge or to each other."""
-    own = found.ink_of(ink, part)[part.y0 : part.y1, part.x0 : part.x1]
+    own = found.ink_of(ink, part)
     profile = np.convolve(own.sum(axis=0), np.ones(3) / 3, mode="same")
     inner = np.arange(1, part.width - 1)
     minima = inner[(profile[1:-1] <= profile[:-2]) & (profile[1:-1] <= profile[2:])]
