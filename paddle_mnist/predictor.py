@@ -243,7 +243,10 @@ class Predictor:
                 mine, given = outputs[start : start + len(plan.pixels)], inputs[start : start + len(plan.pixels)]
                 start += len(plan.pixels)
                 chosen, left_out = plan.read(self.loss.scores(mine).max(axis=1))
-                fill(result, [self.read(mine[k], plan.boxes[k], topk, given[k]) for k in chosen], left_out)
+                rows = [
+                    self.read(mine[k], plan.boxes[k], topk, given[k].copy()) for k in chosen
+                ]  # a copy: the chunk is freed
+                fill(result, rows, left_out)
         return results
 
     def read(self, output: np.ndarray, box: tuple, topk: int, model_input: np.ndarray | None = None) -> DigitRead:
