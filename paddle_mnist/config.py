@@ -53,6 +53,7 @@ class Config:
     weight_decay: float = recipe_field(0.0)
     augment: bool = recipe_field(False)  # random shifts, rotations and scalings
     distort: bool = recipe_field(False)  # instead, handwriting-like: elastic, aspect, shear and pen thickness too
+    outliers: bool = recipe_field(False)  # outlier exposure: non-digits trained towards "no digit in particular"
     seed: int = recipe_field(0)
     out: str = "output"
     resume: bool = False
@@ -88,6 +89,8 @@ class Config:
         _check("label_smoothing", self.label_smoothing, lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
         if self.label_smoothing and self.loss != "cross_entropy":
             raise UserError(f"label smoothing applies to the cross_entropy loss, not {self.loss}")
+        if self.outliers and losses.LOSSES[self.loss].head_size != 10:
+            raise UserError(f"--outliers trains class scores towards uniform: the {self.loss} loss has none")
         for name in ("beta1", "beta2"):
             _check(name, getattr(self, name), lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
 
@@ -192,6 +195,14 @@ def add_recipe_flags(parser: argparse.ArgumentParser, varied: tuple[str, ...] = 
         default=None,
         help="handwriting-like augmentation, replacing --augment's: elastic distortion (Simard 2003), aspect, "
         "shear, thinner and thicker pens, with the same shifts, rotations and scalings (default: off)",
+    )
+    add(
+        "--outliers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="outlier exposure: every batch also holds half as many pictures that are not digits (letters, "
+        "shapes, scribbles, noise, two digits in one box; paddle_mnist.notdigits), trained towards equal "
+        'scores for every digit, so that the model can say "not a digit" (default: off)',
     )
     add(
         "--device",

@@ -44,19 +44,17 @@ class Loss:
             return F.cross_entropy(outputs, onehot * (1 - self.smoothing) + self.smoothing / 10, soft_label=True)
         return paddle.mean(paddle.sum(F.square_error_cost(F.softmax(outputs), onehot), axis=-1))
 
-    def scores(self, outputs: np.ndarray) -> np.ndarray:
-        """[N,10] class scores summing to 1, for top-k and the reported probability.
-
-        For the regression head this is a closeness score, exp(-2 (raw - k)^2)
-        normalised, not a calibrated probability: the model never saw classes.
-        """
+    def logits(self, outputs: np.ndarray) -> np.ndarray:
+        """[N,10] class logits: the outputs themselves, or for the regression head -2 (raw - k)^2, a
+        closeness score, not a calibrated one: the model never saw classes."""
         if self.head_size == 1:
-            distance = outputs.reshape(-1, 1) - np.arange(10)
-            logits = -2.0 * distance**2
-        else:
-            logits = outputs
-        logits = logits - logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
+            return -2.0 * (outputs.reshape(-1, 1) - np.arange(10)) ** 2
+        return outputs
+
+    def scores(self, outputs: np.ndarray) -> np.ndarray:
+        """[N,10] class scores summing to 1: the softmax of ``logits``."""
+        logits = self.logits(outputs)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
     def digits(self, outputs: np.ndarray) -> np.ndarray:

@@ -19,7 +19,6 @@ tutorial's ``--naive`` one per style and set.
 from __future__ import annotations
 
 import argparse
-import functools
 import io
 import json
 import sys
@@ -29,19 +28,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from paddle_mnist.errors import UserError, cli_entry
+from paddle_mnist.errors import cli_entry
+from paddle_mnist.rendering import FONTS, checked_font_files, on_paper
 
 STYLES = ("paper", "colour", "noisy_jpeg", "exif_rotated", "transparent_png", "chalk")
 SETS = ("printed", "handwriting_font", "thick_marker", "thin_pen", "low_res_scan", "touching_frame")
-FONT_DIRS = (Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts/opentype"))
-# Per font set: the file name prefixes to use and the Debian packages that hold them.
-FONTS = {
-    "printed": (("DejaVu", "Liberation"), "fonts-dejavu-core fonts-liberation"),
-    "handwriting_font": (
-        ("Humor-Sans", "ComicNeue", "DancingScript"),
-        "fonts-humor-sans fonts-comic-neue fonts-dancingscript",
-    ),
-}
 EXIF_ORIENTATION = 0x0112
 JPEG_MAGIC = b"\xff\xd8"
 
@@ -57,30 +48,20 @@ def _placed(digit: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, tu
     return canvas, (canvas_h, canvas_w)
 
 
-def _on_paper(ink: np.ndarray, rng, paper=(235, 232, 225), pen=(25, 25, 30)) -> np.ndarray:
-    """RGB uint8: pen colour where the ink is, paper elsewhere, with a soft light gradient."""
-    h, w = ink.shape
-    light = 1 - 0.15 * np.linspace(0, 1, w)[None, :] * rng.uniform(0.3, 1.0)
-    paper_rgb = np.array(paper, np.float32)[None, None] * light[..., None]
-    pen_rgb = np.array(pen, np.float32)[None, None]
-    rgb = paper_rgb * (1 - ink[..., None]) + pen_rgb * ink[..., None]
-    return np.clip(rgb, 0, 255).astype(np.uint8)
-
-
 def render(digit: np.ndarray, style: str, rng: np.random.Generator) -> bytes:
     """One picture of a uint8 [28,28] MNIST digit as encoded file bytes (PNG or JPEG)."""
     ink, _ = _placed(digit, rng)
     out = io.BytesIO()
     if style == "paper":
-        Image.fromarray(_on_paper(ink, rng)).convert("L").save(out, "PNG")
+        Image.fromarray(on_paper(ink, rng)).convert("L").save(out, "PNG")
     elif style == "colour":
         pen = (int(rng.integers(10, 40)), int(rng.integers(20, 60)), int(rng.integers(120, 200)))
-        Image.fromarray(_on_paper(ink, rng, paper=(245, 235, 200), pen=pen)).save(out, "PNG")
+        Image.fromarray(on_paper(ink, rng, paper=(245, 235, 200), pen=pen)).save(out, "PNG")
     elif style == "noisy_jpeg":
-        rgb = _on_paper(ink, rng).astype(np.float32) + rng.normal(0, 12, ink.shape + (1,))
+        rgb = on_paper(ink, rng).astype(np.float32) + rng.normal(0, 12, ink.shape + (1,))
         Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=int(rng.integers(40, 80)))
     elif style == "exif_rotated":
-        stored = Image.fromarray(_on_paper(ink, rng)).rotate(90, expand=True)  # sideways, as a phone stores it
+        stored = Image.fromarray(on_paper(ink, rng)).rotate(90, expand=True)  # sideways, as a phone stores it
         exif = Image.Exif()
         exif[EXIF_ORIENTATION] = 6  # "rotate 90 degrees clockwise to display"
         stored.save(out, "JPEG", quality=90, exif=exif)
@@ -97,20 +78,9 @@ def render(digit: np.ndarray, style: str, rng: np.random.Generator) -> bytes:
     return out.getvalue()
 
 
-@functools.cache
-def font_files(kind: str) -> tuple[Path, ...]:
-    """The machine's font files for a font set (``FONTS`` names their Debian packages); the font
-    directories are walked once per set, not once per picture."""
-    prefixes, _ = FONTS[kind]
-    found = sorted(f for d in FONT_DIRS if d.is_dir() for f in d.rglob("*") if f.suffix in (".ttf", ".otf"))
-    return tuple(f for f in found if f.name.startswith(prefixes))
-
-
 def font_ink(label: int, kind: str, rng: np.random.Generator) -> np.ndarray:
     """The label drawn in one of the set's fonts at a random size and place; a 7 is crossed half the time."""
-    fonts = font_files(kind)
-    if not fonts:
-        raise UserError(f"the {kind} set needs fonts: apt-get install {FONTS[kind][1]}")
+    fonts = checked_font_files(kind)
     canvas = Image.new("L", (220, 200), 0)
     font = ImageFont.truetype(str(fonts[int(rng.integers(len(fonts)))]), int(rng.integers(90, 140)))
     ImageDraw.Draw(canvas).text(
@@ -161,7 +131,7 @@ def set_ink(digit: np.ndarray, label: int, kind: str, rng: np.random.Generator) 
 def render_set(digit: np.ndarray, label: int, kind: str, rng: np.random.Generator) -> bytes:
     """One picture of a non-MNIST digit: dark ink on paper, PNG (a JPEG for the scan)."""
     out = io.BytesIO()
-    picture = Image.fromarray(_on_paper(set_ink(digit, label, kind, rng), rng)).convert("L")
+    picture = Image.fromarray(on_paper(set_ink(digit, label, kind, rng), rng)).convert("L")
     picture.save(out, "JPEG", quality=70) if kind == "low_res_scan" else picture.save(out, "PNG")
     return out.getvalue()
 
@@ -184,16 +154,34 @@ def write_set(
 
 
 def accuracy_by_style(predictor, rows, naive: bool, misread: list | None = None) -> dict[str, float]:
-    """Accuracy per style or set and overall; ``misread`` collects (file, label, prediction) of the errors."""
+    """Accuracy per style or set and overall (a digit refused as "not a digit" is not read right);
+    ``misread`` collects (file, label, prediction) of the errors."""
+    return accuracy(rows, read_all(predictor, rows, naive, misread))
+
+
+def read_all(predictor, rows, naive: bool, misread: list | None = None) -> list:
+    """The predictions of the pictures ``rows``; ``misread`` collects (file, label, prediction) of the errors."""
     results = predictor.predict([str(path) for path, _, _ in rows], naive=naive)
-    by_style: dict[str, list[bool]] = {}
-    for (path, label, style), result in zip(rows, results):
-        by_style.setdefault(style, []).append(result.digit == label)
+    for (path, label, _), result in zip(rows, results):
         if misread is not None and result.digit != label:
             misread.append((path, label, result.digit))
-    table = {style: float(np.mean(hits)) for style, hits in by_style.items()}
-    table["all"] = float(np.mean([result.digit == label for (_, label, _), result in zip(rows, results)]))
-    return table
+    return results
+
+
+def accuracy(rows, results) -> dict[str, float]:
+    return _by_style(rows, [result.digit == label for (_, label, _), result in zip(rows, results)])
+
+
+def refused(rows, results) -> dict[str, float]:
+    """The share of the digits refused as "not a digit", per style or set and overall."""
+    return _by_style(rows, [result.reason is not None for result in results])
+
+
+def _by_style(rows, hits: list[bool]) -> dict[str, float]:
+    by_style: dict[str, list[bool]] = {}
+    for (_, _, style), hit in zip(rows, hits):
+        by_style.setdefault(style, []).append(hit)
+    return {style: float(np.mean(h)) for style, h in by_style.items()} | {"all": float(np.mean(hits))}
 
 
 @cli_entry("paddle-mnist photos")
@@ -227,10 +215,12 @@ def main(argv=None) -> int:
         rows = write_set(
             evaluation.pixels[: args.n], evaluation.class_ids[: args.n], args.out or Path(tmp), args.seed, kinds
         )
+        results = read_all(predictor, rows, naive=False, misread=misread)
         report = {
             "images": len(rows),
-            "default": accuracy_by_style(predictor, rows, naive=False, misread=misread),
+            "default": accuracy(rows, results),
             "naive": accuracy_by_style(predictor, rows, naive=True),
+            "refused": refused(rows, results),  # as not a digit, with the default preprocessing
         }
         if args.errors:
             pictures = [(Image.open(path).convert("L"), label, digit) for path, label, digit in misread]

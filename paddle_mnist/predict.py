@@ -28,10 +28,20 @@ def format_line(result: Prediction, classes: list[str], verbose: bool = False) -
         raw = f", raw {result.raw:.2f}" if result.raw is not None else ""
         return f"{source}: {classes[result.digit]} (p={result.probability:.3f}{raw}) top-{len(result.topk)}: {_top(result.topk, classes)}"
     left_out = f"; {result.left_out} more marks not read (--max-digits)" if result.left_out else ""
-    line = f"{source}: {''.join(classes[d.digit] for d in result.digits)} (p={result.probability:.3f}{left_out})"
+    if result.reason:
+        closest = "".join(classes[d.closest] for d in result.digits)
+        line = f"{source}: {result.reason} (closest {closest}{left_out})"
+    else:
+        text = "".join("?" if d.digit is None else classes[d.digit] for d in result.digits)
+        unread = "; ? is not a digit" if "?" in text else ""
+        line = f"{source}: {text} (p={result.probability:.3f}{unread}{left_out})"
     if verbose:
-        line += "".join(f"\n  {classes[d.digit]} at {list(d.box)}: {_top(d.topk, classes)}" for d in result.digits)
+        line += "".join(f"\n  {_mark(d, classes)} at {list(d.box)}: {_top(d.topk, classes)}" for d in result.digits)
     return line
+
+
+def _mark(digit, classes: list[str]) -> str:
+    return classes[digit.digit] if digit.digit is not None else f"? ({digit.reason}, closest {classes[digit.closest]})"
 
 
 def _top(topk: list, classes: list[str]) -> str:
@@ -93,6 +103,12 @@ def add_model_flags(parser: argparse.ArgumentParser, *, committee: bool, runtime
         "with a committee (default: MODEL_DIR/inference/mnist)",
     )
     views.add_argument(parser)
+    add(
+        "--no-reject",
+        action="store_true",
+        help="answer the closest digit for every mark, even one the model's calibration says is not a digit "
+        '(a letter, a doodle) (default: such a mark is answered "not a digit")',
+    )
 
 
 def model_dirs(args: argparse.Namespace) -> list[Path]:
@@ -114,6 +130,8 @@ def from_flags(args: argparse.Namespace, command: str) -> Predictor:
             dirs[0], weights=args.weights, engine=args.engine, inference_prefix=args.inference_prefix
         )
     predictor = predictor.with_views(args.tta, source=" + ".join(map(str, dirs)))
+    if args.no_reject:
+        predictor = predictor.without_rejection()
     for note in predictor.notes:
         print(f"{command}: {note}", file=sys.stderr)
     return predictor

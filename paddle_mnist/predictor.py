@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from paddle_mnist import checkpoint, engines, losses, preprocess, reading, rundir, segment, strokes, views
+from paddle_mnist import calibration, checkpoint, engines, losses, preprocess, reading, rundir, segment, strokes, views
+from paddle_mnist.calibration import Calibration
 from paddle_mnist.data.classes import MNIST_CLASSES
 from paddle_mnist.data.encoding import TUTORIAL_ENCODING, Encoding
 from paddle_mnist.errors import ExportError, UserError
@@ -28,17 +29,26 @@ BATCH = 256  # inputs per forward pass at most (a picture of touching digits bri
 
 @dataclass
 class DigitRead:
-    """One digit of a picture: what was read there and where it lies."""
+    """One mark of a picture: the digit read there (None when it is not a digit: then ``closest`` is the
+    digit it is nearest to, and ``probability`` that digit's), and where it lies."""
 
-    digit: int
+    digit: int | None
     probability: float
     topk: list[tuple[int, float]]
     box: tuple[int, int, int, int] | None  # x0, y0, x1, y1 in the (upright) input picture's pixels
     raw: float | None = None  # the regression output, for the mse loss
     model_input: np.ndarray | None = field(default=None, repr=False, compare=False)  # float32 [1,28,28]: not in JSON
+    closest: int | None = None  # when refused: the digit the model would have answered
+    reason: str | None = None  # when refused: calibration.NOT_A_DIGIT
 
     def to_json(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in JSON_FIELDS if getattr(self, f.name) is not None}
+        row = {f.name: getattr(self, f.name) for f in JSON_FIELDS if getattr(self, f.name) is not None}
+        return {"digit": None, **row}  # "digit": null says "not a digit" to every reader
+
+    @property
+    def likeliest(self) -> int:
+        """The digit read, or for a mark that is not a digit, the one it is closest to."""
+        return self.closest if self.digit is None else self.digit
 
 
 JSON_FIELDS = [f for f in dataclasses.fields(DigitRead) if f.name != "model_input"]
@@ -57,15 +67,20 @@ class Prediction:
     topk: list[tuple[int, float]] = field(default_factory=list)
     raw: float | None = None  # the regression output, for the mse loss
     error: str | None = None  # why there is no prediction (unreadable, no digit found)
-    text: str | None = None  # the digits read, left to right
+    text: str | None = None  # the digits read, left to right; "?" for a mark that is not a digit
     digits: list[DigitRead] | None = None
     left_out: int | None = None  # marks past the bound on digits per picture, not read
+    closest: int | None = None  # a picture of one mark that is not a digit: the digit it is nearest to
+    reason: str | None = None  # no mark is a digit: calibration.NOT_A_DIGIT
 
     def to_json(self) -> dict:
-        """The row ``predict --json`` prints and the API answers: the fields that have a value."""
+        """The row ``predict --json`` prints and the API answers: the fields that have a value, and a null
+        digit and text when no mark is a digit."""
         row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
         if self.digits is not None:
             row["digits"] = [digit.to_json() for digit in self.digits]
+        if self.reason:
+            row |= {"digit": None, "text": None}
         return row
 
 
@@ -93,8 +108,9 @@ class ModelSummary:
 @dataclass(frozen=True)
 class Predictor:
     """A trained model ready to predict: ``forward(batch) -> outputs`` runs it (one of ``engines``, or a
-    committee's vote), the loss turns outputs into digits, and the pixel scaling and classes are its training
-    data's.  A variant (another engine, test-time views) is a ``dataclasses.replace`` of it."""
+    committee's vote), the loss turns outputs into digits, the calibration into probabilities and "not a
+    digit", and the pixel scaling and classes are its training data's.  A variant (another engine, test-time
+    views, no refusals) is a ``dataclasses.replace`` of it."""
 
     forward: object
     loss: losses.Loss
@@ -102,6 +118,7 @@ class Predictor:
     classes: tuple[str, ...]
     summary: ModelSummary
     notes: tuple[str, ...] = ()  # lines for the user: what was inferred from a bare file, why an export is not used
+    calibration: Calibration = calibration.DEFAULT  # the run's temperature and "not a digit" threshold
 
     @classmethod
     def from_dir(
@@ -127,7 +144,7 @@ class Predictor:
         chosen, notes = settle_engine(engine, prefix, run.weights_sha256)
         if chosen != "dynamic":
             try:
-                return on_engine(Predictor(None, *described(run), notes=notes), chosen, prefix)
+                return on_engine(Predictor(None, notes=notes, **described(run)), chosen, prefix)
             except ExportError as e:  # an export that fails its check: auto answers on paddle instead
                 if engine != "auto":
                     raise
@@ -151,8 +168,8 @@ class Predictor:
                 raise UserError(f"{directory}: its pixel scaling or classes differ from {model_dirs[0]}'s")
 
         def vote(batch: np.ndarray) -> np.ndarray:
-            """log of the mean probability: the cross-entropy loss turns it back into that probability."""
-            return views.log_mean([m.loss.scores(m.forward(batch)) for m in members])
+            """log of the mean calibrated probability: the cross-entropy loss turns it back into that probability."""
+            return views.log_mean([m.probabilities(m.forward(batch)) for m in members])
 
         summary = dataclasses.replace(
             first.summary,
@@ -164,7 +181,12 @@ class Predictor:
         )
         notes = tuple(note for m in members for note in m.notes)
         return dataclasses.replace(
-            first, forward=vote, loss=losses.LOSSES["cross_entropy"], summary=summary, notes=notes
+            first,
+            forward=vote,
+            loss=losses.LOSSES["cross_entropy"],
+            summary=summary,
+            notes=notes,
+            calibration=calibration.averaged(first.calibration),
         )
 
     def with_views(self, name: str, source: str = "the model") -> Predictor:
@@ -174,13 +196,23 @@ class Predictor:
             return self
         if self.loss.head_size != len(self.classes):
             raise UserError(f"{source}: a {self.loss.name} model has no class probabilities to average over views")
-        forward = views.averaged(self.forward, self.loss.scores, self.encoding.background, name)
+        forward = views.averaged(self.forward, self.probabilities, self.encoding.background, name)
         return dataclasses.replace(
             self,
             forward=forward,
             loss=losses.LOSSES["cross_entropy"],
             summary=dataclasses.replace(self.summary, tta=name),
+            calibration=calibration.averaged(self.calibration),
         )
+
+    def without_rejection(self) -> Predictor:
+        """This predictor answering the closest digit for every mark, as before "not a digit" (``--no-reject``);
+        its probabilities stay calibrated."""
+        return dataclasses.replace(self, calibration=dataclasses.replace(self.calibration, threshold=None))
+
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """[N,10] calibrated class probabilities of the network's ``outputs``."""
+        return self.calibration.probabilities(self.loss.logits(outputs))
 
     @property
     def network(self):
@@ -251,22 +283,36 @@ class Predictor:
 
     def read(self, output: np.ndarray, box: tuple, topk: int, model_input: np.ndarray | None = None) -> DigitRead:
         """The digit in the model's ``output`` row for the digit at ``box`` (whose input was ``model_input``)."""
-        scores = self.loss.scores(output[None])[0]
+        logits = self.loss.logits(output[None])
+        scores = self.calibration.probabilities(logits)[0]
         digit = int(self.loss.digits(output[None])[0])
         order = np.argsort(-scores, kind="stable")[:topk]
         raw = float(output[0]) if self.loss.head_size == 1 else None
         top = [(int(k), float(scores[k])) for k in order]
-        return DigitRead(digit, float(scores[digit]), top, box, raw, model_input)
+        row = DigitRead(digit, float(scores[digit]), top, box, raw, model_input)
+        if self.calibration.refuses(logits)[0]:
+            row.digit, row.closest, row.reason = None, digit, calibration.NOT_A_DIGIT
+        return row
 
 
 def fill(result: Prediction, rows: list[DigitRead], left_out: int) -> None:
-    """Set ``result`` from its digits ``rows``: the text and their joint probability, and a single digit's
-    own fields at the top level."""
-    result.digits, result.text = rows, "".join(str(row.digit) for row in rows)
-    result.probability = float(np.prod([row.probability for row in rows]))
-    result.left_out = left_out or None
+    """Set ``result`` from its marks ``rows``: the text ("?" for a mark that is not a digit) and the chance
+    that every digit read is right, and a single mark's own fields at the top level; no digit at all is
+    ``reason`` "not a digit", with no text."""
+    digits = [row for row in rows if row.digit is not None]
+    result.digits, result.left_out = rows, left_out or None
+    if not digits:
+        result.reason = calibration.NOT_A_DIGIT
+    else:
+        result.text = "".join("?" if row.digit is None else str(row.digit) for row in rows)
+        result.probability = float(np.prod([row.probability for row in digits]))
     if len(rows) == 1:
-        result.digit, result.topk, result.raw = rows[0].digit, rows[0].topk, rows[0].raw
+        result.digit, result.topk, result.raw, result.closest = (
+            rows[0].digit,
+            rows[0].topk,
+            rows[0].raw,
+            rows[0].closest,
+        )
 
 
 def settle_engine(engine: str, prefix: Path, weights_sha256: str) -> tuple[str, tuple[str, ...]]:
@@ -282,8 +328,9 @@ def settle_engine(engine: str, prefix: Path, weights_sha256: str) -> tuple[str, 
     return engine, ()
 
 
-def described(run: rundir.Run) -> tuple:
-    """(loss, encoding, classes, summary) of a run directory, all from its metadata: no weights are read."""
+def described(run: rundir.Run) -> dict:
+    """A ``Predictor``'s loss, encoding, classes, summary and calibration for a run directory, all from its
+    metadata: no weights are read."""
     info = run.info
     summary = ModelSummary(
         model=info.model,
@@ -295,7 +342,13 @@ def described(run: rundir.Run) -> tuple:
         source=str(run.directory),
         weights_sha256=run.weights_sha256 or None,
     )
-    return losses.LOSSES[info.loss], info.encoding, info.classes, summary
+    return dict(
+        loss=losses.LOSSES[info.loss],
+        encoding=info.encoding,
+        classes=info.classes,
+        summary=summary,
+        calibration=info.calibration or calibration.DEFAULT,
+    )
 
 
 def on_engine(predictor: Predictor, engine: str, prefix: Path) -> Predictor:
@@ -319,7 +372,7 @@ def on_paddle(run: rundir.Run) -> Predictor:
         return from_state(run, state)
     model = models.build(run.info.model, run.info.head_size)
     checkpoint.fit_state(model, state, run.weights_file)
-    return Predictor(engines.DynamicEngine(model), *described(run))
+    return Predictor(engines.DynamicEngine(model), **described(run))
 
 
 def from_state(run: rundir.Run, state: dict) -> Predictor:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from paddle_mnist import losses
+from paddle_mnist import calibration, losses
+from paddle_mnist.calibration import Calibration
 from paddle_mnist.config import DATASETS, MODEL_NAMES, Config
 from paddle_mnist.data.encoding import ENCODINGS, Encoding
 from paddle_mnist.errors import UserError
@@ -65,6 +66,8 @@ class Metrics:
     eval_loss: float | None = None
     eval_acc_last: float | None = None  # with the last epoch's weights
     confusion: list[list[int]] | None = None  # counts[true digit][predicted digit] on the eval split
+    ece: float | None = None  # the eval split's expected calibration error, before the temperature
+    ece_calibrated: float | None = None  # and with it (``calibration``)
 
     def to_json(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -85,6 +88,7 @@ class RunState:
     files: dict[str, str] = field(default_factory=dict)  # file name -> SHA-256, of the committed set
     file_names: dict[str, str] = field(default_factory=dict)  # "last" / "best" / "optimizer" -> file name
     best_state: dict | None = None  # the best epoch's state dict, in memory only: every rank keeps its own
+    calibration: Calibration | None = None  # fitted once training ends (``trainer.finish``)
 
     def record(self, row: EpochRow, by_valid: bool = True) -> bool:
         """Add an epoch's row; True when it is the best by valid accuracy so far, or, when
@@ -120,6 +124,7 @@ class RunInfo:
     paddle_version: str = ""
     data_source: str | None = None
     file_names: dict[str, str] = field(default_factory=lambda: dict(FIXED_NAMES))  # mnist.json: "weights"
+    calibration: Calibration | None = None  # None: not fitted (a run still training, or trained on valid)
 
     @classmethod
     def describe(cls, config: Config, data: MnistData, state: RunState) -> RunInfo:
@@ -143,6 +148,7 @@ class RunInfo:
             paddle_version=_paddle_version(),
             data_source=str(data.source),
             file_names=dict(state.file_names or FIXED_NAMES),
+            calibration=state.calibration,
         )
 
     def to_json(self) -> dict:
@@ -165,7 +171,7 @@ class RunInfo:
             "files": self.files,
             "paddle_version": self.paddle_version,
             "history": [row.to_json() for row in self.history],
-        }
+        } | ({"calibration": self.calibration.to_json()} if self.calibration else {})
 
     @classmethod
     def from_json(cls, obj, path: Path) -> RunInfo:
@@ -244,7 +250,13 @@ class _Schema:
             paddle_version=self.get("paddle_version", str, "a string", optional=True) or "",
             data_source=self.get("data_source", str, "a path", optional=True),
             file_names=file_names,
+            calibration=self.calibration(),
         )
+
+    def calibration(self) -> Calibration | None:
+        if self.obj.get("calibration") is None:
+            return None
+        return calibration.from_json(self.obj["calibration"], lambda expected: self.fail("calibration", expected))
 
     def history(self) -> list[EpochRow]:
         rows = self.get(

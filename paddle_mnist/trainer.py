@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paddle_mnist import checkpoint, losses, models, parallel, rundir
+from paddle_mnist import calibration, checkpoint, losses, models, notdigits, parallel, rundir
 from paddle_mnist._paddle import paddle
 from paddle_mnist.augment import apply_affine, apply_distortion, draw_affine, draw_distortion
 from paddle_mnist.config import Config
@@ -27,6 +27,8 @@ from paddle_mnist.progress import Progress, format_seconds
 from paddle_mnist.runinfo import EpochRow, RunInfo, RunState
 
 EVAL_BATCH = 1000
+OUTLIER_POOL = 10_000  # non-digits made for --outliers (~20 s); each epoch shows as many as half its digits
+OUTLIER_WEIGHT = 0.5  # their loss's weight against the digits' (Hendrycks et al. 2019 use 0.5)
 
 
 class TrainingDiverged(UserError):
@@ -44,6 +46,7 @@ class Trainee:
     scheduler: paddle.optimizer.lr.LRScheduler | None
     scaler: paddle.amp.GradScaler | None
     steps_per_epoch: int  # optimizer steps in one epoch (global batches)
+    outliers: np.ndarray | None = None  # float32 [N,1,28,28] non-digits, scaled as the data (--outliers)
 
 
 # --- setting up ----------------------------------------------------------------
@@ -97,6 +100,15 @@ def build_trainee(config: Config, train_size: int) -> Trainee:
     return Trainee(model, parallel.wrap(model), loss, optimizer, scheduler, scaler, steps)
 
 
+def outlier_pool(config: Config, train: MnistDataset) -> np.ndarray | None:
+    """Under ``--outliers``, the non-digits every batch is shown beside its digits, scaled as the data: made
+    from the seed, so a resumed run trains on the very same."""
+    if not config.outliers:
+        return None
+    pool = notdigits.training_pool(OUTLIER_POOL, config.seed, train.pixels)
+    return train.encoding.to_floats(pool[:, None]).astype(np.float32)
+
+
 # --- the loops -----------------------------------------------------------------
 
 
@@ -122,6 +134,7 @@ class Scores:
     loss: float
     acc: float
     digits: np.ndarray
+    outputs: np.ndarray  # the model's raw outputs, for the calibration
 
 
 def train_epoch(trainee: Trainee, dataset: MnistDataset, config: Config, epoch: int) -> EpochTraining:
@@ -136,6 +149,8 @@ def train_epoch(trainee: Trainee, dataset: MnistDataset, config: Config, epoch: 
     augment_rng = np.random.default_rng([config.seed, epoch, 1])
     images, labels, class_ids = dataset.images, dataset.labels, dataset.class_ids
     order = epoch_order(config.seed, epoch, len(class_ids))
+    if trainee.outliers is not None:
+        outlier_order = np.random.default_rng([config.seed, epoch, 2]).permutation(len(trainee.outliers))
     batches = range(0, len(order), config.batch_size)
     progress = Progress(f"epoch {epoch}/{config.epochs}", len(batches), enabled=parallel.is_main())
     background = dataset.encoding.background
@@ -144,13 +159,14 @@ def train_epoch(trainee: Trainee, dataset: MnistDataset, config: Config, epoch: 
         batch = order[first : first + config.batch_size]
         rows = parallel.shard(np.arange(len(batch)))
         index = batch[rows]
-        x = paddle.to_tensor(images[index])
-        if config.distort:
-            theta, noise, pen = draw_distortion(augment_rng, len(batch))
-            x = apply_distortion(x, theta[rows], noise[rows], pen[rows], background)
-        elif config.augment:
-            x = apply_affine(x, draw_affine(augment_rng, len(batch))[rows], background)
-        value, outputs = train_step(trainee, x, paddle.to_tensor(labels[index]), len(batch))
+        x = augmented(paddle.to_tensor(images[index]), len(batch), rows, config, augment_rng, background)
+        outliers = None
+        if trainee.outliers is not None:  # half as many non-digits, the pool's next ones in this epoch's order
+            taken = np.take(outlier_order, np.arange(first // 2, first // 2 + len(batch) // 2), mode="wrap")
+            mine = parallel.shard(np.arange(len(taken)))
+            outliers = paddle.to_tensor(trainee.outliers[taken[mine]])
+            outliers = augmented(outliers, len(taken), mine, config, augment_rng, background)
+        value, outputs = train_step(trainee, x, paddle.to_tensor(labels[index]), len(batch), outliers)
         if not math.isfinite(value):
             progress.finish()
             raise TrainingDiverged(f"loss became {value} at epoch {epoch}, batch {step}")
@@ -165,21 +181,41 @@ def train_epoch(trainee: Trainee, dataset: MnistDataset, config: Config, epoch: 
     return EpochTraining(total_loss / n, correct / n, seconds, n / seconds)
 
 
-def train_step(trainee: Trainee, x: paddle.Tensor, y: paddle.Tensor, global_batch: int) -> tuple[float, np.ndarray]:
-    """Forward, backward and one optimizer step; (the global batch's mean loss, this rank's outputs).
+def augmented(x: paddle.Tensor, n: int, rows: np.ndarray, config: Config, rng, background: float) -> paddle.Tensor:
+    """This rank's ``rows`` of a global batch of ``n`` images, augmented as the recipe says (draws for all
+    ``n``, so every rank draws the same)."""
+    if config.distort:
+        theta, noise, pen = draw_distortion(rng, n)
+        return apply_distortion(x, theta[rows], noise[rows], pen[rows], background)
+    if config.augment:
+        return apply_affine(x, draw_affine(rng, n)[rows], background)
+    return x
+
+
+def train_step(
+    trainee: Trainee, x: paddle.Tensor, y: paddle.Tensor, global_batch: int, outliers: paddle.Tensor | None = None
+) -> tuple[float, np.ndarray]:
+    """Forward, backward and one optimizer step; (the global batch's mean loss on its digits, this rank's
+    outputs for them).  ``outliers``, non-digits, go through the same forward pass (BatchNorm sees both)
+    and add ``OUTLIER_WEIGHT`` times their cross-entropy to the uniform distribution (Hendrycks et al. 2019).
 
     A non-finite loss is returned before any update, so the weights stay those of the last good step.
     """
+    inputs = x if outliers is None else paddle.concat([x, outliers])
     with paddle.amp.auto_cast(enable=trainee.scaler is not None), warnings.catch_warnings():
         # BatchNorm says on every training forward that it tracks global statistics: news to no one here
         warnings.filterwarnings(
             "ignore", message="When training, we now always track global mean", category=UserWarning
         )
-        outputs = trainee.trainable(x)
-    loss = trainee.loss(outputs.astype("float32"), y)
-    value = parallel.all_sum([float(loss) * len(x)])[0] / global_batch
-    if not math.isfinite(value):
-        return value, outputs.numpy()
+        everything = trainee.trainable(inputs).astype("float32")
+    outputs = everything[: len(x)]
+    loss = digits_loss = trainee.loss(outputs, y)
+    if outliers is not None:
+        uniform = -paddle.nn.functional.log_softmax(everything[len(x) :], axis=1).mean()
+        loss = digits_loss + OUTLIER_WEIGHT * uniform
+    value, total = (v / global_batch for v in parallel.all_sum([float(digits_loss) * len(x), float(loss) * len(x)]))
+    if not (math.isfinite(value) and math.isfinite(total)):  # every rank sees the same sums: all stop together
+        return float("nan") if math.isfinite(value) else value, outputs.numpy()
     if trainee.scaler is not None:
         trainee.scaler.scale(loss).backward()
         trainee.scaler.step(trainee.optimizer)
@@ -214,7 +250,7 @@ def evaluate(model, loss_fn, dataset: MnistDataset) -> Scores:
     outputs = predict_outputs(model, dataset.images)
     loss = float(loss_fn(paddle.to_tensor(outputs), paddle.to_tensor(dataset.labels)))
     digits = loss_fn.digits(outputs)
-    return Scores(loss, float((digits == dataset.class_ids).mean()), digits)
+    return Scores(loss, float((digits == dataset.class_ids).mean()), digits, outputs)
 
 
 def run_epoch(trainee: Trainee, datasets: dict[str, MnistDataset], config: Config, epoch: int) -> EpochRow:
@@ -258,7 +294,9 @@ def fit(config: Config) -> RunInfo:
         if not config.resume:
             writer.check_fresh(config.overwrite)
         data, datasets = load_training_data(config)
-        trainee = build_trainee(config, len(datasets["train"]))
+        trainee = replace(
+            build_trainee(config, len(datasets["train"])), outliers=outlier_pool(config, datasets["train"])
+        )
         state = resume(trainee, config) if config.resume else RunState()
         announce(config, data, datasets["train"], trainee, device, state)
         for epoch in range(state.epoch + 1, config.epochs + 1):
@@ -273,7 +311,7 @@ def fit(config: Config) -> RunInfo:
                 f"{format_seconds(row.seconds)} at {row.images_per_s:,.0f} img/s",
                 flush=True,
             )
-        finish(trainee, datasets["eval"], state)
+        finish(trainee, datasets, state, fit_calibration=not config.train_on_valid)
         info = RunInfo.describe(config, data, state)
         writer.save_final(info)
     print(f"eval accuracy: {accuracy_summary(config, state)}; saved to {config.out}/")
@@ -345,9 +383,12 @@ def announce(config: Config, data, train: MnistDataset, trainee: Trainee, device
     )
 
 
-def finish(trainee: Trainee, evaluation: MnistDataset, state: RunState) -> None:
+def finish(trainee: Trainee, datasets: dict[str, MnistDataset], state: RunState, fit_calibration: bool) -> None:
     """Eval-split accuracy of the last and the best weights, into ``state.metrics``; scored once when the
-    best epoch is the last (always under ``--train-on-valid``)."""
+    best epoch is the last (always under ``--train-on-valid``).  Then, with the best weights, the
+    temperature and the "not a digit" threshold fitted on the valid split (``calibration``), and the eval
+    split's calibration error before and after; not when valid was trained on (no held-out digits)."""
+    evaluation = datasets["eval"]
     last = best = evaluate(trainee.model, trainee.loss, evaluation)
     if state.best_epoch != state.epoch:
         trainee.model.set_state_dict(state.best_state)
@@ -359,3 +400,9 @@ def finish(trainee: Trainee, evaluation: MnistDataset, state: RunState) -> None:
         eval_loss=best.loss,
         confusion=confusion_matrix(evaluation.class_ids, best.digits).tolist(),
     )
+    if fit_calibration:
+        valid = evaluate(trainee.model, trainee.loss, datasets["valid"])
+        state.calibration = calibration.fit(trainee.loss.logits(valid.outputs), datasets["valid"].class_ids)
+        logits = trainee.loss.logits(best.outputs)
+        state.metrics.ece = calibration.ece(calibration.softmax(logits), evaluation.class_ids)
+        state.metrics.ece_calibrated = calibration.ece(state.calibration.probabilities(logits), evaluation.class_ids)

@@ -120,6 +120,12 @@ def main() -> None:
     parser.add_argument(
         "--eval-pngs", type=int, default=0, help="also read this many eval digits saved as PNGs (default: 0)"
     )
+    parser.add_argument(
+        "--no-reject",
+        action="store_true",
+        help="read the closest digit of every mark, as predict --no-reject (default: a mark the model's "
+        "calibration refuses reads '?', a miss)",
+    )
     args = parser.parse_args()
     eval_split = splits.load(args.data).splits["eval"]
     for model_dir in args.model_dir if args.eval_pngs else []:
@@ -132,6 +138,7 @@ def main() -> None:
     drawn_pictures, drawn_strokes = drawn_set(args.n, args.seed)
     for model_dir in args.model_dir:
         predictor = Predictor.from_dir(model_dir)
+        predictor = predictor.without_rejection() if args.no_reject else predictor
         print(f"\n{model_dir} ({predictor.summary.model}, {predictor.summary.engine}), {args.n} numbers a set\n")
         print("| gap | style | " + " | ".join(f"{v}: numbers / digits" for v in VARIETIES) + " | spread of numbers |")
         print("| --- | --- |" + " --- |" * (len(VARIETIES) + 1))

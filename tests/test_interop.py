@@ -108,7 +108,8 @@ def test_the_tutorials_checkpoint_predicts_from_the_command_line(tutorial_checkp
     predictor = Predictor.from_dir(folder)
     model.eval()
     expected = model(paddle.to_tensor(predictor.model_input(str(picture))[None])).numpy()
-    assert predictor.predict(str(picture)).digit == int(expected.argmax()), "the same network, the same answer"
+    read = predictor.predict(str(picture)).digits[0]  # a few batches of training: maybe "not a digit", closest to
+    assert read.likeliest == int(expected.argmax()), "the same network, the same answer"
 
 
 def test_the_tutorials_mse_checkpoint_is_the_regression_head(tmp_path, data_file):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from paddle_mnist import checkpoint, export, photos, rundir
+from paddle_mnist import checkpoint, export, photos, rendering, rundir
 from paddle_mnist.errors import UserError
 from paddle_mnist.predict import Predictor
 
@@ -294,6 +294,25 @@ def test_onnx_gives_the_digits_and_probabilities_of_paddle(exported_run, photo_s
     np.testing.assert_allclose(probabilities(by_onnx), probabilities(by_paddle), atol=1e-5)
 
 
+def test_onnx_refuses_exactly_what_paddle_refuses(exported_run, photo_set):
+    """The run's temperature and threshold come from mnist.json whatever the engine, and are applied to the
+    outputs in numpy: with a threshold between the scores of letters and of digits, both engines refuse the
+    same marks and give the same calibrated probabilities."""
+    from paddle_mnist import calibration, notdigits
+
+    dynamic = Predictor.from_dir(exported_run, engine="dynamic")
+    onnx = Predictor.from_dir(exported_run)
+    saved = rundir.open_run(exported_run).info.calibration
+    assert onnx.summary.engine == "onnx" and dynamic.calibration == onnx.calibration == saved and saved.fitted
+    items = notdigits.family("letters", 12, 0) + [str(p) for p, _, _ in photo_set[:12]]
+    scores = [d.topk[0][1] for r in dynamic.without_rejection().predict(items) for d in r.digits]
+    middle = calibration.Calibration(saved.temperature, "msp", float(np.median(scores)), True)
+    by_paddle, by_onnx = (replace(p, calibration=middle).predict(items, topk=10) for p in (dynamic, onnx))
+    assert [(r.text, r.reason) for r in by_onnx] == [(r.text, r.reason) for r in by_paddle]
+    assert any(r.reason or "?" in r.text for r in by_paddle) and any(r.text and "?" not in r.text for r in by_paddle)
+    np.testing.assert_allclose(probabilities(by_onnx), probabilities(by_paddle), atol=1e-5)
+
+
 def test_predict_on_an_onnx_export_never_imports_paddle(exported_run, photo_set):
     """``python -X importtime`` lists every module a process imports: through the export (chosen by auto or
     asked for), paddle is not among them, and the JSON says which engine answered."""
@@ -434,7 +453,7 @@ def test_the_realism_sets_and_the_error_grid(trained_dir, tmp_path):
     """Digits that are not MNIST's (fonts, pens, scans, no margin): rendered, scored, misreads drawn."""
     from conftest import SHARED
 
-    missing = [packages for kind, (_, packages) in photos.FONTS.items() if not photos.font_files(kind)]
+    missing = [packages for kind, (_, packages) in rendering.FONTS.items() if not rendering.font_files(kind)]
     if missing:
         from conftest import missing as absent
 
@@ -474,11 +493,11 @@ def test_test_time_views_average_the_models_probabilities(trained_dir, photo_set
     paths = [str(p) for p, _, _ in photo_set[:8]]
     batch = np.stack([predictor.model_input(p) for p in paths])
     background = predictor.encoding.background
-    plain = predictor.loss.scores(predictor.forward(batch))
+    plain = predictor.probabilities(predictor.forward(batch))  # calibrated: the run's temperature
     expected = np.mean(
         [plain]
         + [
-            predictor.loss.scores(predictor.forward(views.warp(batch, theta, background)))
+            predictor.probabilities(predictor.forward(views.warp(batch, theta, background)))
             for theta in views.VIEW_SETS["zoom"]
         ],
         axis=0,

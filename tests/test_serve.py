@@ -175,15 +175,17 @@ def test_strokes_are_read_as_mnist_digits(server):
     filling the pad, tilted, squashed) are read as the image route reads a photo, with the same fields."""
     from paddle_mnist.testing import drawn_digits
 
-    read = []
+    read, refused = [], 0
     for label, _style, strokes in drawn_digits.benchmark(50, seed=5):
         body = json.dumps(drawn_digits.as_json(strokes)).encode()
         status, answer = call(server, "/api/predict?topk=10", body, "application/json", method="POST")
         assert status == 200, answer
         [row] = answer["results"]
         assert row["source"] == "strokes" and len(row["topk"]) == 10 and row["model_input"]
-        read.append(row["digit"] == label)
+        read.append(label in (row["digit"], row.get("closest")))  # the digit, or the closest to a refused one
+        refused += row["digit"] is None
     assert sum(read) >= 47, f"{sum(read)} of 50 drawings read right"
+    assert refused <= 3, f"{refused} of 50 drawn digits refused as not digits"
 
 
 def test_numbers_through_the_api_as_strokes_and_as_a_picture(server):
@@ -545,6 +547,36 @@ def test_the_page_reads_a_number_with_a_box_per_digit(server, browser, tmp_path)
     browser.find_element("id", "file").send_keys(str(photo))
     assert shown(browser, "30") == "30"
     assert wait_for(lambda: len(json.loads(browser.find_element("id", "pad").get_attribute("data-boxes") or "[]")) == 2)
+
+
+def test_not_a_digit_through_the_api_and_on_the_page(trained_dir, browser, tmp_path):
+    """A run whose calibration refuses a mark: the API answers a null digit and text with the reason and the
+    closest digit, for an image and for strokes; the page says it in words, shows "?" and the closest digit."""
+    run = tmp_path / "refusing"
+    shutil.copytree(trained_dir, run, ignore=shutil.ignore_patterns("inference"))
+    meta = json.loads((run / "mnist.json").read_text())
+    meta["calibration"] = {"temperature": 1.0, "score": "msp", "threshold": 1.01, "fitted": True}  # refuses all
+    (run / "mnist.json").write_text(json.dumps(meta))
+    server = Server(run, tmp_path / "server.log")
+    url = f"http://127.0.0.1:{server.port}/"
+    try:
+        for body, kind in ((SEVEN, "image/png"), (json.dumps(STROKES_SEVEN).encode(), "application/json")):
+            status, answer = call(url, "/api/predict", body, kind, method="POST")
+            assert status == 200, answer
+            [row] = answer["results"]
+            assert (row["digit"], row["text"], row["reason"]) == (None, None, "not a digit"), row
+            assert row["closest"] == row["topk"][0][0] and row["digits"][0]["digit"] is None
+        browser.get(url)
+        shown_info(browser)
+        draw(browser, [[(70, 60), (210, 60), (120, 240)]])
+        assert shown(browser, "?") == "?"
+        assert wait_for(lambda: "not a digit" in browser.find_element("id", "status").text)
+        assert "closest" in browser.find_element("css selector", "#digits .chip").text
+    finally:
+        assert server.stop() == 0, (tmp_path / "server.log").read_text()[-2000:]
+
+
+STROKES_SEVEN = {"strokes": [[[70, 60], [210, 60], [120, 240]]], "width": 280, "height": 280}
 
 
 def wait_for(condition, timeout=20) -> bool:

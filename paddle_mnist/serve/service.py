@@ -193,7 +193,7 @@ class Service:
         explanations = None
         if ask.explain:
             explanations = [
-                png_base64(await self.pool.run(self.explainer.charge, self.explainer, inputs[k : k + 1], row.digit))
+                png_base64(await self.pool.run(self.explainer.charge, self.explainer, inputs[k : k + 1], row.likeliest))
                 for k, row in zip(chosen, result.digits)
             ]
         return ResultRow(result, [png_base64(plan.pixels[k]) for k in chosen], explanations)

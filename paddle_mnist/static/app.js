@@ -147,22 +147,35 @@ function showBlank() {
   redraw();
 }
 
+// A mark the model's calibration refuses ("not a digit") shows as "?", with the digit it is closest to.
+const markText = (d) => (d.digit === null ? "?" : classes[d.digit]);
+
 function show(result) {
   shownDigits = result.digits;
-  const text = shownDigits.map((d) => classes[d.digit]).join("");
+  const text = shownDigits.map(markText).join("");
   const many = shownDigits.length > 1;
-  document.getElementById("digit").textContent = text;
-  document.getElementById("confidence").textContent =
-    `${(100 * result.probability).toFixed(1)} %` + (many ? " that all are right" : "");
+  const refused = shownDigits.filter((d) => d.digit === null).length;
+  document.getElementById("digit").textContent = result.reason ? "?" : text;
+  document.getElementById("confidence").textContent = result.reason
+    ? ""
+    : `${(100 * result.probability).toFixed(1)} %` + (many ? " that all are right" : "");
   const cut = result.left_out ? ` (${result.left_out} more marks not read)` : "";
-  setStatus((many ? `the model reads the number ${text}: ${shownDigits.length} digits` : `the model reads a ${text}`) + cut);
+  const closest = shownDigits.map((d) => classes[d.closest]).join("");
+  let status;
+  if (result.reason) status = `${many ? "these are not digits" : "this is not a digit"}: the closest would be ${closest}`;
+  else if (many) status = `the model reads the number ${text}: ${shownDigits.length} marks` +
+    (refused ? `, ${refused} of them not a digit (?)` : "");
+  else status = `the model reads a ${text}`;
+  setStatus(status + cut);
   boxes = shownDigits.map((d) => d.box);
   redraw();
   document.getElementById("digits").replaceChildren(...shownDigits.map((d, k) => {
     const chip = document.createElement("button");
     chip.type = "button";
     chip.className = "chip";
-    chip.textContent = `${classes[d.digit]} · ${(100 * d.probability).toFixed(0)} %`;
+    chip.textContent = d.digit === null
+      ? `? · not a digit (closest ${classes[d.closest]})`
+      : `${classes[d.digit]} · ${(100 * d.probability).toFixed(0)} %`;
     chip.addEventListener("click", () => select(k));
     return chip;
   }));
@@ -175,7 +188,7 @@ function select(k) {
   document.querySelectorAll("#digits .chip").forEach((chip, i) => chip.classList.toggle("selected", i === k));
   const scores = Array(classes.length).fill(0);
   for (const [c, p] of d.topk) scores[c] = p;
-  renderBars(scores, d.digit);
+  renderBars(scores, d.digit === null ? d.closest : d.digit);
   const seen = new Image();
   seen.onload = () => {
     const c = document.getElementById("seen").getContext("2d");
@@ -188,7 +201,7 @@ function select(k) {
   canvas.dataset.showing = heat ? "explanation" : "input";
   canvas.dataset.digit = k;
   document.getElementById("seen-caption").textContent = heat
-    ? `where the model looked for its ${classes[d.digit]} (Grad-CAM)`
+    ? `where the model looked for its ${classes[d.digit === null ? d.closest : d.digit]} (Grad-CAM)`
     : "what the model saw (28×28)";
   seen.src = "data:image/png;base64," + (heat ? d.explanation : d.model_input);
 }

@@ -82,7 +82,7 @@ def number_photo(digits: list, gap: str, rng: np.random.Generator, style: str = 
 
 
 def _on_paper(ink: np.ndarray, style: str, rng: np.random.Generator) -> bytes:
-    from paddle_mnist.photos import _on_paper as paper  # the single-digit photos' paper and pen
+    from paddle_mnist.rendering import on_paper as paper  # the single-digit photos' paper and pen
 
     rgb = paper(ink, rng)
     out = io.BytesIO()

@@ -1,0 +1,214 @@
+"""Pictures that are not digits, made here: letters in fonts, shapes and scribbles drawn with the pad's pen,
+and blank paper.  ``scripts/bench_notdigits.py`` measures how many of each family a model refuses as
+"not a digit" (``calibration``); Fashion-MNIST, the other family it measures, is read from Debian's
+package there, never made or trained on here.
+
+Letters that people write like digits are left out, since refusing them would refuse real digits:
+``LIKE_DIGITS`` says which, and for which digit.  Shapes leave out the circle (a 0) and the lone
+stroke (a 1).  Every picture is dark ink on light paper, as a photo or the page's pad gives it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from paddle_mnist import preprocess, reading
+from paddle_mnist.rendering import checked_font_files, on_paper
+from paddle_mnist.strokes import Drawing, draw_pen
+
+LIKE_DIGITS = {
+    "0": "OoDQ",
+    "1": "IiJjLlt",
+    "2": "Zz",
+    "4": "y",
+    "5": "Ss",
+    "6": "Gb",
+    "7": "T",
+    "8": "B",
+    "9": "agq",
+}
+LETTERS = "".join(
+    c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if not any(c in v for v in LIKE_DIGITS.values())
+)
+SHAPES = ("triangle", "square", "star", "heart", "arrow", "smiley", "hash", "wave")
+FAMILIES = ("letters", "handwritten_letters", "shapes", "scribbles", "paper")
+# What training with outliers shows the model (``training_pool``): printed letters only, so the
+# handwriting fonts measure how far the refusal carries; two digits in one box teach that a piece
+# holding two digits is not one (what lets the reading of numbers prefer the cut between them).
+TRAINING_FAMILIES = ("letters", "shapes", "scribbles", "noise", "pairs")
+TRAINING_SHAPES = tuple(
+    s for s in SHAPES if s != "triangle"
+)  # a triangle with a tail is a closed 4: trained on, 4s were refused
+PAD = 280  # the page's square pad (static/app.js)
+PEN = 20
+
+
+def letter(rng: np.random.Generator, fonts: str = "printed") -> Image.Image:
+    """One of ``LETTERS`` in one of the ``rendering.FONTS`` set ``fonts``, dark on paper, at a random size and place."""
+    files = checked_font_files(fonts)
+    char = LETTERS[int(rng.integers(len(LETTERS)))]
+    canvas = Image.new("L", (220, 200), 0)
+    font = ImageFont.truetype(str(files[int(rng.integers(len(files)))]), int(rng.integers(90, 150)))
+    centre = (110 + int(rng.integers(-25, 25)), 100 + int(rng.integers(-20, 20)))
+    ImageDraw.Draw(canvas).text(centre, char, fill=255, font=font, anchor="mm")
+    return Image.fromarray(on_paper(np.asarray(canvas, np.float32) / 255, rng)).convert("L")
+
+
+def shape(rng: np.random.Generator, kind: str | None = None) -> Drawing:
+    """A shape of ``SHAPES`` drawn on the pad at a random size, place and tilt, with a hand's wobble."""
+    kind = kind or SHAPES[int(rng.integers(len(SHAPES)))]
+    strokes = _SHAPE_STROKES[kind]()
+    return _placed([s + rng.normal(0, 0.01, s.shape) for s in strokes], rng)
+
+
+def scribble(rng: np.random.Generator) -> Drawing:
+    """A random scribble: one stroke through 8-16 random points of the unit box, smoothed and stretched
+    back over the box (fewer points make strokes that pass for a 2 or a 7)."""
+    knots = rng.uniform(0, 1, (int(rng.integers(8, 17)), 2))
+    t = np.linspace(0, len(knots) - 1, 30 * len(knots))
+    smooth = np.stack([np.interp(t, np.arange(len(knots)), knots[:, k]) for k in (0, 1)], 1)
+    kernel = np.ones(15) / 15
+    smooth = np.stack([np.convolve(np.pad(smooth[:, k], 7, mode="edge"), kernel, "valid") for k in (0, 1)], 1)
+    smooth = (smooth - smooth.min(axis=0)) / np.maximum(np.ptp(smooth, axis=0), 1e-6)
+    return _placed([smooth], rng)
+
+
+def paper(rng: np.random.Generator) -> Image.Image:
+    """A blank-ish sheet: paper colour under uneven light, grain, and sometimes faint ruled lines or a smudge."""
+    h, w = int(rng.integers(150, 400)), int(rng.integers(150, 400))
+    light = (
+        1
+        - 0.2 * rng.uniform(0, 1) * np.linspace(0, 1, w)[None, :]
+        - 0.1 * rng.uniform(0, 1) * np.linspace(0, 1, h)[:, None]
+    )
+    sheet = rng.uniform(200, 245) * light + rng.normal(0, rng.uniform(2, 8), (h, w))
+    if rng.random() < 0.5:
+        sheet[int(rng.integers(10, 30)) :: int(rng.integers(25, 45))] -= rng.uniform(20, 50)  # ruled lines
+    if rng.random() < 0.5:
+        y, x = np.ogrid[:h, :w]
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(10, 40)
+        sheet -= 40 * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * r * r))  # a soft smudge
+    return Image.fromarray(np.clip(sheet, 0, 255).astype(np.uint8))
+
+
+def picture(drawing: Drawing) -> Image.Image:
+    """A drawing as the page's canvas shows it: the pad's black round pen on white."""
+    image = Image.new("L", (drawing.width, drawing.height), 255)
+    draw_pen(ImageDraw.Draw(image), list(drawing.strokes), PEN, 0)
+    return image
+
+
+def family(name: str, n: int, seed: int = 0) -> list:
+    """``n`` items of the family ``name``: PIL images for letters and paper, ``Drawing``s for shapes and
+    scribbles (``picture`` turns one into the image the page would send)."""
+    rng = np.random.default_rng(seed)
+    make = {
+        "letters": lambda: letter(rng, "printed"),
+        "handwritten_letters": lambda: letter(rng, "handwriting_font"),
+        "shapes": lambda: shape(rng),
+        "scribbles": lambda: scribble(rng),
+        "paper": lambda: paper(rng),
+    }[name]
+    return [make() for _ in range(n)]
+
+
+def training_pool(n: int, seed: int, digits: np.ndarray) -> np.ndarray:
+    """uint8 [n,28,28]: ``n`` non-digits as the model sees its inputs, a picture of each of
+    ``TRAINING_FAMILIES`` in turn read as one mark (``digits``: uint8 [N,28,28] training digits for the
+    pairs).  Whole marks only: the pieces the reading of numbers cuts a wide letter into include
+    strokes that are 1s.  The same ``seed`` gives the same pool: a resumed run trains on the very same."""
+    rng = np.random.default_rng([seed, 7])
+    pool: list[np.ndarray] = []
+    make = {
+        "letters": lambda: reading.plan(letter(rng, "printed"), single=True).pixels,
+        "shapes": lambda: (
+            reading.drawn(shape(rng, TRAINING_SHAPES[int(rng.integers(len(TRAINING_SHAPES)))]), single=True).pixels
+        ),
+        "scribbles": lambda: reading.drawn(scribble(rng), single=True).pixels,
+        "noise": lambda: [_noise(rng)],
+        "pairs": lambda: [_pair(digits, rng)],
+    }
+    while len(pool) < n:
+        for name in TRAINING_FAMILIES:
+            try:
+                pool.extend(make[name]())
+            except preprocess.NoDigitFound:
+                continue
+    return np.stack(pool[:n])
+
+
+def _noise(rng: np.random.Generator) -> np.ndarray:
+    """Blobs of smoothed random ink, fitted and centred as a digit would be."""
+    size = int(rng.integers(6, 20))
+    field = rng.random((size, size)) ** rng.uniform(1, 4)
+    ink = np.asarray(Image.fromarray(field.astype(np.float32), mode="F").resize((40, 40), Image.BICUBIC))
+    ink = np.clip((ink - ink.mean()) / max(float(ink.std()), 1e-6), 0, 1)
+    ink[ink < 1 / 3] = 0
+    return preprocess.digit_pixels(ink if ink.any() else np.ones((4, 4), np.float32))
+
+
+def _pair(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Two training digits side by side, touching or a little apart, read as one."""
+    a, b = (digits[int(k)].astype(np.float32) / 255 for k in rng.integers(0, len(digits), 2))
+    a, b = a[:, a.any(axis=0)], b[:, b.any(axis=0)]
+    gap = int(rng.integers(-3, 3))
+    ink = np.zeros((28, a.shape[1] + b.shape[1] + max(gap, 0)), np.float32)
+    ink[:, : a.shape[1]] = a
+    start = a.shape[1] + gap
+    ink[:, start : start + b.shape[1]] = np.maximum(ink[:, start : start + b.shape[1]], b)
+    return preprocess.digit_pixels(ink)
+
+
+def _placed(strokes: list[np.ndarray], rng: np.random.Generator) -> Drawing:
+    """Unit-box strokes scaled to 25-90 % of the pad, tilted by up to 20 degrees, anywhere they fit."""
+    size = PAD * rng.uniform(0.25, 0.9)
+    tilt = np.deg2rad(rng.uniform(-20, 20))
+    rotation = np.array([[np.cos(tilt), -np.sin(tilt)], [np.sin(tilt), np.cos(tilt)]])
+    scaled = [(s - 0.5) @ rotation.T * size for s in strokes]
+    low = np.min([s.min(axis=0) for s in scaled], axis=0)
+    high = np.max([s.max(axis=0) for s in scaled], axis=0)
+    room = np.maximum(PAD - PEN - (high - low), 0)
+    offset = PEN / 2 - low + rng.uniform(0, 1, 2) * room
+    return Drawing(tuple(np.clip(s + offset, 0, PAD) for s in scaled), PAD, PAD)
+
+
+def _polygon(points) -> list[np.ndarray]:
+    closed = np.array(points + points[:1], dtype=float)
+    return [closed]
+
+
+def _star() -> list[np.ndarray]:
+    angles = np.deg2rad(-90 + 144 * np.arange(6))
+    return [np.stack([0.5 + 0.5 * np.cos(angles), 0.5 + 0.5 * np.sin(angles)], 1)]
+
+
+def _heart() -> list[np.ndarray]:
+    t = np.linspace(0, 2 * np.pi, 60)
+    x, y = 16 * np.sin(t) ** 3, 13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)
+    return [np.stack([0.5 + x / 34, 0.5 - y / 34], 1)]
+
+
+def _smiley() -> list[np.ndarray]:
+    t = np.linspace(0, 2 * np.pi, 60)
+    face = np.stack([0.5 + 0.5 * np.cos(t), 0.5 + 0.5 * np.sin(t)], 1)
+    smile = np.stack([0.5 + 0.25 * np.cos(t[5:25]), 0.55 + 0.2 * np.sin(t[5:25])], 1)
+    eyes = [np.array([[x, 0.35], [x, 0.4]]) for x in (0.35, 0.65)]
+    return [face, smile, *eyes]
+
+
+_SHAPE_STROKES = {
+    "triangle": lambda: _polygon([[0.5, 0.0], [1.0, 0.9], [0.0, 0.9]]),
+    "square": lambda: _polygon([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]),
+    "star": _star,
+    "heart": _heart,
+    "arrow": lambda: [np.array([[0.0, 0.5], [1.0, 0.5]]), np.array([[0.7, 0.25], [1.0, 0.5], [0.7, 0.75]])],
+    "smiley": _smiley,
+    "hash": lambda: [
+        np.array([[0.35, 0.0], [0.3, 1.0]]),
+        np.array([[0.7, 0.0], [0.65, 1.0]]),
+        np.array([[0.0, 0.35], [1.0, 0.35]]),
+        np.array([[0.0, 0.65], [1.0, 0.65]]),
+    ],
+    "wave": lambda: [np.stack([np.linspace(0, 1, 60), 0.5 + 0.3 * np.sin(np.linspace(0, 4 * np.pi, 60))], 1)],
+}

@@ -1,0 +1,190 @@
+"""Calibrated probabilities and "not a digit": the temperature, the threshold, where they are saved, and
+every way a refusal is told (Python, CLI, JSON); the ONNX path deciding as paddle does."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paddle_mnist import calibration, notdigits, rundir
+from paddle_mnist.predict import Predictor, format_line
+from paddle_mnist.predictor import DigitRead, Prediction, fill
+
+from fixtures import run_python
+
+
+def synthetic(temperature: float, n: int = 20_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels drawn from the softmax of logits / ``temperature``: calibrated at that temperature."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 4, (n, 10))
+    p = calibration.softmax(logits / temperature)
+    labels = (p.cumsum(axis=1) > rng.random((n, 1))).argmax(axis=1)
+    return logits, labels
+
+
+def test_the_fitted_temperature_is_the_one_that_made_the_labels():
+    for truth in (0.5, 2.0):
+        logits, labels = synthetic(truth)
+        assert calibration.fit_temperature(logits, labels) == pytest.approx(truth, rel=0.05)
+
+
+def test_ece_is_near_zero_when_calibrated_and_large_when_not():
+    logits, labels = synthetic(2.0)
+    assert calibration.ece(calibration.softmax(logits / 2.0), labels) < 0.015
+    assert calibration.ece(calibration.softmax(logits), labels) > 0.08  # over-confident by a factor of two
+
+
+@pytest.mark.parametrize("score", calibration.SCORES)
+def test_the_threshold_refuses_the_chosen_share_of_the_digits_it_was_fitted_on(score):
+    logits, labels = synthetic(1.5)
+    fitted = calibration.fit(logits, labels, score)
+    assert fitted.fitted and fitted.score == score
+    assert fitted.refuses(logits).mean() == pytest.approx(calibration.REFUSED_DIGITS, abs=0.001)
+    assert not dataclasses.replace(fitted, threshold=None).refuses(logits).any()
+
+
+def write_calibration(run, value) -> None:
+    meta = json.loads((run / "mnist.json").read_text())
+    if value is None:
+        meta.pop("calibration", None)
+    else:
+        meta["calibration"] = value
+    (run / "mnist.json").write_text(json.dumps(meta))
+
+
+def test_a_run_saves_its_calibration_and_a_bad_one_is_one_line(tiny_run, tmp_path):
+    info = rundir.open_run(tiny_run).info
+    assert info.calibration.fitted and info.calibration.score == "msp"
+    assert 0.01 <= info.calibration.temperature <= 100 and 0 < info.calibration.threshold <= 1
+    assert info.metrics.ece is not None and info.metrics.ece_calibrated is not None
+    assert Predictor.from_dir(tiny_run).calibration == info.calibration
+    run = tmp_path / "run"
+    for bad in ({"temperature": 0, "score": "msp", "threshold": 0.5, "fitted": True}, {"score": "vibes"}, [1]):
+        shutil.copytree(tiny_run, run, dirs_exist_ok=True)
+        write_calibration(run, bad)
+        with pytest.raises(rundir.RunDirError, match=r"mnist.json: 'calibration' must be") as caught:
+            rundir.open_run(run)
+        assert "\n" not in str(caught.value)
+
+
+def test_runs_without_a_calibration_read_with_the_default_score(tiny_run, tmp_path):
+    """An older mnist.json (no calibration) and the tutorial's bare .pdparams still predict, with the default."""
+    older = tmp_path / "older"
+    shutil.copytree(tiny_run, older)
+    write_calibration(older, None)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(tiny_run / "mnist.pdparams", bare / "model.pdparams")
+    digit = np.zeros((28, 28), np.uint8)
+    digit[4:24, 12:16] = 255
+    for directory in (older, bare):
+        predictor = Predictor.from_dir(directory, engine="dynamic")
+        assert predictor.calibration == calibration.DEFAULT
+        assert predictor.predict(digit).digits
+
+
+def refusing(run, tmp_path, threshold: float = 1.01):
+    """A copy of ``run`` whose calibration refuses every mark (no probability reaches 1.01)."""
+    copy = tmp_path / "refusing"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("inference"))
+    write_calibration(copy, {"temperature": 1.0, "score": "msp", "threshold": threshold, "fitted": True})
+    return copy
+
+
+def test_a_refusal_in_python_json_and_the_cli_line(tiny_run, tmp_path, shared_eval):
+    run = refusing(tiny_run, tmp_path)
+    picture = tmp_path / "seven.png"
+    from PIL import Image
+
+    Image.fromarray(shared_eval.pixels[0]).save(picture)  # the eval split's first digit, a 7
+    result = Predictor.from_dir(run).predict(str(picture))
+    assert (result.digit, result.text, result.reason) == (None, None, "not a digit")
+    assert result.closest == result.digits[0].closest and result.topk[0][0] == result.closest
+    row = result.to_json()
+    assert row["digit"] is None and row["text"] is None and row["reason"] == "not a digit"
+    assert row["digits"][0]["digit"] is None and row["digits"][0]["closest"] == result.closest
+
+    cli = run_python("-m", "paddle_mnist.predict", picture, "--model-dir", run)
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.strip() == f"{picture}: not a digit (closest {result.closest})"
+    cli = run_python("-m", "paddle_mnist.predict", picture, "--model-dir", run, "--json")
+    assert json.loads(cli.stdout)["reason"] == "not a digit" and json.loads(cli.stdout)["digit"] is None
+    cli = run_python("-m", "paddle_mnist.predict", picture, "--model-dir", run, "--no-reject")
+    assert cli.returncode == 0 and cli.stdout.startswith(f"{picture}: {result.closest} (p="), cli.stdout
+
+
+def test_a_number_shows_a_refused_mark_as_a_question_mark():
+    """Of a number's marks, one that is not a digit reads "?": the text keeps its place, the probability is
+    the digits' only; when no mark is a digit, there is no text, and the line says what they were closest to."""
+    two = DigitRead(2, 0.9, [(2, 0.9)], (0, 0, 10, 10))
+    six = DigitRead(6, 0.8, [(6, 0.8)], (30, 0, 40, 10))
+    mark = DigitRead(None, 0.4, [(4, 0.4)], (15, 0, 25, 10), closest=4, reason="not a digit")
+    result = Prediction(source="n.png")
+    fill(result, [two, mark, six], 0)
+    assert (result.text, result.reason, result.digit) == ("2?6", None, None)
+    assert result.probability == pytest.approx(0.72)
+    assert format_line(result, [str(k) for k in range(10)]) == "n.png: 2?6 (p=0.720; ? is not a digit)"
+    nothing = Prediction(source="n.png")
+    fill(nothing, [mark, dataclasses.replace(mark, closest=7)], 0)
+    assert (nothing.text, nothing.reason, nothing.probability) == (None, "not a digit", None)
+    assert format_line(nothing, [str(k) for k in range(10)]) == "n.png: not a digit (closest 47)"
+    assert nothing.to_json()["text"] is None and nothing.to_json()["digits"][1]["closest"] == 7
+
+
+def test_the_outlier_pool_is_made_from_the_seed(shared_eval):
+    one, again = (notdigits.training_pool(40, 3, shared_eval.pixels[:100]) for _ in range(2))
+    other = notdigits.training_pool(40, 4, shared_eval.pixels[:100])
+    assert one.shape == (40, 28, 28) and one.dtype == np.uint8
+    np.testing.assert_array_equal(one, again)
+    assert (one != other).any()
+    assert not any(c in notdigits.LETTERS for c in "".join(notdigits.LIKE_DIGITS.values()))
+
+
+@pytest.fixture(scope="module")
+def outlier_run(tmp_path_factory, shared_cache) -> Path:
+    """``fast`` with ``--outliers``, briefly: 2 epochs on 10,000 real digits beside a pool of 3,000 non-digits."""
+    from paddle_mnist import train, trainer
+    from paddle_mnist.config import Config
+
+    from conftest import SHARED, require
+
+    out = tmp_path_factory.mktemp("outliers") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PADDLE_MNIST_CACHE", str(shared_cache))
+        mp.setattr(trainer, "OUTLIER_POOL", 3000)
+        data = require(SHARED / "mnist.json.gz")
+        train.fit(Config.from_preset("fast", data=str(data), epochs=2, limit_train=10_000, outliers=True, out=str(out)))
+    return out
+
+
+def test_trained_with_outliers_it_refuses_letters_doodles_and_clothes_not_digits(
+    outlier_run, shared_eval, debian_fashion, tmp_path
+):
+    """Measured on this recipe: printed letters 20 of 20 refused, shapes and scribbles 17 of 20 each,
+    Fashion-MNIST 12 of 20, and a digit of each class read; the bounds leave room for paddle's numerics."""
+    from paddle_mnist.data.idx import read_images
+
+    predictor = Predictor.from_dir(outlier_run)
+    first = [int(np.flatnonzero(shared_eval.class_ids == k)[0]) for k in range(10)]
+    assert [r.text for r in predictor.predict([shared_eval.pixels[i] for i in first])] == list("0123456789")
+    clothes = list(read_images(debian_fashion / "t10k-images-idx3-ubyte.gz")[:20])
+    for name, items, at_least in (
+        ("letters", notdigits.family("letters", 20, 5), 18),
+        ("shapes", notdigits.family("shapes", 20, 5), 14),
+        ("scribbles", notdigits.family("scribbles", 20, 5), 14),
+        ("Fashion-MNIST", clothes, 8),
+    ):
+        refused = sum(r.reason == "not a digit" for r in predictor.predict(items, single=True))
+        assert refused >= at_least, f"{refused} of 20 {name} refused"
+    letter = tmp_path / "letter.png"
+    notdigits.family("letters", 1, 5)[0].save(letter)
+    cli = run_python("-m", "paddle_mnist.predict", letter, "--model-dir", outlier_run)
+    assert cli.returncode == 0 and re.fullmatch(
+        rf"{re.escape(str(letter))}: not a digit \(closest \d\)", cli.stdout.strip()
+    )
