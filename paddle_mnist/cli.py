@@ -11,7 +11,7 @@ import sys
 COMMANDS = {
     "data": "prepare the tutorial's data file or draw sample images",
     "train": "train a network and save it (.pdparams, metadata, history, curves)",
-    "predict": "read the digits in local images: a digit, a number left to right, or \"not a digit\"",
+    "predict": 'read the digits in local images: a digit, a number left to right, or "not a digit"',
     "export": "export a trained model for Paddle Inference (paddle.jit.save) or ONNX",
     "compare": "train each loss under identical conditions and compare them on accuracy",
     "photos": "score a model on realistic pictures of digits, against the tutorial's preprocessing",
