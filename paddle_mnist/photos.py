@@ -13,7 +13,8 @@ fonts; in both font sets half of the 7s are crossed, as in much of Europe),
 ``low_res_scan`` (a 14-pixel digit scanned up, blocky and blurred) and
 ``touching_frame`` (cropped with no margin).  The
 command prints the accuracy of the default preprocessing against the
-tutorial's ``--naive`` one per style and set.
+tutorial's ``--naive`` one per style and set, and the share of these real
+digits the model refuses as "not a digit" (a refusal is not a right answer).
 """
 
 from __future__ import annotations

@@ -274,7 +274,7 @@ class Predictor:
             for result, plan in plans:
                 mine, given = outputs[start : start + len(plan.pixels)], inputs[start : start + len(plan.pixels)]
                 start += len(plan.pixels)
-                chosen, left_out = plan.read(self.loss.scores(mine).max(axis=1))
+                chosen, left_out = plan.read(self.loss.scores(mine))
                 rows = [
                     self.read(mine[k], plan.boxes[k], topk, given[k].copy()) for k in chosen
                 ]  # a copy: the chunk is freed

@@ -59,7 +59,7 @@ def picture_logits(predictor: Predictor, items: list) -> list[np.ndarray | None]
             continue
         mine = outputs[start : start + len(plan.pixels)]
         start += len(plan.pixels)
-        chosen, _ = plan.read(predictor.loss.scores(mine).max(axis=1))
+        chosen, _ = plan.read(predictor.loss.scores(mine))
         out.append(predictor.loss.logits(mine[chosen]))
     return out
 

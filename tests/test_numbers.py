@@ -128,3 +128,22 @@ def test_the_python_api_reads_a_drawing_sent_as_strokes(trained_dir):
     drawn.append(drawn.pop(1))  # the 5's flag, last
     result = Predictor.from_dir(trained_dir).predict(strokes.Drawing(tuple(drawn), *drawn_digits.WIDE_PAD))
     assert (result.source, len(result.digits), result.text[0], result.text[2]) == ("strokes", 3, "5", "4")
+
+
+def test_a_part_read_as_nothing_but_ones_is_read_whole():
+    """The strokes of an m cut apart read 1, 1, 1: the part is read whole (and refused, if it is not a
+    digit); a cut into a 1 and a 7 stands, and so does a part whose whole reads best."""
+    from paddle_mnist.reading import Lattice, Plan
+
+    def scores(*rows):
+        out = np.full((len(rows), 10), 0.01)
+        for k, (digit, p) in enumerate(rows):
+            out[k, digit] = p
+        return out
+
+    # inputs: 0 the whole part, 1-3 its three pieces
+    lattice = Lattice(3, {(0, 3): 0, (0, 1): 1, (1, 2): 2, (2, 3): 3})
+    plan = Plan([np.zeros((28, 28), np.uint8)] * 4, [None] * 4, [lattice])
+    assert plan.read(scores((4, 0.3), (1, 0.99), (1, 0.99), (1, 0.99))) == ([0], 0)
+    assert plan.read(scores((4, 0.3), (1, 0.99), (7, 0.99), (1, 0.99))) == ([1, 2, 3], 0)
+    assert plan.read(scores((8, 0.99), (1, 0.5), (1, 0.5), (1, 0.5))) == ([0], 0)

@@ -248,6 +248,7 @@ def test_presets_override_the_tutorial_defaults_and_flags_override_presets():
     assert Config.from_preset("tutorial") == Config()
     fast = Config.from_preset("fast", epochs=2)
     assert (fast.model, fast.optimizer, fast.epochs, fast.loss) == ("convnet", "adam", 2, "cross_entropy")
+    assert fast.outliers and fast.augment and not Config.from_preset("fast", outliers=False).outliers
 
 
 def test_parsing_flags_builds_no_network(monkeypatch):

@@ -187,7 +187,7 @@ class Service:
         other requests' inputs), with each digit's model input and, under ``?explain=1``, heat map."""
         inputs = plan.inputs(self.predictor.encoding)
         outputs = np.stack(await asyncio.gather(*(self.batcher.submit(x) for x in inputs)))
-        chosen, left_out = plan.read(self.predictor.loss.scores(outputs).max(axis=1))
+        chosen, left_out = plan.read(self.predictor.loss.scores(outputs))
         result = Prediction(source=source)
         fill(result, [self.predictor.read(outputs[k], plan.boxes[k], ask.topk) for k in chosen], left_out)
         explanations = None
