@@ -117,21 +117,11 @@ def _check(name: str, value, ok, expected: str) -> None:
 
 # Each preset overrides the tutorial's recipe (Config's defaults); docs/results.md says what each reaches,
 # what each choice of `quick` bought, and why `fast` trains with outliers and augmentation (not a digit).
+CONVNET_ONE_CYCLE = dict(model="convnet", optimizer="adam", schedule="onecycle")  # what quick and fast share
 PRESETS = {
     "tutorial": {},
-    "quick": dict(
-        model="convnet", optimizer="adam", lr=0.01, beta1=0.7, beta2=0.9, batch_size=64, epochs=1, schedule="onecycle"
-    ),
-    "fast": dict(
-        model="convnet",
-        optimizer="adam",
-        lr=0.003,
-        batch_size=128,
-        epochs=5,
-        schedule="onecycle",
-        augment=True,
-        outliers=True,
-    ),
+    "quick": dict(CONVNET_ONE_CYCLE, lr=0.01, beta1=0.7, beta2=0.9, batch_size=64, epochs=1),
+    "fast": dict(CONVNET_ONE_CYCLE, lr=0.003, batch_size=128, epochs=5, augment=True, outliers=True),
     "best": dict(
         model="vgg_wide",
         optimizer="momentum",

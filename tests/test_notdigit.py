@@ -152,9 +152,6 @@ def test_trained_with_outliers_it_refuses_letters_doodles_and_clothes_not_digits
     and Fashion-MNIST items are refused as not digits (measured 14, 17, 17 and 8; the whole recipe without
     outliers refuses 17 %, 12 %, 37 % and 52 % of these families, docs/results.md), a digit of each class is not, and the letter A in
     DejaVu Sans (which the tutorial's model reads as a 4 at 99.6 %) is "not a digit" on the command line."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    from paddle_mnist import rendering
     from paddle_mnist.data.idx import read_images
 
     predictor = Predictor.from_dir(trained_dir)
@@ -171,10 +168,7 @@ def test_trained_with_outliers_it_refuses_letters_doodles_and_clothes_not_digits
         refused = sum(r.reason == "not a digit" for r in predictor.predict(items, single=True))
         assert refused >= at_least, f"{refused} of 20 {name} refused"
     letter = tmp_path / "A.png"
-    image = Image.new("L", (200, 200), 255)
-    [dejavu] = [f for f in rendering.checked_font_files("printed") if f.name == "DejaVuSans.ttf"]
-    ImageDraw.Draw(image).text((100, 100), "A", fill=0, font=ImageFont.truetype(str(dejavu), 140), anchor="mm")
-    image.save(letter)
+    notdigits.printed("A").save(letter)
     cli = run_python("-m", "paddle_mnist.predict", letter, "--model-dir", trained_dir)
     assert cli.returncode == 0 and re.fullmatch(
         rf"{re.escape(str(letter))}: not a digit \(closest \d\)", cli.stdout.strip()

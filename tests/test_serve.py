@@ -188,6 +188,30 @@ def test_strokes_are_read_as_mnist_digits(server):
     assert refused <= 3, f"{refused} of 50 drawn digits refused as not digits"
 
 
+HASH = {  # a "#" filling the pad: four strokes, one mark
+    "strokes": [[[100, 40], [90, 240]], [[180, 40], [170, 240]], [[40, 110], [240, 110]], [[40, 180], [240, 180]]],
+    "width": 280,
+    "height": 280,
+}
+
+
+def test_a_doodle_and_a_letter_through_the_api_are_not_digits(server):
+    """The session's model trains with outliers (``fast``): a "#" sent as strokes and a letter A in a font
+    sent as a picture are answered "not a digit", with the closest digit; a drawn 7 is still a 7."""
+    from paddle_mnist import notdigits
+
+    status, answer = call(server, "/api/predict", json.dumps(HASH).encode(), "application/json", method="POST")
+    assert status == 200 and answer["results"][0]["reason"] == "not a digit", answer
+    letter = io.BytesIO()
+    notdigits.printed("A").save(letter, "PNG")
+    status, answer = call(server, "/api/predict", letter.getvalue(), "image/png", method="POST")
+    [row] = answer["results"]
+    assert status == 200 and (row["digit"], row["text"], row["reason"]) == (None, None, "not a digit"), row
+    assert row["closest"] in range(10) and row["digits"][0]["closest"] == row["closest"]
+    status, answer = call(server, "/api/predict", json.dumps(STROKES_SEVEN).encode(), "application/json", method="POST")
+    assert answer["results"][0]["text"] == "7", answer
+
+
 def test_numbers_through_the_api_as_strokes_and_as_a_picture(server):
     """A drawn 5 whose flag was drawn last, a crossed 7 and a 4 in two strokes are one digit each, as strokes
     and as the picture of them; each digit has its box, probability and model input."""
@@ -547,6 +571,17 @@ def test_the_page_reads_a_number_with_a_box_per_digit(server, browser, tmp_path)
     browser.find_element("id", "file").send_keys(str(photo))
     assert shown(browser, "30") == "30"
     assert wait_for(lambda: len(json.loads(browser.find_element("id", "pad").get_attribute("data-boxes") or "[]")) == 2)
+
+
+def test_the_page_says_a_doodle_is_not_a_digit(server, browser):
+    """A "#" drawn on the page: the session's model (trained with outliers) refuses it, and the page says so
+    in words, shows "?" and the digit it is closest to."""
+    browser.get(server)
+    shown_info(browser)
+    draw(browser, HASH["strokes"])
+    assert shown(browser, "?") == "?"
+    assert wait_for(lambda: "this is not a digit" in browser.find_element("id", "status").text)
+    assert "not a digit (closest" in browser.find_element("css selector", "#digits .chip").text
 
 
 def test_not_a_digit_through_the_api_and_on_the_page(trained_dir, browser, tmp_path):
