@@ -75,9 +75,9 @@ class Plan:
 
         A part that the best way of cutting reads as nothing but 1s is read whole instead: side-by-side
         strokes are an m, n, u, H, M, N, U or W far more often than touching 1s, and each of their strokes
-        alone reads as a 1 (with this rule, ``fast --outliers`` refuses 93 % of ``bench_notdigits``' printed
-        letters instead of 82 %, and 90 % instead of 84 % of another seed's letters of both kinds; its
-        touching and narrow numbers read the same)."""
+        alone reads as a 1 (with this rule, ``fast --no-augment`` refuses 93 % of ``bench_notdigits``'
+        printed letters instead of 82 %, and 90 % instead of 84 % of another seed's letters of both kinds;
+        a set of touching and one of narrow numbers read the same)."""
         confidence, digits = scores.max(axis=1), scores.argmax(axis=1)
         chosen = []
         for lattice in self.lattices:

@@ -215,7 +215,7 @@ def train_step(
         loss = digits_loss + OUTLIER_WEIGHT * uniform
     value, total = (v / global_batch for v in parallel.all_sum([float(digits_loss) * len(x), float(loss) * len(x)]))
     if not (math.isfinite(value) and math.isfinite(total)):  # every rank sees the same sums: all stop together
-        return float("nan") if math.isfinite(value) else value, outputs.numpy()
+        return (total if math.isfinite(value) else value), outputs.numpy()  # the sum that is not finite
     if trainee.scaler is not None:
         trainee.scaler.scale(loss).backward()
         trainee.scaler.step(trainee.optimizer)

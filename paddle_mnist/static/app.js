@@ -149,6 +149,7 @@ function showBlank() {
 
 // A mark the model's calibration refuses ("not a digit") shows as "?", with the digit it is closest to.
 const markText = (d) => (d.digit === null ? "?" : classes[d.digit]);
+const likeliest = (d) => (d.digit === null ? d.closest : d.digit);  // the digit read, or the closest to a refused mark
 
 function show(result) {
   shownDigits = result.digits;
@@ -188,7 +189,7 @@ function select(k) {
   document.querySelectorAll("#digits .chip").forEach((chip, i) => chip.classList.toggle("selected", i === k));
   const scores = Array(classes.length).fill(0);
   for (const [c, p] of d.topk) scores[c] = p;
-  renderBars(scores, d.digit === null ? d.closest : d.digit);
+  renderBars(scores, likeliest(d));
   const seen = new Image();
   seen.onload = () => {
     const c = document.getElementById("seen").getContext("2d");
@@ -201,7 +202,7 @@ function select(k) {
   canvas.dataset.showing = heat ? "explanation" : "input";
   canvas.dataset.digit = k;
   document.getElementById("seen-caption").textContent = heat
-    ? `where the model looked for its ${classes[d.digit === null ? d.closest : d.digit]} (Grad-CAM)`
+    ? `where the model looked for its ${classes[likeliest(d)]} (Grad-CAM)`
     : "what the model saw (28×28)";
   seen.src = "data:image/png;base64," + (heat ? d.explanation : d.model_input);
 }
