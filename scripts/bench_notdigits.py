@@ -22,7 +22,6 @@ digits kept, and the expected calibration error before and after the temperature
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import tempfile
 from pathlib import Path
@@ -89,12 +88,11 @@ def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
     )
 
 
-def families(args, evaluation: MnistDataset) -> tuple[dict, dict]:
+def families(args, evaluation: MnistDataset, tmp: Path) -> tuple[dict, dict]:
     """(digit families, non-digit families): name -> list of items ``Predictor.predict`` takes."""
     rng = np.random.default_rng(args.seed)
     drawn = drawn_digits.benchmark(args.n, args.seed)
     drawings = [Drawing(tuple(s), drawn_digits.PAD, drawn_digits.PAD) for _, _, s in drawn]
-    tmp = Path(tempfile.mkdtemp())
     photo_rows = photos.write_set(
         evaluation.pixels[: args.n], evaluation.class_ids[: args.n], tmp, args.seed, photos.STYLES
     )
@@ -120,9 +118,8 @@ def families(args, evaluation: MnistDataset) -> tuple[dict, dict]:
 def report(predictor: Predictor, valid: MnistDataset, evaluation: MnistDataset, digits: dict, others: dict) -> str:
     valid_logits, eval_logits = (predictor.loss.logits(forward(predictor, s.images)) for s in (valid, evaluation))
     judges = {score: calibration.fit(valid_logits, valid.class_ids, score) for score in calibration.SCORES}
-    raw = dataclasses.replace(judges["msp"], temperature=1.0)
-    raw = dataclasses.replace(raw, threshold=float(np.quantile(raw.scores(valid_logits), calibration.REFUSED_DIGITS)))
-    judges = {"msp, T = 1": raw, **judges}
+    untempered = float(np.quantile(calibration.softmax(valid_logits).max(axis=1), calibration.REFUSED_DIGITS))
+    judges = {"msp, T = 1": calibration.Calibration(1.0, "msp", untempered, True), **judges}
     logits = {name: picture_logits(predictor, items) for name, items in {**digits, **others}.items()}
     lines = [
         f"temperature {judges['msp'].temperature:.3f}; eval ECE {100 * calibration.ece(calibration.softmax(eval_logits), evaluation.class_ids):.2f} % "
@@ -162,11 +159,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of every generated family (default: 1)")
     args = parser.parse_args()
     valid, evaluation = MnistDataset("valid", args.data), MnistDataset("eval", args.data)
-    digits, others = families(args, evaluation)
-    for directory in args.model_dir:
-        predictor = Predictor.from_dir(directory).without_rejection()
-        print(f"\n## {directory}\n")
-        print(report(predictor, valid, evaluation, digits, others))
+    with tempfile.TemporaryDirectory() as tmp:  # the photos, read from their files as people's would be
+        digits, others = families(args, evaluation, Path(tmp))
+        for directory in args.model_dir:
+            predictor = Predictor.from_dir(directory).without_rejection()
+            print(f"\n## {directory}\n")
+            print(report(predictor, valid, evaluation, digits, others))
 
 
 if __name__ == "__main__":
