@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from paddle_mnist import preprocess, reading
-from paddle_mnist.rendering import checked_font_files, on_paper
+from paddle_mnist.rendering import checked_font_files, glyph, on_paper
 from paddle_mnist.strokes import Drawing, draw_pen
 
 LIKE_DIGITS = {
@@ -46,12 +46,7 @@ PEN = 20
 
 def letter(rng: np.random.Generator, fonts: str = "printed") -> Image.Image:
     """One of ``LETTERS`` in one of the ``rendering.FONTS`` set ``fonts``, dark on paper, at a random size and place."""
-    files = checked_font_files(fonts)
-    char = LETTERS[int(rng.integers(len(LETTERS)))]
-    canvas = Image.new("L", (220, 200), 0)
-    font = ImageFont.truetype(str(files[int(rng.integers(len(files)))]), int(rng.integers(90, 150)))
-    centre = (110 + int(rng.integers(-25, 25)), 100 + int(rng.integers(-20, 20)))
-    ImageDraw.Draw(canvas).text(centre, char, fill=255, font=font, anchor="mm")
+    canvas = glyph(LETTERS[int(rng.integers(len(LETTERS)))], fonts, rng, largest=150)
     return Image.fromarray(on_paper(np.asarray(canvas, np.float32) / 255, rng)).convert("L")
 
 

@@ -27,10 +27,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter
 
 from paddle_mnist.errors import cli_entry
-from paddle_mnist.rendering import FONTS, checked_font_files, on_paper
+from paddle_mnist.rendering import FONTS, glyph, on_paper
 
 STYLES = ("paper", "colour", "noisy_jpeg", "exif_rotated", "transparent_png", "chalk")
 SETS = ("printed", "handwriting_font", "thick_marker", "thin_pen", "low_res_scan", "touching_frame")
@@ -81,16 +81,7 @@ def render(digit: np.ndarray, style: str, rng: np.random.Generator) -> bytes:
 
 def font_ink(label: int, kind: str, rng: np.random.Generator) -> np.ndarray:
     """The label drawn in one of the set's fonts at a random size and place; a 7 is crossed half the time."""
-    fonts = checked_font_files(kind)
-    canvas = Image.new("L", (220, 200), 0)
-    font = ImageFont.truetype(str(fonts[int(rng.integers(len(fonts)))]), int(rng.integers(90, 140)))
-    ImageDraw.Draw(canvas).text(
-        (110 + int(rng.integers(-25, 25)), 100 + int(rng.integers(-20, 20))),
-        str(label),
-        fill=255,
-        font=font,
-        anchor="mm",
-    )
+    canvas = glyph(str(label), kind, rng, largest=140)
     if label == 7 and rng.random() < 0.5:
         _cross(canvas)
     return np.asarray(canvas, np.float32) / 255

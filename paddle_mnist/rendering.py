@@ -10,6 +10,7 @@ import functools
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from paddle_mnist.errors import UserError
 
@@ -39,6 +40,17 @@ def checked_font_files(kind: str) -> tuple[Path, ...]:
     if not files:
         raise UserError(f"the {kind} set needs fonts: apt-get install {FONTS[kind][1]}")
     return files
+
+
+def glyph(text: str, kind: str, rng: np.random.Generator, largest: int) -> Image.Image:
+    """``text`` white on black in a 220x200 canvas, in one of the ``kind`` set's fonts at a random size
+    (90 to ``largest`` px) and a random place near the centre."""
+    fonts = checked_font_files(kind)
+    canvas = Image.new("L", (220, 200), 0)
+    font = ImageFont.truetype(str(fonts[int(rng.integers(len(fonts)))]), int(rng.integers(90, largest)))
+    centre = (110 + int(rng.integers(-25, 25)), 100 + int(rng.integers(-20, 20)))
+    ImageDraw.Draw(canvas).text(centre, text, fill=255, font=font, anchor="mm")
+    return canvas
 
 
 def on_paper(ink: np.ndarray, rng, paper=(235, 232, 225), pen=(25, 25, 30)) -> np.ndarray:
