@@ -175,6 +175,7 @@ def set_optimizer_state(
 ACCUMULATORS = {
     "SGD": {},
     "Momentum": {"velocity_0": None},
+    "Adagrad": {"moment_0": None},
     "Adam": {"moment1_0": None, "moment2_0": None, "beta1_pow_acc_0": (1,), "beta2_pow_acc_0": (1,)},
 }
 SCHEDULER_KEY = "LR_Scheduler"

@@ -20,8 +20,24 @@ from paddle_mnist.errors import UserError
 DATASETS = ("mnist", "fashion-mnist")
 # The networks a recipe may name, in --help's order; ``models.MODELS`` builds them (a test holds the two
 # equal).  Listed here so that checking a recipe or a run's metadata never needs paddle.
-MODEL_NAMES = ("linear", "mlp", "cnn", "lenet", "convnet", "vgg", "vgg_wide", "resnet", "inception")
-OPTIMIZERS = ("sgd", "momentum", "adam")
+MODEL_NAMES = (
+    "linear",
+    "course_mlp",
+    "mlp1",
+    "mlp",
+    "cnn",
+    "lenet",
+    "convnet",
+    "vgg",
+    "vgg_wide",
+    "resnet",
+    "inception",
+)
+# The feed-forward networks, whose hidden layers' activation a recipe may choose (``models.FEED_FORWARD``
+# holds each one's own, which a test keeps equal to these names); None = the network's own.
+FEED_FORWARD = ("course_mlp", "mlp1", "mlp")
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+OPTIMIZERS = ("sgd", "momentum", "adagrad", "adam")
 SCHEDULES = ("constant", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "gpu")
 MAX_SEED = 2**32 - 1
@@ -41,6 +57,7 @@ class Config:
     dataset: str = recipe_field("mnist")
     preset: str = "tutorial"  # a name for where the recipe's defaults came from; the recipe fields hold its values
     model: str = recipe_field("cnn")
+    activation: str | None = recipe_field(None)  # the feed-forward networks' hidden activation; None = their own
     loss: str = recipe_field("cross_entropy")
     label_smoothing: float = recipe_field(0.0)  # cross_entropy's target: 1 - ε + ε/10 for the label, ε/10 for the rest
     optimizer: str = recipe_field("sgd")
@@ -81,6 +98,13 @@ class Config:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"unknown {name} {getattr(self, name)!r}: choose {', '.join(allowed)}")
+        if self.activation is not None:
+            if self.activation not in ACTIVATIONS:
+                raise UserError(f"unknown activation {self.activation!r}: choose {', '.join(ACTIVATIONS)}")
+            if self.model not in FEED_FORWARD:
+                raise UserError(
+                    f"--activation applies to the feed-forward networks ({', '.join(FEED_FORWARD)}), not {self.model}"
+                )
         for name in ("batch_size", "epochs", "nproc") + (("limit_train",) if self.limit_train is not None else ()):
             _check(name, getattr(self, name), lambda v: _is_int(v) and v >= 1, "an integer of at least 1")
         _check("seed", self.seed, lambda v: _is_int(v) and 0 <= v <= MAX_SEED, f"an integer in 0..{MAX_SEED}")
@@ -170,7 +194,17 @@ def add_recipe_flags(parser: argparse.ArgumentParser, varied: tuple[str, ...] = 
         help="cross_entropy's target: 1 - EPS + EPS/10 for the label, EPS/10 for each other digit; every "
         f"loss reported includes it (default: {d.label_smoothing:g})",
     )
-    add("--optimizer", choices=OPTIMIZERS, help=f"optimizer; momentum is 0.9, Nesterov (default: {d.optimizer})")
+    add(
+        "--activation",
+        choices=ACTIVATIONS,
+        help=f"the hidden layers' activation of a feed-forward network ({', '.join(FEED_FORWARD)}) "
+        "(default: the network's own: sigmoid for course_mlp, relu for the others)",
+    )
+    add(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        help=f"optimizer; momentum is 0.9, Nesterov; adagrad starts its sums at 0 (default: {d.optimizer})",
+    )
     add("--lr", type=positive_float, help=f"learning rate, the peak rate for onecycle (default: {d.lr})")
     add(
         "--batch-size",
@@ -179,7 +213,13 @@ def add_recipe_flags(parser: argparse.ArgumentParser, varied: tuple[str, ...] = 
     )
     add("--epochs", type=positive_int, help=f"passes over the training split (default: {d.epochs})")
     add("--schedule", choices=SCHEDULES, help=f"learning-rate schedule over all steps (default: {d.schedule})")
-    add("--weight-decay", type=non_negative_float, help=f"L2 weight decay (default: {d.weight_decay:g})")
+    add(
+        "--weight-decay",
+        type=non_negative_float,
+        metavar="COEFF",
+        help="L2 regularisation: COEFF * weight added to every gradient (paddle's L2Decay, as the course's "
+        f"code uses it) (default: {d.weight_decay:g})",
+    )
     add("--beta1", type=non_negative_float, help=f"Adam's first-moment decay rate (default: {d.beta1})")
     add("--beta2", type=non_negative_float, help=f"Adam's second-moment decay rate (default: {d.beta2})")
     add(

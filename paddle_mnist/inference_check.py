@@ -150,7 +150,7 @@ def _fetch(run: _Interpreter, attrs, inputs, op) -> list[Value]:
 
 
 def _same(run: _Interpreter, attrs, inputs, op) -> list[Value]:
-    """relu, dropout and batch norm at inference: the input's shape (dropout's mask too; the rest of batch
+    """the activations, dropout and batch norm at inference: the input's shape (dropout's mask too; the rest of batch
     norm's outputs are its statistics, shaped as the mean it is given)."""
     if attrs.get("is_test") is False:
         run.fail(f"a {op['#']} in training mode")
@@ -313,6 +313,8 @@ RULES = {
     "1.data": _data,
     "1.fetch": _fetch,
     "1.relu": _same,
+    "1.sigmoid": _same,
+    "1.tanh": _same,
     "1.dropout": _same,
     "1.batch_norm_": _same,
     "1.full": _full,

@@ -7,6 +7,11 @@
   digit = the output rounded and clipped to 0..9.
 - ``mse_onehot``: 10 outputs through softmax, squared error against the one-hot label:
   the same head as cross-entropy, so only the loss differs (the fair comparison).
+- ``softmax_twice``: the course code's cross-entropy (awesome-DeepLearning ``junior_class`` chapter 2: its
+  networks end in ``nn.Softmax`` and its trainer calls ``F.cross_entropy``, which applies softmax again).
+  The squashed logits lie in [0, 1], so the loss can fall only from 2.46 to 1.46 and its gradients are
+  small: what the course's table measured.  Here the network outputs logits and the loss squashes them,
+  so predicting, calibrating and exporting see the same head as cross-entropy's.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class Loss:
             return F.cross_entropy(outputs, labels)
         if self.name == "mse":
             return paddle.mean(F.square_error_cost(outputs, labels))
+        if self.name == "softmax_twice":
+            return F.cross_entropy(F.softmax(outputs), labels)
         onehot = F.one_hot(labels.squeeze(-1), 10)
         if self.name == "cross_entropy":
             # paddle 3.3's own label_smoothing has no kernel for int64 labels on CPU: a soft target instead
@@ -70,5 +77,6 @@ LOSSES = {
         Loss("cross_entropy", 10, "int64", "10 logits, softmax cross-entropy (the default)"),
         Loss("mse", 1, "float32", "the tutorial's regression: 1 output, squared error to the digit's value"),
         Loss("mse_onehot", 10, "int64", "10 outputs, softmax, squared error to the one-hot label"),
+        Loss("softmax_twice", 10, "int64", "the course code's: cross-entropy of the softmax of the softmax"),
     )
 }

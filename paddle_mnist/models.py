@@ -2,7 +2,7 @@
 
 ``head_size`` is set by the loss (10 logits, or 1 for the tutorial's regression).
 ``TutorialCNN`` (registered as ``cnn``) is the tutorial's ``MNIST`` network exactly; the others are the course's
-related chapters (softmax regression, MLP, LeNet, residual and Inception blocks).
+related chapters (softmax regression, its feed-forward networks, LeNet, residual and Inception blocks).
 """
 
 from __future__ import annotations
@@ -69,19 +69,37 @@ class Linear(nn.Layer):
         return self.fc(paddle.flatten(x, 1))
 
 
-class MLP(nn.Layer):
-    """Hidden ReLU layers of the given widths between the pixels and the head."""
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
-    def __init__(self, head_size: int = 10, hidden: tuple[int, ...] = (256, 128)):
+
+class MLP(nn.Layer):
+    """Hidden layers of the given widths, each followed by ``activation``, between the pixels and the head."""
+
+    def __init__(self, head_size: int = 10, hidden: tuple[int, ...] = (256, 128), activation: str = "relu"):
         super().__init__()
         widths = (784, *hidden)
         layers = []
         for fan_in, fan_out in zip(widths, widths[1:]):
-            layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+            layers += [nn.Linear(fan_in, fan_out), ACTIVATIONS[activation]()]
         self.body = nn.Sequential(*layers, nn.Linear(widths[-1], head_size))
 
     def forward(self, x):
         return self.body(paddle.flatten(x, 1))
+
+
+class SingleLayerMLP(MLP):
+    """The course code's "single-layer feed-forward network": one hidden layer.  Its width is not published
+    (the course's ``nets/fnn.py`` is not in the stored repository): 256, as ``mlp``'s first layer, is assumed."""
+
+    def __init__(self, head_size: int = 10, activation: str = "relu"):
+        super().__init__(head_size, hidden=(256,), activation=activation)
+
+
+class CourseMLP(MLP):
+    """The course's network chapter: two hidden layers of 10 sigmoid units (784 → 10 → 10 → head)."""
+
+    def __init__(self, head_size: int = 10, activation: str = "sigmoid"):
+        super().__init__(head_size, hidden=(10, 10), activation=activation)
 
 
 class ConvClassifier(nn.Layer):
@@ -222,6 +240,8 @@ class Inception(nn.Layer):
 
 MODELS = {
     "linear": Linear,
+    "course_mlp": CourseMLP,
+    "mlp1": SingleLayerMLP,
     "mlp": MLP,
     "cnn": TutorialCNN,
     "lenet": LeNet,
@@ -233,8 +253,12 @@ MODELS = {
 }
 
 
-def build(name: str, head_size: int) -> nn.Layer:
-    return MODELS[name](head_size=head_size)
+FEED_FORWARD = {"course_mlp": "sigmoid", "mlp1": "relu", "mlp": "relu"}  # their hidden activation by default
+
+
+def build(name: str, head_size: int, activation: str | None = None) -> nn.Layer:
+    """The network ``name``; ``activation`` (feed-forward networks only) replaces its hidden activation."""
+    return MODELS[name](head_size=head_size, **({"activation": activation} if activation else {}))
 
 
 def parameter_count(model: nn.Layer) -> int:

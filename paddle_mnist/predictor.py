@@ -370,7 +370,7 @@ def on_paddle(run: rundir.Run) -> Predictor:
     run, state = run.load_state()  # the run a trainer may have committed meanwhile: its metadata and weights
     if run.bare:
         return from_state(run, state)
-    model = models.build(run.info.model, run.info.head_size)
+    model = models.build(run.info.model, run.info.head_size, run.info.activation)
     checkpoint.fit_state(model, state, run.weights_file)
     return Predictor(engines.DynamicEngine(model), **described(run))
 

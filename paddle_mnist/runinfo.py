@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from paddle_mnist import calibration, losses
 from paddle_mnist.calibration import Calibration
-from paddle_mnist.config import DATASETS, MODEL_NAMES, Config
+from paddle_mnist.config import ACTIVATIONS, DATASETS, FEED_FORWARD, MODEL_NAMES, Config
 from paddle_mnist.data.encoding import ENCODINGS, Encoding
 from paddle_mnist.errors import UserError
 
@@ -125,6 +125,7 @@ class RunInfo:
     data_source: str | None = None
     file_names: dict[str, str] = field(default_factory=lambda: dict(FIXED_NAMES))  # mnist.json: "weights"
     calibration: Calibration | None = None  # None: not fitted (a run still training, or trained on valid)
+    activation: str | None = None  # a feed-forward network's hidden activation (config's); None = its own
 
     @classmethod
     def describe(cls, config: Config, data: MnistData, state: RunState) -> RunInfo:
@@ -149,6 +150,7 @@ class RunInfo:
             data_source=str(data.source),
             file_names=dict(state.file_names or FIXED_NAMES),
             calibration=state.calibration,
+            activation=config.activation,
         )
 
     def to_json(self) -> dict:
@@ -225,8 +227,10 @@ class _Schema:
         file_names = self.names("weights", _plain_name, "file names inside the run directory")
         if set(file_names) != set(FIXED_NAMES):
             self.fail("weights", f"an object with keys {', '.join(FIXED_NAMES)}")
+        model = self.choice("model", MODEL_NAMES)
+        config = self.get("config", dict, "an object")
         return RunInfo(
-            model=self.choice("model", MODEL_NAMES),
+            model=model,
             loss=loss.name,
             head_size=loss.head_size,
             label_dtype=loss.label_dtype,
@@ -242,7 +246,7 @@ class _Schema:
             ),
             epochs_done=self.count("epochs_done"),
             seed=self.count("seed"),
-            config=self.get("config", dict, "an object"),
+            config=config,
             metrics=self.metrics(),
             best_epoch=self.count("best_epoch"),
             files=self.names("files", lambda v: isinstance(v, str) and len(v) == 64, "an object of SHA-256 digests"),
@@ -251,7 +255,15 @@ class _Schema:
             data_source=self.get("data_source", str, "a path", optional=True),
             file_names=file_names,
             calibration=self.calibration(),
+            activation=self.activation(model, config),
         )
+
+    def activation(self, model: str, config: dict) -> str | None:
+        """``config.activation``: what the predictor builds the network with, so checked like the model."""
+        value = config.get("activation")
+        if value is not None and (value not in ACTIVATIONS or model not in FEED_FORWARD):
+            self.fail("config", f"an activation of {', '.join(ACTIVATIONS)} for a feed-forward network, or null")
+        return value
 
     def calibration(self) -> Calibration | None:
         if self.obj.get("calibration") is None:

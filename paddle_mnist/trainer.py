@@ -80,6 +80,8 @@ def make_optimizer(config: Config, model: paddle.nn.Layer, steps_per_epoch: int)
         optimizer = paddle.optimizer.Adam(
             lr, beta1=config.beta1, beta2=config.beta2, parameters=params, weight_decay=decay
         )
+    elif config.optimizer == "adagrad":
+        optimizer = paddle.optimizer.Adagrad(lr, parameters=params, weight_decay=decay)
     elif config.optimizer == "momentum":
         optimizer = paddle.optimizer.Momentum(
             lr, momentum=0.9, use_nesterov=True, parameters=params, weight_decay=decay
@@ -93,7 +95,7 @@ def build_trainee(config: Config, train_size: int) -> Trainee:
     """The model (seeded by ``config.seed``), its optimizer and schedule, and the AMP scaler."""
     loss = replace(losses.LOSSES[config.loss], smoothing=config.label_smoothing)
     paddle.seed(config.seed)
-    model = models.build(config.model, loss.head_size)
+    model = models.build(config.model, loss.head_size, config.activation)
     steps = math.ceil(train_size / config.batch_size)
     optimizer, scheduler = make_optimizer(config, model, steps)
     scaler = paddle.amp.GradScaler() if config.amp else None

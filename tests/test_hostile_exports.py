@@ -98,11 +98,12 @@ def test_every_network_here_passes_the_program_check_with_the_shapes_paddle_decl
     from paddle_mnist import inference_check, models
     from paddle_mnist._paddle import paddle
 
-    for name in models.MODELS:
+    networks = [(name, None) for name in models.MODELS] + [("mlp", "sigmoid"), ("mlp", "tanh")]
+    for name, activation in networks:
         for head in models.HEADS:
-            model = models.build(name, head)
+            model = models.build(name, head, activation)
             model.eval()
-            prefix = tmp_path / f"{name}-{head}"
+            prefix = tmp_path / f"{name}-{activation}-{head}"
             paddle.jit.save(model, str(prefix), input_spec=[paddle.static.InputSpec([None, 1, 28, 28], "float32")])
             inference_check.read_checked(prefix, head)
             program = json.loads(prefix.with_suffix(".json").read_text())["program"]

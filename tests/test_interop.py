@@ -131,7 +131,7 @@ def test_every_registry_network_is_recognised_and_strangers_are_named(tmp_path):
     with pytest.raises(
         CheckpointError,
         match=r"other.pdparams: matches no known network: it holds encoder.weight "
-        r"\[3, 4\]; compared with linear, mlp, cnn, .* 10 or 1-output head",
+        r"\[3, 4\]; compared with linear, course_mlp, mlp1, mlp, cnn, .* 10 or 1-output head",
     ):
         Predictor.from_dir(tmp_path, weights=str(tmp_path / "other.pdparams"))
 

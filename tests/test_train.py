@@ -89,6 +89,19 @@ def weights(out):
         ],
         # non-digits in every batch, augmented too: the pool and its order come from the seed
         ["--outliers", "--augment"],
+        # the course's: Adagrad's sums, a chosen activation, L2 regularisation, the course code's loss
+        [
+            "--model",
+            "mlp1",
+            "--activation",
+            "sigmoid",
+            "--optimizer",
+            "adagrad",
+            "--weight-decay",
+            "5e-4",
+            "--loss",
+            "softmax_twice",
+        ],
     ],
     ids=[
         "cnn sgd",
@@ -96,6 +109,7 @@ def weights(out):
         "mlp adam distort",
         "convnet adam onecycle augment distort",
         "mlp outliers augment",
+        "mlp1 sigmoid adagrad l2 softmax_twice",
     ],
 )
 def test_resume_after_interruption_matches_an_uninterrupted_run(data_file, tmp_path, monkeypatch, recipe):
@@ -275,7 +289,7 @@ def test_distortion_is_reproducible_and_keeps_the_background_blank():
         assert np.allclose(first.numpy()[:, :, :2, :2], background), "a shifted-in border is blank, not black"
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adagrad", "adam"])
 @pytest.mark.parametrize("network", ["mlp", "convnet"])  # convnet: BatchNorm's statistics get no accumulators
 def test_the_accumulator_table_is_what_paddle_saves(optimizer, network):
     """``checkpoint.ACCUMULATORS`` says what each optimizer keeps per parameter; after one step of each, paddle's
