@@ -13,7 +13,7 @@ COMMANDS = {
     "train": "train a network and save it (.pdparams, metadata, history, curves)",
     "predict": 'read the digits in local images: a digit, a number left to right, or "not a digit"',
     "export": "export a trained model for Paddle Inference (paddle.jit.save) or ONNX",
-    "compare": "train each loss under identical conditions and compare them on accuracy",
+    "compare": "train one recipe with one knob varied (the loss by default) and compare the runs on accuracy",
     "photos": "score a model on realistic pictures of digits, against the tutorial's preprocessing",
     "serve": "a draw-a-digit page and a prediction API over a trained model (needs the serve extra)",
 }
