@@ -73,7 +73,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
 
 class MLP(nn.Layer):
-    """Hidden layers of the given widths, each followed by ``activation``, between the pixels and the head."""
+    """Hidden layers (256, 128 by default), each followed by ``activation``, between the pixels and the head."""
 
     def __init__(self, head_size: int = 10, hidden: tuple[int, ...] = (256, 128), activation: str = "relu"):
         super().__init__()
@@ -88,8 +88,10 @@ class MLP(nn.Layer):
 
 
 class SingleLayerMLP(MLP):
-    """The course code's "single-layer feed-forward network": one hidden layer.  Its width is not published
-    (the course's ``nets/fnn.py`` is not in the stored repository): 256, as ``mlp``'s first layer, is assumed."""
+    """The course code's "single-layer feed-forward network": one hidden layer, of 256 units (assumed).
+
+    The course's ``nets/fnn.py``, which has its widths, is not in the copy of the repository that could be
+    searched; 256 is ``mlp``'s first layer, so the two share it when ``compare --vary model`` runs both."""
 
     def __init__(self, head_size: int = 10, activation: str = "relu"):
         super().__init__(head_size, hidden=(256,), activation=activation)

@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _models_epilog() -> str:
     lines = ["models (parameters with a 10-class head):"]
     for name, cls in models.MODELS.items():  # config.MODEL_NAMES, in the same order
-        lines.append(f"  {name:<9} {models.parameter_count(cls(10)):>9,}  {cls.__doc__.splitlines()[0]}")
+        lines.append(f"  {name:<10} {models.parameter_count(cls(10)):>9,}  {cls.__doc__.splitlines()[0]}")
     lines.append("\nlosses:")
     lines += [f"  {loss.name:<13} {loss.summary}" for loss in losses.LOSSES.values()]
     return "\n".join(lines)
