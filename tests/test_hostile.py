@@ -226,7 +226,7 @@ def test_weights_must_be_regular_files_of_the_run(tiny_model_dir, tmp_path, kind
     "field, value, fragment",
     [
         ("outputs", 1_000_000, "'outputs' must be 10 for the cross_entropy loss, got 1000000"),
-        ("loss", "hinge", "'loss' must be one of cross_entropy, mse, mse_onehot, got \"hinge\""),
+        ("loss", "hinge", "'loss' must be one of cross_entropy, mse, mse_onehot, softmax_twice, got \"hinge\""),
         ("classes", ["a"], "'classes' must be a list of 10 class names"),
         (
             "normalization",

@@ -241,7 +241,7 @@ def test_bad_flags_are_one_line_errors(data_file, capsys):
         ("batch_size", 2.5, "batch_size must be an integer of at least 1, got 2.5"),
         ("seed", -1, "seed must be an integer in 0..4294967295, got -1"),
         ("lr", float("nan"), "lr must be a positive number, got nan"),
-        ("model", "alexnet", "unknown model 'alexnet': choose linear, mlp, cnn"),
+        ("model", "alexnet", "unknown model 'alexnet': choose linear, course_mlp, mlp1, mlp, cnn"),
         ("loss", "hinge", "unknown loss 'hinge'"),
         ("label_smoothing", 1.0, "label_smoothing must be a number in [0, 1), got 1.0"),
     ],
