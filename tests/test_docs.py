@@ -1,5 +1,5 @@
-"""The README and docs/ hold together: every relative link and anchor resolves, and the README's command
-table is the one the ``paddle-mnist`` dispatcher prints."""
+"""The READMEs and docs/ hold together: every relative link and anchor resolves, the README's command
+table is the one the ``paddle-mnist`` dispatcher prints, and the Chinese pages say what the English ones do."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 from paddle_mnist import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", ROOT / "README_cn.md", *sorted((ROOT / "docs").glob("*.md"))]
+# Each page with its Chinese translation: the same commands, command tables, figures and links.
+TRANSLATIONS = [(ROOT / "README.md", ROOT / "README_cn.md"), (ROOT / "docs/course.md", ROOT / "docs/course_cn.md")]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 
@@ -80,3 +82,57 @@ def test_the_readme_lists_the_commands_of_the_dispatcher():
 def test_the_readme_stays_a_way_in():
     """Depth goes to docs/: the README a newcomer reads stays within 250 lines."""
     assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+
+
+def commands(path: Path) -> list[str]:
+    """The code blocks' lines without comments (those are translated), and every code span of a table row."""
+    text = path.read_text()
+    lines = [
+        re.sub(r"\s+#.*$", "", line).rstrip()
+        for block in FENCE.findall(text)
+        for line in block.splitlines()[1:-1]
+        if not line.lstrip().startswith("#")
+    ]
+    cells = [span for row in re.findall(r"^\|.*\|$", FENCE.sub("", text), re.M) for span in re.findall(r"`[^`]+`", row)]
+    return [line for line in lines if line] + cells
+
+
+def figures(path: Path) -> list[str]:
+    """The numbers of the tables' rows, in order: a measurement updated on one page only shows here."""
+    rows = re.findall(r"^\|.*\|$", FENCE.sub("", path.read_text()), re.M)
+    return [n for row in rows for n in re.findall(r"\d+(?:[.,]\d+)*", re.sub(r"`[^`]+`|\([^)]*\.md[^)]*\)", "", row))]
+
+
+def links(path: Path) -> list[str]:
+    """Every link's target, a translation's ``X_cn.md`` read as the ``X.md`` it translates, without the first
+    line: the language switch, which links each page to the other."""
+    body = "\n".join(path.read_text().splitlines()[1:])
+    return [target.replace("_cn.md", ".md") for target in LINK.findall(FENCE.sub("", body))]
+
+
+@pytest.mark.parametrize("english, chinese", TRANSLATIONS, ids=lambda p: p.name)
+def test_a_translation_says_what_its_page_says(english, chinese):
+    """The same commands, tables of commands, figures and links in the same order, and a language switch on
+    the first line of each, linking to the other (as PaddleOCR's and the course's READMEs do)."""
+    assert commands(chinese) == commands(english)
+    assert figures(chinese) == figures(english)
+    assert links(chinese) == links(english)
+    assert english.read_text().splitlines()[0] == f"English | [简体中文]({chinese.name})"
+    assert chinese.read_text().splitlines()[0] == f"[English]({english.name}) | 简体中文"
+
+
+def test_the_translation_check_catches_a_drift(tmp_path):
+    english, chinese = tmp_path / "a.md", tmp_path / "a_cn.md"
+    english.write_text(
+        "English | [简体中文](a_cn.md)\n\n```bash\nrun --lr 0.1   # fast\n```\n| `x` | 97.10 % |\n[d](b.md)\n"
+    )
+    chinese.write_text(
+        "[English](a.md) | 简体中文\n\n```bash\nrun --lr 0.1   # 快\n```\n| `x` | 97.10 % |\n[d](b_cn.md)\n"
+    )
+    assert (commands(english), figures(english), links(english)) == (
+        commands(chinese),
+        figures(chinese),
+        links(chinese),
+    )
+    chinese.write_text(chinese.read_text().replace("--lr 0.1", "--lr 1").replace("97.10", "97.18"))
+    assert commands(english) != commands(chinese) and figures(english) != figures(chinese)
