@@ -100,7 +100,10 @@ def variation(tokens: list[str]) -> Variation:
             values.append(KNOBS[knob](text))
         except argparse.ArgumentTypeError as e:
             raise UserError(f"--vary {tokens[0]}: {e}") from None
-    return Variation(knob, tuple(dict.fromkeys(values)))
+    varied = Variation(knob, tuple(dict.fromkeys(values)))
+    if len(set(varied.labels)) < len(varied.labels):  # 0.1 and 0.1000001 would share runs/0.1-seedS
+        raise UserError(f"--vary {tokens[0]}: two values print as the same name ({', '.join(varied.labels)})")
+    return varied
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -205,6 +205,7 @@ def test_varying_the_network_shares_the_layers_the_networks_share(tmp_path, reco
         (["--vary", "momentum", "0.9"], "--vary: unknown knob 'momentum': choose loss, optimizer, lr, "),
         (["--vary", "batch-size"], "--vary batch-size: give the values to compare"),
         (["--vary", "augment", "maybe"], "--vary augment: expected on or off, got 'maybe'"),
+        (["--vary", "lr", "0.1", "0.1000001"], "--vary lr: two values print as the same name (0.1, 0.1)"),
         (["--lr", "0.1", "--vary", "lr", "0.1", "0.2"], "--lr sets lr, which --vary lr varies: give its values once"),
         (["--vary", "activation", "sigmoid", "tanh", "--model", "cnn"], "--activation applies to the feed-forward"),
         (["--vary", "optimizer", "sgd", "lbfgs"], "--vary optimizer: expected one of sgd, momentum, adagrad, adam"),
