@@ -75,15 +75,16 @@ class Variation:
     knob: str
     values: tuple
 
-    def label(self, value) -> str:
-        """How a value names its runs, files and rows: ``0.01``, ``on``, ``cross_entropy``."""
-        if isinstance(value, bool):
-            return "on" if value else "off"
-        return f"{value:g}" if isinstance(value, float) else str(value)
-
     @property
     def labels(self) -> list[str]:
-        return [self.label(v) for v in self.values]
+        return [value_label(v) for v in self.values]
+
+
+def value_label(value) -> str:
+    """How a knob's value names its runs, files and rows: ``0.01``, ``on``, ``cross_entropy``."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def variation(tokens: list[str]) -> Variation:
@@ -151,8 +152,8 @@ def chosen_variation(args: argparse.Namespace) -> Variation:
 
 def run_config(base: Config, out: Path, knob: str, value, seed: int) -> Config:
     """The recipe of one run: ``base`` with the knob at ``value`` and the seed, in ``out/runs/VALUE-seedS``."""
-    label = Variation(knob, (value,)).label(value)
-    return replace(base, **{knob: value}, seed=seed, out=str(out / "runs" / f"{label}-seed{seed}"), track_eval=True)
+    out_dir = out / "runs" / f"{value_label(value)}-seed{seed}"
+    return replace(base, **{knob: value}, seed=seed, out=str(out_dir), track_eval=True)
 
 
 def finished(config: Config) -> RunInfo | None:
@@ -341,7 +342,7 @@ def misread(run_dir: str | Path, data: str | None, dataset: str = "mnist") -> li
 def plot_misread(out: Path, base: Config, varied: Variation, value, seed: int) -> None:
     """The eval digits the run of ``value`` (and ``seed``) misreads, titled 'true -> read': where the tutorial's
     question "why does MSE fail?" can be looked at."""
-    label = varied.label(value)
+    label = value_label(value)
     wrong = misread(run_config(base, out, varied.knob, value, seed).out, base.data, base.dataset)
     what = f"eval digits, {varied.knob} {label} seed {seed}"
     plots.misread_grid(wrong, out / f"misread_{label}.png", what=what)
@@ -356,7 +357,7 @@ def compare(base: Config, varied: Variation, seeds: list[int], out: Path, force:
     out.mkdir(parents=True, exist_ok=True)
     results, start = [], time.perf_counter()
     for (value, seed), config in configs.items():
-        label = varied.label(value)
+        label = value_label(value)
         info, reused = train_or_reuse(config, force)
         print(
             f"{varied.knob} {label} seed {seed}: eval {100 * info.metrics.eval_acc:.2f}%"
@@ -370,7 +371,7 @@ def compare(base: Config, varied: Variation, seeds: list[int], out: Path, force:
     plot_accuracy(out, results, varied)
     plot_losses(out, results, varied)
     for value in varied.values:
-        plot_confusion(out, results, varied.knob, varied.label(value))
+        plot_confusion(out, results, varied.knob, value_label(value))
         plot_misread(out, base, varied, value, seeds[0])
     print("\n" + summary + f"\nwrote {out}/ in {time.perf_counter() - start:.0f} s")
     return table
