@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from paddle_mnist import config, losses, models
+from paddle_mnist import checkpoint, config, losses, models
 from paddle_mnist.config import Config
 from paddle_mnist.errors import UserError
 from paddle_mnist.predictor import Predictor
@@ -71,7 +71,7 @@ def test_the_course_options_reach_the_trainer_and_the_predictor(data_file, tmp_p
     info = train_cli("--data", data_file, "--out", out, "--epochs", "1", "--batch-size", "50", "--lr", "0.1", *flags)
     assert (info.model, info.activation, info.loss) == ("mlp1", "tanh", "softmax_twice")
     assert (info.config["optimizer"], info.config["activation"]) == ("adagrad", "tanh")
-    optimizer_state = __import__("paddle_mnist.checkpoint", fromlist=["x"]).load_state(out / "mnist.pdopt")
+    optimizer_state = checkpoint.load_state(out / "mnist.pdopt")
     assert any(key.endswith("_moment_0") for key in optimizer_state), "Adagrad's sums are what was saved"
 
     predictor = Predictor.from_dir(out, engine="dynamic")
