@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -136,9 +137,13 @@ def test_kill_9_at_every_step_of_a_save(straight, tmp_path, epoch, committed):
     data_file, expected, _ = straight
     calls = save_calls(tmp_path / "count", data_file, epoch)
     assert calls >= (4 if epoch == 0 else 10), "a save is several files, each written, synced and renamed"
-    for kill_at in range(1, calls + 1):
+    # Each killed run is a process of its own: two at a time (the suite's two cores), the recoveries in turn here.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(
+            pool.map(lambda k: hooked_train(tmp_path / f"kill-{k}", data_file, epoch, k), range(1, calls + 1))
+        )
+    for kill_at, result in enumerate(results, 1):
         out = tmp_path / f"kill-{kill_at}"
-        result = hooked_train(out, data_file, epoch=epoch, kill_at=kill_at)
         assert result.returncode == -9, (kill_at, result.stderr[-2000:])
         done = rundir.read(out).epochs_done if (out / rundir.METADATA).exists() else None
         assert done in committed, (kill_at, done)
