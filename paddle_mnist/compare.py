@@ -339,12 +339,11 @@ def misread(run_dir: str | Path, data: str | None, dataset: str = "mnist") -> li
     return [(evaluation.pixels[i], int(evaluation.class_ids[i]), int(read[i])) for i in wrong]
 
 
-def plot_misread(out: Path, base: Config, varied: Variation, value, seed: int) -> None:
-    """The eval digits the run of ``value`` (and ``seed``) misreads, titled 'true -> read': where the tutorial's
-    question "why does MSE fail?" can be looked at."""
-    label = value_label(value)
-    wrong = misread(run_config(base, out, varied.knob, value, seed).out, base.data, base.dataset)
-    what = f"eval digits, {varied.knob} {label} seed {seed}"
+def plot_misread(out: Path, run: Config, knob: str, label: str) -> None:
+    """The eval digits ``run`` (the knob's value ``label``) misreads, titled 'true -> read': where the
+    tutorial's question "why does MSE fail?" can be looked at."""
+    wrong = misread(run.out, run.data, run.dataset)
+    what = f"eval digits, {knob} {label} seed {run.seed}"
     plots.misread_grid(wrong, out / f"misread_{label}.png", what=what)
 
 
@@ -372,7 +371,7 @@ def compare(base: Config, varied: Variation, seeds: list[int], out: Path, force:
     plot_losses(out, results, varied)
     for value in varied.values:
         plot_confusion(out, results, varied.knob, value_label(value))
-        plot_misread(out, base, varied, value, seeds[0])
+        plot_misread(out, configs[(value, seeds[0])], varied.knob, value_label(value))
     print("\n" + summary + f"\nwrote {out}/ in {time.perf_counter() - start:.0f} s")
     return table
 

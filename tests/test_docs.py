@@ -84,6 +84,11 @@ def test_the_readme_stays_a_way_in():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 250
 
 
+def table_rows(text: str) -> list[str]:
+    """The Markdown table rows of ``text`` outside code blocks."""
+    return re.findall(r"^\|.*\|$", FENCE.sub("", text), re.M)
+
+
 def commands(path: Path) -> list[str]:
     """The code blocks' lines without comments (those are translated), and every code span of a table row."""
     text = path.read_text()
@@ -93,14 +98,17 @@ def commands(path: Path) -> list[str]:
         for line in block.splitlines()[1:-1]
         if not line.lstrip().startswith("#")
     ]
-    cells = [span for row in re.findall(r"^\|.*\|$", FENCE.sub("", text), re.M) for span in re.findall(r"`[^`]+`", row)]
+    cells = [span for row in table_rows(text) for span in re.findall(r"`[^`]+`", row)]
     return [line for line in lines if line] + cells
 
 
 def figures(path: Path) -> list[str]:
     """The numbers of the tables' rows, in order: a measurement updated on one page only shows here."""
-    rows = re.findall(r"^\|.*\|$", FENCE.sub("", path.read_text()), re.M)
-    return [n for row in rows for n in re.findall(r"\d+(?:[.,]\d+)*", re.sub(r"`[^`]+`|\([^)]*\.md[^)]*\)", "", row))]
+    return [
+        n
+        for row in table_rows(path.read_text())
+        for n in re.findall(r"\d+(?:[.,]\d+)*", re.sub(r"`[^`]+`|\([^)]*\.md[^)]*\)", "", row))
+    ]
 
 
 def links(path: Path) -> list[str]:
