@@ -37,7 +37,7 @@ MODEL_NAMES = (
 # holds each one's own, which a test keeps equal to these names); None = the network's own.
 FEED_FORWARD = ("course_mlp", "mlp1", "mlp")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
-OPTIMIZERS = ("sgd", "momentum", "adagrad", "adam")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adam")
 SCHEDULES = ("constant", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "gpu")
 MAX_SEED = 2**32 - 1
@@ -148,7 +148,7 @@ PRESETS = {
     "fast": dict(CONVNET_ONE_CYCLE, lr=0.003, batch_size=128, epochs=5, augment=True, outliers=True),
     "best": dict(
         model="vgg_wide",
-        optimizer="momentum",
+        optimizer="nesterov",
         lr=0.05,
         batch_size=128,
         epochs=18,
@@ -203,7 +203,8 @@ def add_recipe_flags(parser: argparse.ArgumentParser, varied: tuple[str, ...] = 
     add(
         "--optimizer",
         choices=OPTIMIZERS,
-        help=f"optimizer; momentum is 0.9, Nesterov; adagrad starts its sums at 0 (default: {d.optimizer})",
+        help="optimizer; momentum is paddle's Momentum with 0.9 (the course's), nesterov the same with Nesterov's "
+        f"look-ahead; adagrad starts its sums at 0 (default: {d.optimizer})",
     )
     add("--lr", type=positive_float, help=f"learning rate, the peak rate for onecycle (default: {d.lr})")
     add(

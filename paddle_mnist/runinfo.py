@@ -26,7 +26,7 @@ from paddle_mnist.errors import UserError
 if TYPE_CHECKING:  # the data stack (locate, download) is not needed to read a run
     from paddle_mnist.data.splits import MnistData
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the optimizer "momentum" is plain momentum, and Nesterov's is "nesterov"
 # The file of each role under its fixed name: schema 1 had only these, and they stay as links to the current set.
 LAST_WEIGHTS, BEST_WEIGHTS, OPTIMIZER = "mnist.pdparams", "best.pdparams", "mnist.pdopt"
 FIXED_NAMES = {"last": LAST_WEIGHTS, "best": BEST_WEIGHTS, "optimizer": OPTIMIZER}
@@ -220,7 +220,6 @@ class _Schema:
         version = self.get(
             "format", int, f"a schema version up to {SCHEMA_VERSION}", lambda v: 1 <= v <= SCHEMA_VERSION
         )
-        del version  # every version so far reads the same way
         loss = losses.LOSSES[self.choice("loss", tuple(losses.LOSSES))]
         self.get("outputs", int, f"{loss.head_size} for the {loss.name} loss", lambda v: v == loss.head_size)
         self.get("label_dtype", str, f"{loss.label_dtype!r} for the {loss.name} loss", lambda v: v == loss.label_dtype)
@@ -229,6 +228,8 @@ class _Schema:
             self.fail("weights", f"an object with keys {', '.join(FIXED_NAMES)}")
         model = self.choice("model", MODEL_NAMES)
         config = self.get("config", dict, "an object")
+        if version < 3 and config.get("optimizer") == "momentum":
+            config = config | {"optimizer": "nesterov"}  # what schemas 1 and 2 called "momentum"
         return RunInfo(
             model=model,
             loss=loss.name,

@@ -82,9 +82,10 @@ def make_optimizer(config: Config, model: paddle.nn.Layer, steps_per_epoch: int)
         )
     elif config.optimizer == "adagrad":
         optimizer = paddle.optimizer.Adagrad(lr, parameters=params, weight_decay=decay)
-    elif config.optimizer == "momentum":
+    elif config.optimizer in ("momentum", "nesterov"):
+        nesterov = config.optimizer == "nesterov"
         optimizer = paddle.optimizer.Momentum(
-            lr, momentum=0.9, use_nesterov=True, parameters=params, weight_decay=decay
+            lr, momentum=0.9, use_nesterov=nesterov, parameters=params, weight_decay=decay
         )
     else:
         optimizer = paddle.optimizer.SGD(lr, parameters=params, weight_decay=decay)

@@ -429,7 +429,7 @@ def mirror(b: Bench, mode: str):
 
 
 UNREADABLE = {
-    "a newer format": lambda text: text.replace('"format": 2', '"format": 3', 1),
+    "a newer format": lambda text: text.replace('"format": 3', '"format": 4', 1),
     "a 5,000-digit integer in its history": lambda text: text.replace('"epoch": 1', '"epoch": 1' + "0" * 5000, 1),
     "1e400 in its history": lambda text: text.replace('"train_loss": ', '"train_loss": 1e400, "x": ', 1),
 }

@@ -208,7 +208,10 @@ def test_varying_the_network_shares_the_layers_the_networks_share(tmp_path, reco
         (["--vary", "lr", "0.1", "0.1000001"], "--vary lr: two values print as the same name (0.1, 0.1)"),
         (["--lr", "0.1", "--vary", "lr", "0.1", "0.2"], "--lr sets lr, which --vary lr varies: give its values once"),
         (["--vary", "activation", "sigmoid", "tanh", "--model", "cnn"], "--activation applies to the feed-forward"),
-        (["--vary", "optimizer", "sgd", "lbfgs"], "--vary optimizer: expected one of sgd, momentum, adagrad, adam"),
+        (
+            ["--vary", "optimizer", "sgd", "lbfgs"],
+            "--vary optimizer: expected one of sgd, momentum, nesterov, adagrad, adam",
+        ),
     ],
 )
 def test_a_bad_variation_is_one_line_before_anything_trains(tmp_path, capsys, monkeypatch, flags, message):

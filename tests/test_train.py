@@ -10,8 +10,8 @@ import re
 import numpy as np
 import pytest
 
-from paddle_mnist import checkpoint, rundir, train, trainer
-from paddle_mnist.config import Config
+from paddle_mnist import checkpoint, models, rundir, train, trainer
+from paddle_mnist.config import Config, recipe_of
 from paddle_mnist.errors import UserError
 
 from fixtures import interrupt_at, run_python, train_cli
@@ -289,7 +289,7 @@ def test_distortion_is_reproducible_and_keeps_the_background_blank():
         assert np.allclose(first.numpy()[:, :, :2, :2], background), "a shifted-in border is blank, not black"
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adagrad", "adam"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adagrad", "adam"])
 @pytest.mark.parametrize("network", ["mlp", "convnet"])  # convnet: BatchNorm's statistics get no accumulators
 def test_the_accumulator_table_is_what_paddle_saves(optimizer, network):
     """``checkpoint.ACCUMULATORS`` says what each optimizer keeps per parameter; after one step of each, paddle's
@@ -311,6 +311,27 @@ def test_the_accumulator_table_is_what_paddle_saves(optimizer, network):
     )
     trainable = [p for p in model.parameters() if p.trainable]
     assert len(saved) == len(trainable) * len(checkpoint.ACCUMULATORS[type(opt).__name__])
+
+
+def test_momentum_is_paddles_and_a_run_saved_before_nesterov_had_its_name_keeps_it(tiny_run, tmp_path):
+    """``momentum`` is paddle's ``Momentum`` as the course uses it, ``nesterov`` the look-ahead one; a run whose
+    ``mnist.json`` (format 2 or older) says ``momentum`` trained with Nesterov's, is read so, and resumes only
+    as ``nesterov``."""
+    model = models.build("mlp", 10)
+    for name, look_ahead in (("momentum", False), ("nesterov", True)):
+        opt, _ = trainer.make_optimizer(Config(model="mlp", optimizer=name), model, 5)
+        assert type(opt).__name__ == "Momentum" and opt._use_nesterov is look_ahead, name
+    meta = json.loads((tiny_run / rundir.METADATA).read_text())
+    for version, read_as in ((2, "nesterov"), (3, "momentum")):
+        run = tmp_path / f"format{version}"
+        run.mkdir()
+        saved = {**meta, "format": version, "config": {**meta["config"], "optimizer": "momentum"}}
+        (run / rundir.METADATA).write_text(json.dumps(saved))
+        info = rundir.read(run)
+        assert info.config["optimizer"] == read_as, version
+        for name in ("momentum", "nesterov"):
+            changes = rundir.recipe_changes(info, Config(**{**recipe_of(info.config), "optimizer": name}))
+            assert ("optimizer" in changes) is (name != read_as), (version, name, changes)
 
 
 def test_only_importing_paddle_through_the_package_sets_mkls_variable():
