@@ -38,5 +38,7 @@ def test_the_tutorial_notebook_runs(tmp_path, monkeypatch, shared_cache):
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.get("data", {})]
     assert "reaches the highest eval accuracy" in text and "read:" in text, text[-2000:]
-    assert len(images) >= 7, "accuracy, three misread grids, the photo, the explanation, the optimizers"
-    assert "optimizer adam" in text and "model linear" in text, "the course's comparisons ran"
+    assert len(images) >= 8, "accuracy, three misread grids, the optimizers, the curves, the photo, the explanation"
+    for knob in ("model linear", "model course_mlp", "lr 0.0001", "optimizer adam", "weight_decay 1e-05"):
+        assert knob in text, f"the course's comparison of {knob.split()[0]} ran"
+    assert "resumed to epoch 2 of [1, 2]" in text and "largest output difference" in text
