@@ -241,8 +241,9 @@ def add_recipe_flags(parser: argparse.ArgumentParser, varied: tuple[str, ...] = 
         action=argparse.BooleanOptionalAction,
         default=None,
         help="outlier exposure: every batch also holds half as many pictures that are not digits (letters, "
-        "shapes, scribbles, noise, two digits in one box; paddle_mnist.notdigits), trained towards equal "
-        'scores for every digit, so that the model can say "not a digit" (default: off)',
+        "shapes, scribbles, noise, two digits in one box, blank paper, filled silhouettes; "
+        'paddle_mnist.notdigits), trained towards equal scores for every digit, so that the model can say "not a '
+        'digit" (default: off)',
     )
     add(
         "--device",

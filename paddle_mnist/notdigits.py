@@ -1,7 +1,7 @@
 """Pictures that are not digits, made here: letters in fonts, shapes and scribbles drawn with the pad's pen,
-and blank paper.  ``scripts/bench_notdigits.py`` measures how many of each family a model refuses as
-"not a digit" (``calibration``); Fashion-MNIST, the other family it measures, is read from Debian's
-package there, never made or trained on here.
+blank paper, and (for training only) filled silhouettes.  ``scripts/bench_notdigits.py`` measures how
+many of each family a model refuses as "not a digit" (``calibration``); Fashion-MNIST, the other family
+it measures, is read from Debian's package there, never made or trained on here.
 
 Letters that people write like digits are left out, since refusing them would refuse real digits:
 ``LIKE_DIGITS`` says which, and for which digit.  Shapes leave out the circle (a 0) and the lone
@@ -35,8 +35,10 @@ SHAPES = ("triangle", "square", "star", "heart", "arrow", "smiley", "hash", "wav
 FAMILIES = ("letters", "handwritten_letters", "shapes", "scribbles", "paper")
 # What training with outliers shows the model (``training_pool``): printed letters only, so the
 # handwriting fonts measure how far the refusal carries; two digits in one box teach that a piece
-# holding two digits is not one (what lets the reading of numbers prefer the cut between them).
-TRAINING_FAMILIES = ("letters", "shapes", "scribbles", "noise", "pairs")
+# holding two digits is not one (what lets the reading of numbers prefer the cut between them); blank
+# paper, whose grain and ruled lines the reading finds as faint marks; filled silhouettes, solid things
+# with a print inside (a garment, a box): Fashion-MNIST measures how far they carry, never trained on.
+TRAINING_FAMILIES = ("letters", "shapes", "scribbles", "noise", "pairs", "paper", "silhouettes")
 # A triangle with a tail is a closed 4, so training leaves it out; the benchmark's shapes keep it, as a
 # shape the model never saw.
 TRAINING_SHAPES = tuple(s for s in SHAPES if s != "triangle")
@@ -95,6 +97,27 @@ def paper(rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.clip(sheet, 0, 255).astype(np.uint8))
 
 
+def silhouette(rng: np.random.Generator) -> Image.Image:
+    """A filled silhouette with a print inside, on paper: an irregular blob (a few random harmonics of a
+    circle) or a box, its ink grey and striped as a print is."""
+    size = 160
+    theta = np.linspace(0, 2 * np.pi, 90, endpoint=False)
+    radius = np.ones_like(theta)
+    for k in range(2, 6):
+        radius += rng.uniform(0.05, 0.5 / k) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    if rng.random() < 0.4:  # straight edges: a box
+        radius = 1 / np.maximum(np.abs(np.cos(theta)), np.abs(np.sin(theta)))
+    scale, aspect = rng.uniform(0.22, 0.33) * size, rng.uniform(0.6, 1.6)
+    xs = size / 2 + scale * aspect * radius * np.cos(theta)
+    ys = size / 2 + scale / aspect * radius * np.sin(theta)
+    mask = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(mask).polygon(list(zip(xs.tolist(), ys.tolist())), fill=255)
+    y, x = np.mgrid[:size, :size]
+    texture = 0.5 + 0.5 * np.sin(x * rng.uniform(0.1, 0.6) + y * rng.uniform(-0.6, 0.6))
+    ink = np.asarray(mask, np.float32) / 255 * (rng.uniform(0.2, 0.6) + rng.uniform(0.2, 0.5) * texture)
+    return Image.fromarray(on_paper(ink, rng)).convert("L")
+
+
 def picture(drawing: Drawing) -> Image.Image:
     """A drawing as the page's canvas shows it: the pad's black round pen on white."""
     image = Image.new("L", (drawing.width, drawing.height), 255)
@@ -129,6 +152,8 @@ def training_pool(n: int, seed: int, digits: np.ndarray) -> np.ndarray:
         "scribbles": lambda: reading.drawn(scribble(rng), single=True).pixels,
         "noise": lambda: [_noise(rng)],
         "pairs": lambda: [_pair(digits, rng)],
+        "paper": lambda: reading.plan(paper(rng), single=True).pixels,
+        "silhouettes": lambda: reading.plan(silhouette(rng), single=True).pixels,
     }
     while len(pool) < n:
         for name in TRAINING_FAMILIES:

@@ -112,7 +112,7 @@ def no_curves(request, monkeypatch):
 @pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory, shared_cache) -> Path:
     """The `fast` recipe (a convnet, augmented, with outlier exposure) trained briefly: 2 epochs on 10,000 real
-    MNIST images (~97 %) beside 3,000 non-digits (not the recipe's 10,000: 6 s to make, not 20), once per session."""
+    MNIST images (~97 %) beside 3,000 non-digits (not the recipe's 10,000: 9 s to make, not 30), once per session."""
     from paddle_mnist import train, trainer
 
     data = require(SHARED / "mnist.json.gz")

@@ -149,7 +149,7 @@ def test_trained_with_outliers_it_refuses_letters_doodles_and_clothes_not_digits
     trained_dir, shared_eval, debian_fashion, tmp_path
 ):
     """``fast`` (which trains with --outliers), briefly: of 20 of each, printed letters, shapes, scribbles
-    and Fashion-MNIST items are refused as not digits (measured 14, 17, 17 and 8; the whole recipe without
+    and Fashion-MNIST items are refused as not digits (measured 10, 17, 17 and 13; the whole recipe without
     outliers refuses 17 %, 12 %, 37 % and 52 % of these families, docs/results.md), a digit of each class is not, and the letter A in
     DejaVu Sans (which the tutorial's model reads as a 4 at 99.6 %) is "not a digit" on the command line."""
     from paddle_mnist.data.idx import read_images
@@ -160,10 +160,10 @@ def test_trained_with_outliers_it_refuses_letters_doodles_and_clothes_not_digits
     assert [r.reason for r in read] == [None] * 10 and sum(r.text == str(k) for k, r in enumerate(read)) >= 9
     clothes = list(read_images(debian_fashion / "t10k-images-idx3-ubyte.gz")[:20])
     for name, items, at_least in (
-        ("letters", notdigits.family("letters", 20, 5), 10),
+        ("letters", notdigits.family("letters", 20, 5), 8),
         ("shapes", notdigits.family("shapes", 20, 5), 13),
         ("scribbles", notdigits.family("scribbles", 20, 5), 13),
-        ("Fashion-MNIST", clothes, 5),
+        ("Fashion-MNIST", clothes, 10),
     ):
         refused = sum(r.reason == "not a digit" for r in predictor.predict(items, single=True))
         assert refused >= at_least, f"{refused} of 20 {name} refused"
