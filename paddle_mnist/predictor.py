@@ -119,6 +119,7 @@ class Predictor:
     summary: ModelSummary
     notes: tuple[str, ...] = ()  # lines for the user: what was inferred from a bare file, why an export is not used
     calibration: Calibration = calibration.DEFAULT  # the run's temperature and "not a digit" threshold
+    refuses_pairs: bool = False  # trained with outliers, two digits in one box among them (``reading.plan``)
 
     @classmethod
     def from_dir(
@@ -187,6 +188,7 @@ class Predictor:
             summary=summary,
             notes=notes,
             calibration=calibration.averaged(first.calibration),
+            refuses_pairs=all(m.refuses_pairs for m in members),
         )
 
     def with_views(self, name: str, source: str = "the model") -> Predictor:
@@ -263,7 +265,7 @@ class Predictor:
             result = Prediction(source=describe(item))
             try:
                 with preprocess.decoding(result.source):
-                    plans.append((result, reading.plan(item, naive, single, max_digits)))
+                    plans.append((result, reading.plan(item, naive, single, max_digits, self.refuses_pairs)))
             except UserError as e:  # ``decoding`` has put the source first
                 result.error = str(e)
             results.append(result)
@@ -348,6 +350,7 @@ def described(run: rundir.Run) -> dict:
         classes=info.classes,
         summary=summary,
         calibration=info.calibration or calibration.DEFAULT,
+        refuses_pairs=bool(info.config.get("outliers")),
     )
 
 

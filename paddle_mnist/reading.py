@@ -19,6 +19,14 @@ from paddle_mnist import preprocess, segment, strokes
 from paddle_mnist.errors import UserError
 
 TRY_CUTS = 1.0  # a part wider than this many line heights may hold touching digits (9 % of MNIST digits are wider)
+# For a model that refuses two digits in one box (trained with outliers), a part beside others may be cut from
+# TRY_CUTS_IN_LINE (a 1 touching a 7 is this narrow), and each cut costs CROSSING log-probability per stroke it
+# crosses (a digit or a letter cut in two is cut across its strokes).  Chosen on seeds 100-300 of bench_numbers
+# and seed 2 of bench_notdigits (0.5 refused more pictures of shapes but read 0.2-2.3 points fewer numbers); a
+# model that reads two touching digits as one confidently needs neither, as any cost on cutting tips it to
+# the whole (`quick`'s touching numbers under 0.5: 57-66 % → 18-36 %).
+TRY_CUTS_IN_LINE = 0.6
+CROSSING = 0.25
 PIECE_HEIGHT = 0.7  # a piece of a cut part is at least this share of the part's height (no curl or sliver)
 MAX_WIDTH = 1.4  # no piece of a cut part is wider than this many line heights (MNIST's 2s: 1.67 at the 99th percentile)
 
@@ -26,19 +34,27 @@ MAX_WIDTH = 1.4  # no piece of a cut part is wider than this many line heights (
 @dataclass(frozen=True)
 class Lattice:
     """The ways one part of a picture may be read: ``spans[(i, j)]`` is the input index of the piece between
-    its cut columns ``i`` and ``j`` (0 .. ``ends``).  A part that is not cut has one span, (0, 1)."""
+    its cut columns ``i`` and ``j`` (0 .. ``ends``; 0 and ``ends`` are the part's edges), and ``crossed[j]``
+    how many strokes column ``j`` crosses (none given: cuts cost nothing).  A part that is not cut has one
+    span, (0, 1)."""
 
     ends: int
     spans: dict[tuple[int, int], int]
+    crossed: tuple[float, ...] = ()
 
     def best(self, confidence: np.ndarray) -> list[int]:
         """The input indices of the pieces of the way the model reads best, left to right: the highest
-        product of their probabilities (``confidence``: the model's probability of each input's digit)."""
+        product of their probabilities (``confidence``: the model's probability of each input's digit), each
+        cut costing ``CROSSING`` per stroke it crosses."""
         log = np.log(np.maximum(confidence, 1e-30))
+        cost = CROSSING * np.array(self.crossed or [0.0] * (self.ends + 1))
+        cost[[0, -1]] = 0.0  # the part's edges are no cuts
         best: dict[int, tuple[float, list[int]]] = {0: (0.0, [])}  # the best way to read up to each cut
         for j in range(1, self.ends + 1):
             ways = [
-                (best[i][0] + log[k], best[i][1] + [k]) for (i, end), k in self.spans.items() if end == j and i in best
+                (best[i][0] + log[k] - cost[j], best[i][1] + [k])
+                for (i, end), k in self.spans.items()
+                if end == j and i in best
             ]
             if ways:
                 best[j] = max(ways, key=lambda way: way[0])
@@ -88,9 +104,13 @@ class Plan:
         return chosen[: self.max_digits], self.left_out + max(0, len(chosen) - self.max_digits)
 
 
-def plan(item, naive: bool = False, single: bool = False, max_digits: int = segment.MAX_DIGITS) -> Plan:
+def plan(
+    item, naive: bool = False, single: bool = False, max_digits: int = segment.MAX_DIGITS, refuses_pairs: bool = False
+) -> Plan:
     """How to read ``item`` (a path, a PIL image, an array, or a ``strokes.Drawing``).  ``naive`` is the
-    tutorial's preprocessing of the whole picture; ``single`` reads it as one digit."""
+    tutorial's preprocessing of the whole picture; ``single`` reads it as one digit; ``refuses_pairs``: the
+    model refuses two digits in one box, so narrower marks may be cut and cuts are charged by the strokes
+    they cross (``TRY_CUTS_IN_LINE``, ``CROSSING``)."""
     if isinstance(item, strokes.Drawing):
         return drawn(item, single, max_digits)
     image = item_image(item)
@@ -106,13 +126,14 @@ def plan(item, naive: bool = False, single: bool = False, max_digits: int = segm
     found = segment.find_parts(levelled, max_digits)
     pixels, boxes, lattices = [], [], []
     for part in found.parts:
-        xs = _cuts(levelled, part, found)
+        xs = _cuts(levelled, part, found, refuses_pairs)
+        crossed = segment.crossed(found.ink_of(levelled, part), [x - part.x0 for x in xs]) if refuses_pairs else ()
         spans = {}
         for (i, j), (piece, piece_ink) in _pieces(levelled, part, xs, found).items():
             spans[(i, j)] = len(pixels)
             pixels.append(preprocess.digit_pixels(piece_ink))
             boxes.append(_box(piece, scale))
-        lattices.append(Lattice(len(xs) - 1, spans))
+        lattices.append(Lattice(len(xs) - 1, spans, crossed))
     return Plan(pixels, boxes, lattices, max_digits, found.left_out)
 
 
@@ -124,10 +145,13 @@ def drawn(drawing: strokes.Drawing, single: bool = False, max_digits: int = segm
     return Plan.simple(pixels, [strokes.box(group) for group in groups], left_out)
 
 
-def _cuts(ink: np.ndarray, part: segment.Part, found: segment.Found) -> list[int]:
-    """The columns a part may be cut at, its edges included: only its edges unless it is wider than
-    ``TRY_CUTS`` line heights, when it may hold touching digits."""
-    if part.width <= TRY_CUTS * found.line_height:
+def _cuts(ink: np.ndarray, part: segment.Part, found: segment.Found, refuses_pairs: bool) -> list[int]:
+    """The columns a part may be cut at, its edges included: only its edges unless it may hold touching
+    digits: wider than ``TRY_CUTS`` line heights, or (``refuses_pairs``) ``TRY_CUTS_IN_LINE`` in a line of
+    several parts.  A mark alone narrower than it is tall is one mark far more often than two narrow
+    digits touching: a letter, a doodle, one digit (cut, its pieces would each read as some digit)."""
+    in_line = refuses_pairs and len(found.parts) > 1
+    if part.width <= (TRY_CUTS_IN_LINE if in_line else TRY_CUTS) * found.line_height:
         return [part.x0, part.x1]
     return [part.x0, *segment.cut_columns(ink, part, found.line_height, found), part.x1]
 

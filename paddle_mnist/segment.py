@@ -12,7 +12,8 @@ second of import to every prediction), and the strokes are grouped into digits:
 * a group far shorter than the line is no digit alone: joined to a near neighbour (a stroke that did not
   reach), or dropped when it is far;
 * a group wider than a digit may be touching digits: ``cut_columns`` proposes where it may be cut (the
-  columns of least ink), and the reader keeps the way the model reads best (``reading``).
+  columns of least ink), and the reader keeps the way the model reads best (``reading``), a cut costing
+  by the strokes it crosses (``crossed``) for a model that refuses two digits in one box.
 
 Each digit is then read from its own strokes only, everything else blanked (``Found.ink_of``).
 """
@@ -150,6 +151,17 @@ def cut_columns(ink: np.ndarray, part: Part, line_height: int, found: Found) -> 
         if len(chosen) == MAX_CUTS:
             break
     return sorted(part.x0 + c for c in chosen)
+
+
+def crossed(own: np.ndarray, columns: list[int]) -> tuple[float, ...]:
+    """How many strokes of a part (its ink ``own``) a cut at each of its ``columns`` crosses: the ink in the
+    column, in strokes' widths (a stroke's ink across: twice the part's ink over its outline's pixels)."""
+    inked = own > 0
+    inner = inked.copy()
+    inner[1:-1, 1:-1] &= inked[:-2, 1:-1] & inked[2:, 1:-1] & inked[1:-1, :-2] & inked[1:-1, 2:]
+    across = 2 * own.sum() / max(1, int((inked & ~inner).sum()))
+    inside = np.clip(columns, 0, own.shape[1] - 1)
+    return tuple(float(v) for v in own[:, inside].sum(axis=0) / across)
 
 
 def _joined(parts) -> Part:

@@ -46,7 +46,7 @@ def picture_logits(predictor: Predictor, items: list) -> list[np.ndarray | None]
     plans = []
     for item in items:
         try:
-            plans.append(reading.plan(item))
+            plans.append(reading.plan(item, refuses_pairs=predictor.refuses_pairs))
         except NoDigitFound:
             plans.append(None)
     inputs = np.concatenate([p.inputs(predictor.encoding) for p in plans if p is not None])

@@ -147,3 +147,27 @@ def test_a_part_read_as_nothing_but_ones_is_read_whole():
     assert plan.read(scores((4, 0.3), (1, 0.99), (1, 0.99), (1, 0.99))) == ([0], 0)
     assert plan.read(scores((4, 0.3), (1, 0.99), (7, 0.99), (1, 0.99))) == ([1, 2, 3], 0)
     assert plan.read(scores((8, 0.99), (1, 0.5), (1, 0.5), (1, 0.5))) == ([0], 0)
+
+
+def test_a_cut_costs_the_strokes_it_crosses_for_a_model_that_refuses_pairs(trained_dir, tiny_run):
+    """A cut across three strokes (a letter's or a shape's middle) costs 0.75 log-probability: two pieces read at
+    0.9 each lose to the whole at 0.5; across half a stroke (where two digits touch) they win.  The crossing
+    is counted only for a model trained with outliers (two digits in one box among them), which the
+    predictor knows from its run's recipe."""
+    from paddle_mnist.reading import CROSSING, Lattice, Plan
+
+    scores = np.full((3, 10), 0.01)
+    scores[0, 4], scores[1, 1], scores[2, 7] = 0.5, 0.9, 0.9  # inputs: the whole part, its two pieces
+    spans = {(0, 2): 0, (0, 1): 1, (1, 2): 2}
+    pieces = [np.zeros((28, 28), np.uint8)] * 3
+    assert CROSSING == 0.25
+    assert Plan(pieces, [None] * 3, [Lattice(2, spans, (0.0, 3.0, 0.0))]).read(scores) == ([0], 0)
+    assert Plan(pieces, [None] * 3, [Lattice(2, spans, (0.0, 0.5, 0.0))]).read(scores) == ([1, 2], 0)
+    assert Plan(pieces, [None] * 3, [Lattice(2, spans)]).read(scores) == ([1, 2], 0)
+    ink = np.zeros((20, 30), np.float32)  # an E: three bars 2 pixels thick and its back
+    for row in (2, 9, 16):
+        stroke(ink, slice(row, row + 2), slice(0, 30))
+    stroke(ink, slice(0, 20), slice(0, 2))
+    [three], [one] = segment.crossed(ink, [15]), segment.crossed(ink[:8], [15])
+    assert 2 <= three <= 3.5 and 0.5 <= one <= 1.5, (three, one)
+    assert Predictor.from_dir(trained_dir).refuses_pairs and not Predictor.from_dir(tiny_run).refuses_pairs

@@ -179,7 +179,9 @@ class Service:
         if isinstance(header, Exception):
             raise header
         with self.batcher.expecting():
-            plan = await self.pool.run(preprocess.decode_cost(header), self._planned, header, source, ask.single)
+            plan = await self.pool.run(
+                preprocess.decode_cost(header), self._planned, header, source, ask.single, self.predictor.refuses_pairs
+            )
         return await self._read(plan, source, ask)
 
     async def _read(self, plan: reading.Plan, source: str, ask: Ask) -> ResultRow:
@@ -199,10 +201,10 @@ class Service:
         return ResultRow(result, [png_base64(plan.pixels[k]) for k in chosen], explanations)
 
     @staticmethod
-    def _planned(header: Image.Image, source: str, single: bool) -> reading.Plan:
+    def _planned(header: Image.Image, source: str, single: bool, refuses_pairs: bool) -> reading.Plan:
         try:
             with preprocess.decoding(source):
-                return reading.plan(preprocess.decode(header, source), single=single)
+                return reading.plan(preprocess.decode(header, source), single=single, refuses_pairs=refuses_pairs)
         except preprocess.NoDigitFound as e:  # ``decoding`` has put the source first
             raise RequestError(422, str(e)) from None
         except UserError as e:
