@@ -224,7 +224,14 @@ class Predictor:
     def model_input(self, item, naive: bool = False) -> np.ndarray:
         """float32 [1,28,28] of the whole picture read as one digit, as the model saw its training data (or
         the tutorial's naive input)."""
-        return reading.plan(item, naive, single=True).inputs(self.encoding)[0]
+        return self.plan(item, naive, single=True).inputs(self.encoding)[0]
+
+    def plan(
+        self, item, naive: bool = False, single: bool = False, max_digits: int = segment.MAX_DIGITS
+    ) -> reading.Plan:
+        """How this model reads ``item`` (``reading.plan``): with the cuts its training allows, narrower and
+        charged by the strokes they cross when it refuses two digits in one box (``refuses_pairs``)."""
+        return reading.plan(item, naive, single, max_digits, self.refuses_pairs)
 
     def predict(
         self, items, *, topk: int = 3, naive: bool = False, single: bool = False, max_digits: int = segment.MAX_DIGITS
@@ -265,7 +272,7 @@ class Predictor:
             result = Prediction(source=describe(item))
             try:
                 with preprocess.decoding(result.source):
-                    plans.append((result, reading.plan(item, naive, single, max_digits, self.refuses_pairs)))
+                    plans.append((result, self.plan(item, naive, single, max_digits)))
             except UserError as e:  # ``decoding`` has put the source first
                 result.error = str(e)
             results.append(result)

@@ -127,7 +127,8 @@ def plan(
     pixels, boxes, lattices = [], [], []
     for part in found.parts:
         xs = _cuts(levelled, part, found, refuses_pairs)
-        crossed = segment.crossed(found.ink_of(levelled, part), [x - part.x0 for x in xs]) if refuses_pairs else ()
+        cut = refuses_pairs and len(xs) > 2  # a part with cuts to charge
+        crossed = segment.crossed(found.ink_of(levelled, part), [x - part.x0 for x in xs]) if cut else ()
         spans = {}
         for (i, j), (piece, piece_ink) in _pieces(levelled, part, xs, found).items():
             spans[(i, j)] = len(pixels)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from paddle_mnist import calibration, notdigits, photos, reading
+from paddle_mnist import calibration, notdigits, photos
 from paddle_mnist.data import MnistDataset
 from paddle_mnist.data.idx import read_images
 from paddle_mnist.predict import Predictor
@@ -46,7 +46,7 @@ def picture_logits(predictor: Predictor, items: list) -> list[np.ndarray | None]
     plans = []
     for item in items:
         try:
-            plans.append(reading.plan(item, refuses_pairs=predictor.refuses_pairs))
+            plans.append(predictor.plan(item))
         except NoDigitFound:
             plans.append(None)
     inputs = np.concatenate([p.inputs(predictor.encoding) for p in plans if p is not None])

@@ -179,9 +179,7 @@ class Service:
         if isinstance(header, Exception):
             raise header
         with self.batcher.expecting():
-            plan = await self.pool.run(
-                preprocess.decode_cost(header), self._planned, header, source, ask.single, self.predictor.refuses_pairs
-            )
+            plan = await self.pool.run(preprocess.decode_cost(header), self._planned, header, source, ask.single)
         return await self._read(plan, source, ask)
 
     async def _read(self, plan: reading.Plan, source: str, ask: Ask) -> ResultRow:
@@ -200,11 +198,10 @@ class Service:
             ]
         return ResultRow(result, [png_base64(plan.pixels[k]) for k in chosen], explanations)
 
-    @staticmethod
-    def _planned(header: Image.Image, source: str, single: bool, refuses_pairs: bool) -> reading.Plan:
+    def _planned(self, header: Image.Image, source: str, single: bool) -> reading.Plan:
         try:
             with preprocess.decoding(source):
-                return reading.plan(preprocess.decode(header, source), single=single, refuses_pairs=refuses_pairs)
+                return self.predictor.plan(preprocess.decode(header, source), single=single)
         except preprocess.NoDigitFound as e:  # ``decoding`` has put the source first
             raise RequestError(422, str(e)) from None
         except UserError as e:
