@@ -145,7 +145,7 @@ CONVNET_ONE_CYCLE = dict(model="convnet", optimizer="adam", schedule="onecycle")
 PRESETS = {
     "tutorial": {},
     "quick": dict(CONVNET_ONE_CYCLE, lr=0.01, beta1=0.7, beta2=0.9, batch_size=64, epochs=1),
-    "fast": dict(CONVNET_ONE_CYCLE, lr=0.003, batch_size=128, epochs=5, augment=True, outliers=True),
+    "fast": dict(CONVNET_ONE_CYCLE, lr=0.003, batch_size=128, epochs=6, augment=True, outliers=True),
     "best": dict(
         model="vgg_wide",
         optimizer="nesterov",
@@ -241,7 +241,8 @@ def add_recipe_flags(parser: argparse.ArgumentParser, varied: tuple[str, ...] = 
         action=argparse.BooleanOptionalAction,
         default=None,
         help="outlier exposure: every batch also holds half as many pictures that are not digits (letters, "
-        "shapes, scribbles, noise, two digits in one box, blank paper, filled silhouettes; "
+        "shapes, scribbles, noise, two digits in one box, blank paper, filled silhouettes, the pieces a letter or a "
+        "shape is cut into; "
         'paddle_mnist.notdigits), trained towards equal scores for every digit, so that the model can say "not a '
         'digit" (default: off)',
     )

@@ -145,6 +145,20 @@ def test_the_outlier_pool_is_made_from_the_seed(shared_eval):
     assert not any(c in notdigits.LETTERS for c in "".join(notdigits.LIKE_DIGITS.values()))
 
 
+def test_the_fragments_are_the_pieces_a_wide_mark_is_cut_into():
+    """An m, wider than tall, is cut as touching digits would be: its fragments are pieces of it, never the
+    whole m nor a lone stroke; a P, narrower than tall, is read whole and has none."""
+    from paddle_mnist import reading
+
+    m = notdigits.printed("m")
+    whole = reading.plan(m, single=True).pixels[0]
+    pieces = notdigits.fragments(m, np.random.default_rng(0))
+    assert len(pieces) == notdigits.FRAGMENTS and all(p.shape == (28, 28) and (p != whole).any() for p in pieces)
+    columns = [np.flatnonzero(p.any(axis=0)) for p in pieces]
+    assert all(c[-1] - c[0] + 1 >= notdigits.SLIVER * 20 - 1 for c in columns)  # fitted to the 20-pixel box
+    assert notdigits.fragments(notdigits.printed("P"), np.random.default_rng(0)) == []
+
+
 def test_trained_with_outliers_it_refuses_letters_doodles_and_clothes_not_digits(
     trained_dir, shared_eval, debian_fashion, tmp_path
 ):

@@ -168,6 +168,25 @@ def test_a_cut_costs_the_strokes_it_crosses_for_a_model_that_refuses_pairs(train
     for row in (2, 9, 16):
         stroke(ink, slice(row, row + 2), slice(0, 30))
     stroke(ink, slice(0, 20), slice(0, 2))
-    [three], [one] = segment.crossed(ink, [15]), segment.crossed(ink[:8], [15])
+    [three], [one] = segment.crossed(ink, np.full((1, 20), 15)), segment.crossed(ink[:8], np.full((1, 8), 15))
     assert 2 <= three <= 3.5 and 0.5 <= one <= 1.5, (three, one)
     assert Predictor.from_dir(trained_dir).refuses_pairs and not Predictor.from_dir(tiny_run).refuses_pairs
+
+
+def test_a_cut_follows_the_slant_of_digits_that_lean():
+    """Two bars leaning right, a column between them at the top: a straight cut there crosses the first bar
+    lower down, the cut's path (``cut_paths``, within 6 columns of its column) follows the gap and crosses
+    none; the piece left of it is the first bar, whole, and nothing of the second."""
+    first, second = np.zeros((40, 40), np.float32), np.zeros((40, 40), np.float32)
+    for y in range(40):
+        stroke(first, slice(y, y + 1), slice(8 + y // 4, 11 + y // 4))
+        stroke(second, slice(y, y + 1), slice(17 + y // 4, 20 + y // 4))
+    ink = first + second
+    straight = segment.cut_paths(ink, [0, 15, 40], reach=0)
+    [path] = segment.cut_paths(ink, [15], reach=6)
+    assert segment.crossed(ink, straight[1:2])[0] >= 1 and segment.crossed(ink, path[None])[0] == 0
+    assert (straight[0] == 0).all() and (straight[2] == 40).all()  # the part's edges stay where they are
+    whole = segment.Part(0, 0, 40, 40, float(ink.sum()), frozenset([1]))
+    piece, kept = segment.Found([whole], (ink > 0).astype(np.int64), 40).piece(ink, whole, straight[0], path)
+    np.testing.assert_array_equal(kept, first)
+    assert (piece.x0, piece.y0, piece.x1, piece.y1) == (8, 0, 20, 40)
