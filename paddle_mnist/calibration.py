@@ -24,6 +24,9 @@ import numpy as np
 
 SCORES = ("msp", "energy")
 REFUSED_DIGITS = 0.0075  # the share of valid digits refused: the threshold is their 0.75 % quantile (docs/results.md)
+# A mark read among others set apart from it (a number's digit) is far more often a digit than a mark alone: it is
+# judged this much log-probability more digit-like (half the probability passes; docs/results.md).
+AMONG_OTHERS = float(np.log(2))
 ECE_BINS = 15  # equal-width confidence bins, as Guo et al. count the calibration error
 NOT_A_DIGIT = "not a digit"
 
@@ -48,11 +51,19 @@ class Calibration:
             return self.temperature * logsumexp(logits / self.temperature)
         return self.probabilities(logits).max(axis=1)
 
-    def refuses(self, logits: np.ndarray) -> np.ndarray:
-        """[N] bool: which inputs are not read as digits."""
+    def judged(self, logits: np.ndarray, among_others: bool = False) -> np.ndarray:
+        """[N] ``scores`` as a mark alone is judged: a mark among others set apart from it (a number's digit)
+        is ``AMONG_OTHERS`` more digit-like (a probability times 2, an energy plus T·ln 2)."""
+        margin = AMONG_OTHERS if among_others else 0.0
+        if self.score == "energy":
+            return self.scores(logits) + self.temperature * margin
+        return self.scores(logits) * np.exp(margin)
+
+    def refuses(self, logits: np.ndarray, among_others: bool = False) -> np.ndarray:
+        """[N] bool: which inputs are not read as digits (``among_others``: see ``judged``)."""
         if self.threshold is None:
             return np.zeros(len(logits), dtype=bool)
-        return self.scores(logits) < self.threshold
+        return self.judged(logits, among_others) < self.threshold
 
     def to_json(self) -> dict:
         return asdict(self)

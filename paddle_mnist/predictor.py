@@ -285,13 +285,21 @@ class Predictor:
                 start += len(plan.pixels)
                 chosen, left_out = plan.read(self.loss.scores(mine))
                 rows = [
-                    self.read(mine[k], plan.boxes[k], topk, given[k].copy()) for k in chosen
+                    self.read(mine[k], plan.boxes[k], topk, given[k].copy(), plan.among_others) for k in chosen
                 ]  # a copy: the chunk is freed
                 fill(result, rows, left_out)
         return results
 
-    def read(self, output: np.ndarray, box: tuple, topk: int, model_input: np.ndarray | None = None) -> DigitRead:
-        """The digit in the model's ``output`` row for the digit at ``box`` (whose input was ``model_input``)."""
+    def read(
+        self,
+        output: np.ndarray,
+        box: tuple,
+        topk: int,
+        model_input: np.ndarray | None = None,
+        among_others: bool = False,
+    ) -> DigitRead:
+        """The digit in the model's ``output`` row for the digit at ``box`` (whose input was ``model_input``;
+        ``among_others``: one of several marks apart, ``Plan.among_others``)."""
         logits = self.loss.logits(output[None])
         scores = self.calibration.probabilities(logits)[0]
         digit = int(self.loss.digits(output[None])[0])
@@ -299,7 +307,7 @@ class Predictor:
         raw = float(output[0]) if self.loss.head_size == 1 else None
         top = [(int(k), float(scores[k])) for k in order]
         row = DigitRead(digit, float(scores[digit]), top, box, raw, model_input)
-        if self.calibration.refuses(logits)[0]:
+        if self.calibration.refuses(logits, among_others)[0]:
             row.digit, row.closest, row.reason = None, digit, calibration.NOT_A_DIGIT
         return row
 

@@ -84,6 +84,12 @@ class Plan:
         lattices = [Lattice(1, {(0, 1): k}) for k in range(len(pixels))]
         return cls(pixels, boxes, lattices, max(1, len(pixels)), left_out, naive)
 
+    @property
+    def among_others(self) -> bool:
+        """Whether the picture holds several marks apart (a number's digits): each is judged among others
+        (``calibration.AMONG_OTHERS``).  The pieces one mark is cut into are not apart."""
+        return len(self.lattices) > 1
+
     def inputs(self, encoding) -> np.ndarray:
         """float32 [N,1,28,28]: the pieces scaled as the model's training data was (``encoding``)."""
         stacked = np.stack(self.pixels)[:, None]

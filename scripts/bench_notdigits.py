@@ -41,8 +41,9 @@ FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 BATCH = 256
 
 
-def picture_logits(predictor: Predictor, items: list) -> list[np.ndarray | None]:
-    """Per picture, the logits of the marks ``predict`` reads it as (None: no mark found), in batches."""
+def picture_logits(predictor: Predictor, items: list) -> list[tuple[np.ndarray, bool] | None]:
+    """Per picture, the logits of the marks ``predict`` reads it as and whether they are judged among
+    others (``Plan.among_others``); None: no mark found.  In batches."""
     plans = []
     for item in items:
         try:
@@ -59,7 +60,7 @@ def picture_logits(predictor: Predictor, items: list) -> list[np.ndarray | None]
         mine = outputs[start : start + len(plan.pixels)]
         start += len(plan.pixels)
         chosen, _ = plan.read(predictor.loss.scores(mine))
-        out.append(predictor.loss.logits(mine[chosen]))
+        out.append((predictor.loss.logits(mine[chosen]), plan.among_others))
     return out
 
 
@@ -69,8 +70,9 @@ def forward(predictor: Predictor, inputs: np.ndarray) -> np.ndarray:
 
 
 def picture_scores(logits: list, judge: calibration.Calibration) -> np.ndarray:
-    """A picture's score: its least digit-like mark's; -inf for one with no mark."""
-    return np.array([-np.inf if x is None else judge.scores(x).min() for x in logits])
+    """A picture's score: its least digit-like mark's, as ``predict`` judges it (``Calibration.judged``);
+    -inf for one with no mark."""
+    return np.array([-np.inf if x is None else judge.judged(*x).min() for x in logits])
 
 
 def auroc(positive: np.ndarray, negative: np.ndarray) -> float:

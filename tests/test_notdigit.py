@@ -48,6 +48,19 @@ def test_the_threshold_refuses_the_chosen_share_of_the_digits_it_was_fitted_on(s
     assert not dataclasses.replace(fitted, threshold=None).refuses(logits).any()
 
 
+@pytest.mark.parametrize("score", calibration.SCORES)
+def test_a_mark_among_others_is_judged_half_as_sure(score):
+    """A mark alone is refused below the threshold; one among others apart (a number's digit) only below
+    half of it (msp), or T·ln 2 under it (energy): a second digit beside it makes a digit likelier."""
+    logits = np.array([[np.log(8.0), *[0.0] * 9], [np.log(3.0), *[0.0] * 9], [-2.0] * 10])  # msp 8/17, 1/4, 1/10
+    judge = calibration.Calibration(1.0, score, None, True)
+    threshold = float(judge.scores(logits[:1])[0])  # the first just passes, alone
+    judge = dataclasses.replace(judge, threshold=threshold - 1e-9)
+    assert judge.refuses(logits).tolist() == [False, True, True]
+    assert judge.refuses(logits, among_others=True).tolist() == [False, False, True]
+    np.testing.assert_allclose(judge.judged(logits[1:2], True), [0.5] if score == "msp" else [np.log(2 * 12)])
+
+
 def write_calibration(run, value) -> None:
     meta = json.loads((run / "mnist.json").read_text())
     if value is None:

@@ -3,12 +3,13 @@ the command; MNIST's own digits read as the model reads them; the parts of one d
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from paddle_mnist import segment
+from paddle_mnist import reading, segment
 from paddle_mnist.predict import Predictor
 from paddle_mnist.testing.numbers import number_picture
 
@@ -190,3 +191,22 @@ def test_a_cut_follows_the_slant_of_digits_that_lean():
     piece, kept = segment.Found([whole], (ink > 0).astype(np.int64), 40).piece(ink, whole, straight[0], path)
     np.testing.assert_array_equal(kept, first)
     assert (piece.x0, piece.y0, piece.x1, piece.y1) == (8, 0, 20, 40)
+
+
+def test_the_marks_of_a_number_are_among_others_the_pieces_of_one_are_not(trained_dir, readable):
+    """``predict`` judges a number's digits among others (``calibration.AMONG_OTHERS``): a digit read at p
+    is kept under a threshold of 1.5 p and refused under 2.5 p; the pieces one mark is cut into are not apart."""
+    number = number_picture([readable[4][0], readable[7][0]], gap=6)
+    predictor = Predictor.from_dir(trained_dir).without_rejection()
+    sure = [d.probability for d in predictor.predict(number).digits]
+    least = int(np.argmin(sure))
+    for times, refused in ((1.5, False), (2.5, True)):
+        judge = dataclasses.replace(predictor.calibration, score="msp", threshold=times * sure[least])
+        read = dataclasses.replace(predictor, calibration=judge).predict(number)
+        assert (read.digits[least].reason == "not a digit") == refused and len(read.digits) == 2
+    apart = reading.plan(number)
+    touching = reading.plan(number_picture([readable[0][0], readable[0][1]], gap=-1), refuses_pairs=True)
+    alone = reading.plan(number_picture([readable[4][0]]))
+    assert apart.among_others and len(apart.lattices) == 2
+    assert not touching.among_others and len(touching.pixels) > 1  # one part, cut into pieces
+    assert not alone.among_others
