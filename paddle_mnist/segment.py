@@ -77,15 +77,15 @@ class Found:
 
     def piece(self, own: np.ndarray, part: Part, left: np.ndarray, right: np.ndarray) -> tuple[Part, np.ndarray]:
         """The piece of ``part`` (its ink ``own``, from ``ink_of``) between two cuts, each the column it takes
-        in each row (``cut_paths``): its box (the ink's) and its ink, all else blanked."""
-        columns = np.arange(own.shape[1])
-        kept = np.where((columns >= left[:, None]) & (columns < right[:, None]), own, 0).astype(own.dtype)
+        in each row (``cut_paths``): its box (the ink's) and its ink in the columns the cuts span, all else
+        blanked (a window as wide as the piece: a part's pieces are many)."""
+        lo, hi = int(left.min()), int(right.max())
+        columns = np.arange(lo, hi)
+        kept = np.where((columns >= left[:, None]) & (columns < right[:, None]), own[:, lo:hi], 0).astype(own.dtype)
         rows, cols = np.flatnonzero(kept.any(axis=1)), np.flatnonzero(kept.any(axis=0))
         if rows.size == 0:
-            return Part(
-                part.x0 + int(left.min()), part.y0, part.x0 + int(right.max()), part.y0 + 1, 0.0, part.strokes
-            ), kept
-        x0, x1 = part.x0 + int(cols[0]), part.x0 + int(cols[-1]) + 1
+            return Part(part.x0 + lo, part.y0, part.x0 + hi, part.y0 + 1, 0.0, part.strokes), kept
+        x0, x1 = part.x0 + lo + int(cols[0]), part.x0 + lo + int(cols[-1]) + 1
         y0, y1 = part.y0 + int(rows[0]), part.y0 + int(rows[-1]) + 1
         return Part(x0, y0, x1, y1, float(kept.sum()), part.strokes), kept
 
