@@ -285,7 +285,8 @@ class Predictor:
                 start += len(plan.pixels)
                 chosen, left_out = plan.read(self.loss.scores(mine))
                 rows = [
-                    self.read(mine[k], plan.boxes[k], topk, given[k].copy(), plan.among_others) for k in chosen
+                    self.read(mine[k], plan.boxes[k], topk, given[k].copy(), among_others=plan.among_others)
+                    for k in chosen
                 ]  # a copy: the chunk is freed
                 fill(result, rows, left_out)
         return results

@@ -189,7 +189,9 @@ class Service:
         outputs = np.stack(await asyncio.gather(*(self.batcher.submit(x) for x in inputs)))
         chosen, left_out = plan.read(self.predictor.loss.scores(outputs))
         result = Prediction(source=source)
-        rows = [self.predictor.read(outputs[k], plan.boxes[k], ask.topk, None, plan.among_others) for k in chosen]
+        rows = [
+            self.predictor.read(outputs[k], plan.boxes[k], ask.topk, among_others=plan.among_others) for k in chosen
+        ]
         fill(result, rows, left_out)
         explanations = None
         if ask.explain:
