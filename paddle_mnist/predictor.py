@@ -283,13 +283,22 @@ class Predictor:
             for result, plan in plans:
                 mine, given = outputs[start : start + len(plan.pixels)], inputs[start : start + len(plan.pixels)]
                 start += len(plan.pixels)
-                chosen, left_out = plan.read(self.loss.scores(mine))
-                rows = [
-                    self.read(mine[k], plan.boxes[k], topk, given[k].copy(), among_others=plan.among_others)
-                    for k in chosen
-                ]  # a copy: the chunk is freed
+                _, rows, left_out = self.read_plan(plan, mine, topk, given)
                 fill(result, rows, left_out)
         return results
+
+    def read_plan(
+        self, plan: reading.Plan, outputs: np.ndarray, topk: int, inputs: np.ndarray | None = None
+    ) -> tuple[list[int], list[DigitRead], int]:
+        """(the indices of the inputs read as digits, a row for each, how many marks were left out) of ``plan``
+        from the model's ``outputs`` for its inputs (each row keeps a copy of its input when ``inputs`` are
+        given: a chunk's are freed); a picture of several marks apart judges each among others."""
+        chosen, left_out = plan.read(self.loss.scores(outputs))
+        rows = [
+            self.read(outputs[k], plan.boxes[k], topk, None if inputs is None else inputs[k].copy(), plan.among_others)
+            for k in chosen
+        ]
+        return chosen, rows, left_out
 
     def read(
         self,

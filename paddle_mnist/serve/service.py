@@ -187,11 +187,8 @@ class Service:
         other requests' inputs), with each digit's model input and, under ``?explain=1``, heat map."""
         inputs = plan.inputs(self.predictor.encoding)
         outputs = np.stack(await asyncio.gather(*(self.batcher.submit(x) for x in inputs)))
-        chosen, left_out = plan.read(self.predictor.loss.scores(outputs))
+        chosen, rows, left_out = self.predictor.read_plan(plan, outputs, ask.topk)
         result = Prediction(source=source)
-        rows = [
-            self.predictor.read(outputs[k], plan.boxes[k], ask.topk, among_others=plan.among_others) for k in chosen
-        ]
         fill(result, rows, left_out)
         explanations = None
         if ask.explain:
