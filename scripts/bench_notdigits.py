@@ -3,9 +3,11 @@
     python scripts/bench_notdigits.py --model-dir runs/fast [--model-dir runs/tutorial ...] [--n 300] [--seed 1]
 
 For each model, the temperature and the thresholds are fitted on the valid split (``calibration.fit``,
-as training does), for each post-hoc score of ``calibration.SCORES``.  Every picture then goes through
-``predict``'s reading (its marks found, each read); a picture's score is its least digit-like mark's,
-and a picture in which no mark is found at all ("no digit found") counts as refused.
+as training does), for each post-hoc score of ``calibration.SCORES``; a run that trained on the valid
+split (``best``) fitted none, and is judged by what it reads with (``calibration.DEFAULT``).  Every
+picture then goes through ``predict``'s reading (its marks found, each read); a picture's score is its
+least digit-like mark's, and a picture in which no mark is found at all ("no digit found") counts as
+refused.
 
 Non-digit families: ``notdigits``' letters in printed and in handwriting fonts (without the letters
 people write like digits: ``notdigits.LIKE_DIGITS``), shapes and scribbles (sent as strokes and as the
@@ -117,11 +119,27 @@ def families(args, evaluation: MnistDataset, tmp: Path) -> tuple[dict, dict]:
     return digits, others
 
 
-def report(predictor: Predictor, valid: MnistDataset, evaluation: MnistDataset, digits: dict, others: dict) -> str:
-    valid_logits, eval_logits = (predictor.loss.logits(forward(predictor, s.images)) for s in (valid, evaluation))
+def fitted_judges(own: calibration.Calibration, valid_logits: np.ndarray, valid: MnistDataset) -> dict:
+    """score name -> the Calibration it is judged by: each score fitted on the valid split as training fits
+    it, and the maximum probability without a temperature; ``own`` alone (under "msp") for a run that fitted
+    none, whose valid split was trained on: thresholds fitted on digits it learnt would say nothing."""
+    if not own.fitted:
+        return {"msp": own}
     judges = {score: calibration.fit(valid_logits, valid.class_ids, score) for score in calibration.SCORES}
     untempered = float(np.quantile(calibration.softmax(valid_logits).max(axis=1), calibration.REFUSED_DIGITS))
-    judges = {"msp, T = 1": calibration.Calibration(1.0, "msp", untempered, True), **judges}
+    return {"msp, T = 1": calibration.Calibration(1.0, "msp", untempered, True), **judges}
+
+
+def report(
+    predictor: Predictor,
+    own: calibration.Calibration,
+    valid: MnistDataset,
+    evaluation: MnistDataset,
+    digits: dict,
+    others: dict,
+) -> str:
+    valid_logits, eval_logits = (predictor.loss.logits(forward(predictor, s.images)) for s in (valid, evaluation))
+    judges = fitted_judges(own, valid_logits, valid)
     logits = {name: picture_logits(predictor, items) for name, items in {**digits, **others}.items()}
     lines = [
         f"temperature {judges['msp'].temperature:.3f}; eval ECE {100 * calibration.ece(calibration.softmax(eval_logits), evaluation.class_ids):.2f} % "
@@ -164,9 +182,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:  # the photos, read from their files as people's would be
         digits, others = families(args, evaluation, Path(tmp))
         for directory in args.model_dir:
-            predictor = Predictor.from_dir(directory).without_rejection()
+            predictor = Predictor.from_dir(directory)
             print(f"\n## {directory}\n")
-            print(report(predictor, valid, evaluation, digits, others))
+            own = predictor.calibration
+            if not own.fitted:
+                print(f"(the run fitted no calibration: judged by the default, {own})\n")
+            print(report(predictor.without_rejection(), own, valid, evaluation, digits, others))
 
 
 if __name__ == "__main__":
