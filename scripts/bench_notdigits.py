@@ -3,10 +3,10 @@
     python scripts/bench_notdigits.py --model-dir runs/fast [--model-dir runs/tutorial ...] [--n 300] [--seed 1]
 
 For each model, the temperature and the thresholds are fitted on the valid split (``calibration.fit``,
-as training does), for each post-hoc score of ``calibration.SCORES``; a run that trained on the valid
-split (``best``) fitted none, and is judged by what it reads with (``calibration.DEFAULT``).  Every
-picture then goes through ``predict``'s reading (its marks found, each read); a picture's score is its
-least digit-like mark's, and a picture in which no mark is found at all ("no digit found") counts as
+as training does), for each post-hoc score of ``calibration.SCORES``; a run that fitted none (``best``,
+which trains on the valid split; older runs) is judged by what it reads with (``calibration.DEFAULT``).
+Every picture then goes through ``predict``'s reading (its marks found, each read); a picture's score is
+its least digit-like mark's, and a picture in which no mark is found at all ("no digit found") counts as
 refused.
 
 Non-digit families: ``notdigits``' letters in printed and in handwriting fonts (without the letters
@@ -122,7 +122,8 @@ def families(args, evaluation: MnistDataset, tmp: Path) -> tuple[dict, dict]:
 def fitted_judges(own: calibration.Calibration, valid_logits: np.ndarray, valid: MnistDataset) -> dict:
     """score name -> the Calibration it is judged by: each score fitted on the valid split as training fits
     it, and the maximum probability without a temperature; ``own`` alone (under "msp") for a run that fitted
-    none, whose valid split was trained on: thresholds fitted on digits it learnt would say nothing."""
+    none, as ``predict`` reads it (``best``'s valid split was trained on: thresholds fitted on digits it
+    learnt would say nothing)."""
     if not own.fitted:
         return {"msp": own}
     judges = {score: calibration.fit(valid_logits, valid.class_ids, score) for score in calibration.SCORES}
