@@ -131,18 +131,15 @@ def fitted_judges(own: calibration.Calibration, valid_logits: np.ndarray, valid:
     return {"msp, T = 1": calibration.Calibration(1.0, "msp", untempered, True), **judges}
 
 
-def report(
-    predictor: Predictor,
-    own: calibration.Calibration,
-    valid: MnistDataset,
-    evaluation: MnistDataset,
-    digits: dict,
-    others: dict,
-) -> str:
+def report(predictor: Predictor, valid: MnistDataset, evaluation: MnistDataset, digits: dict, others: dict) -> str:
+    """The Markdown report of one model (its own calibration only says which judges apply: ``fitted_judges``;
+    the outputs and the reading do not depend on it)."""
+    own = predictor.calibration
     valid_logits, eval_logits = (predictor.loss.logits(forward(predictor, s.images)) for s in (valid, evaluation))
     judges = fitted_judges(own, valid_logits, valid)
     logits = {name: picture_logits(predictor, items) for name, items in {**digits, **others}.items()}
-    lines = [
+    lines = [] if own.fitted else [f"(the run fitted no calibration: judged by the default, {own})", ""]
+    lines += [
         f"temperature {judges['msp'].temperature:.3f}; eval ECE {100 * calibration.ece(calibration.softmax(eval_logits), evaluation.class_ids):.2f} % "
         f"before, {100 * calibration.ece(judges['msp'].probabilities(eval_logits), evaluation.class_ids):.2f} % after",
         "",
@@ -183,12 +180,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:  # the photos, read from their files as people's would be
         digits, others = families(args, evaluation, Path(tmp))
         for directory in args.model_dir:
-            predictor = Predictor.from_dir(directory)
             print(f"\n## {directory}\n")
-            own = predictor.calibration
-            if not own.fitted:
-                print(f"(the run fitted no calibration: judged by the default, {own})\n")
-            print(report(predictor.without_rejection(), own, valid, evaluation, digits, others))
+            print(report(Predictor.from_dir(directory), valid, evaluation, digits, others))
 
 
 if __name__ == "__main__":
