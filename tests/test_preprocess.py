@@ -90,7 +90,8 @@ def test_a_thick_digit_cropped_tight_is_found():
     ink = np.where((radius > 0.3) & (radius < 1.0), 0.9, 0.1).astype(np.float32)
     assert (ink > 0.5).mean() > 0.6 and np.median(preprocess.border(ink)) == pytest.approx(0.1)
     digit = preprocess.mnist_like(Image.fromarray(np.uint8(255 * (1 - ink))))
-    assert digit[14, 14] == 0 and digit[14, :14].max() > 200 and digit[14, 15:].max() > 200  # ink, hole, ink
+    # ink, hole (paper but for a trace of resampling: the ring is thinned first), ink
+    assert digit[14, 14] < 5 and digit[14, :14].max() > 200 and digit[14, 15:].max() > 200
 
 
 def test_crop_ignores_stray_specks():
@@ -123,6 +124,29 @@ def test_a_thin_pen_line_is_brightened_to_mnist_strength_and_solid_strokes_are_n
     assert np.median(digit[digit > 0.05]) == pytest.approx(preprocess.FAINT_STROKE, abs=0.01)
     solid = preprocess.fit_box(np.ones((100, 40), np.float32))
     assert preprocess.strengthen_faint(solid) is solid
+
+
+def test_a_marker_thick_digit_is_thinned_so_its_loops_stay_open_and_mnist_strokes_are_untouched():
+    """An 8 drawn with a marker (two rings, holes a tenth of their width): fitted into the box as it is, the
+    holes fill with the ink around them; thinned first, they stay paper."""
+    rows, cols = np.mgrid[:260, :160]
+    eight = np.zeros((260, 160), np.float32)
+    for centre in (70, 190):
+        radius = np.hypot(rows - centre, cols - 79.5)
+        eight[(radius < 66) & (radius > 7)] = 1.0
+    width = preprocess.stroke_width(preprocess.fit_box(eight, preprocess.THIN_SIZE)) * preprocess.BOX
+    assert width / preprocess.THIN_SIZE > preprocess.THICK_STROKE
+    thin = preprocess.thinned(eight)
+    assert preprocess.stroke_width(thin) * preprocess.BOX / preprocess.THIN_SIZE < preprocess.THICK_STROKE
+    as_is = preprocess.center_of_mass_canvas(preprocess.fit_box(eight))
+    digit = preprocess.mnist_like(Image.fromarray(np.uint8(230 - 210 * eight))) / np.float32(255)
+    column = digit[:, 14]
+    inked = np.flatnonzero(column > 0.5)
+    holes = [r for r in range(inked[0], inked[-1]) if column[r] < 0.1]
+    assert len(holes) >= 2 and min(as_is[r, 14] for r in holes) > 0.4  # paper thinned, half ink as it is
+    bar = np.zeros((100, 60), np.float32)
+    bar[:, 20:35] = 1.0  # 3 box pixels wide: an MNIST stroke
+    assert preprocess.thinned(bar) is bar
 
 
 def test_pipeline_output_is_mnist_like():
