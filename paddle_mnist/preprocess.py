@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageFilter, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from paddle_mnist import thickness
 from paddle_mnist.errors import UserError
 from paddle_mnist.fileio import open_regular
 
@@ -33,14 +34,6 @@ MAX_JPEG_SCANS = 100
 # took a server to 4.2 GB).  64 K characters hold any metadata a drawing or a photo of a digit carries.
 MAX_PNG_TEXT = 1 << 16
 FAINT_STROKE = 0.55  # median stroke pixel of MNIST's faintest digits (1st percentile, 2,000 eval digits: 0.54)
-# A marker, or the pad's pen on a small digit, draws strokes far thicker than MNIST's: fitted into the box, the
-# loops fill (an 8 reads 0, a flagged 1 reads 8).  Such a digit is thinned before it is fitted.  Widths in box
-# pixels (``stroke_width`` at THIN_SIZE): 5,000 MNIST training digits 2.66 at the median, 4.03 at the 95th
-# percentile, 2.6 % over THICK_STROKE.  From 5.0 or 5.6, fewer thick digits were read; from 4.4, 1-2 points fewer
-# thick scribbles and clothes as pictures are refused (docs/results.md, "Real pictures").
-THICK_STROKE = 4.4
-THIN_TO = 3.5
-THIN_SIZE = 4 * BOX  # the long side a digit is measured and thinned at: a few pixels of erosion, whatever its size
 
 
 class ImageError(UserError):
@@ -340,37 +333,11 @@ def crop_to_ink(ink: np.ndarray) -> np.ndarray:
     return ink[top:bottom, left:right]
 
 
-def stroke_width(ink: np.ndarray) -> float:
-    """The mean width of ``ink``'s strokes in its pixels: twice the area of its ink (above half strength) over
-    the pixels of its outline (a band w wide and L long: 2wL / 2L)."""
-    inked = ink > 0.5
-    inner = np.zeros_like(inked)
-    inner[1:-1, 1:-1] = inked[1:-1, 1:-1] & inked[:-2, 1:-1] & inked[2:, 1:-1] & inked[1:-1, :-2] & inked[1:-1, 2:]
-    return 2 * int(inked.sum()) / max(1, int((inked & ~inner).sum()))
-
-
 def thinned(ink: np.ndarray) -> np.ndarray:
-    """A digit's ink, cropped to it: its strokes eroded to about ``THIN_TO`` box pixels when they are wider than
-    ``THICK_STROKE`` (at ``THIN_SIZE``) and cropped again, so that the thinned digit fills the box as MNIST's
-    do; else ``ink`` itself, untouched."""
-    work = fit_box(ink, THIN_SIZE)
-    width = stroke_width(work) * BOX / THIN_SIZE
-    radius = round((width - THIN_TO) / 2 * THIN_SIZE / BOX)
-    if width <= THICK_STROKE or radius < 1:
-        return ink
-    eroded = eroded_square(work, radius)
-    if eroded.max() <= 0.5:  # no stroke survives: nothing thinner to read
-        return ink
-    rows, columns = np.flatnonzero(eroded.any(axis=1)), np.flatnonzero(eroded.any(axis=0))
-    return eroded[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
-
-
-def eroded_square(ink: np.ndarray, radius: int) -> np.ndarray:
-    """``ink``'s grey erosion by a (2 radius + 1)-pixel square: the least ink around each pixel, rows then columns."""
-    size = 2 * radius + 1
-    padded = np.pad(ink, radius)  # paper beyond the edges
-    rows = np.lib.stride_tricks.sliding_window_view(padded, size, axis=0).min(axis=-1)
-    return np.lib.stride_tricks.sliding_window_view(rows, size, axis=1).min(axis=-1)
+    """A digit's ink, cropped to it, with strokes far thicker than MNIST's thinned (``thickness``); else ``ink``."""
+    work = fit_box(ink, thickness.SIZE * BOX)
+    thin = thickness.thinned(work, BOX)
+    return ink if thin is work else thin
 
 
 def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
@@ -433,7 +400,8 @@ def in_mnist_form(ink: np.ndarray) -> bool:
 
 
 def digit_pixels(ink: np.ndarray) -> np.ndarray:
-    """One digit's levelled ink to uint8 [28,28] MNIST-style pixels: cropped, fitted, centred."""
+    """One digit's levelled ink to uint8 [28,28] MNIST-style pixels: cropped, thick strokes thinned, fitted,
+    centred."""
     digit = center_of_mass_canvas(strengthen_faint(fit_box(thinned(crop_to_ink(ink)))))
     return np.rint(digit * 255).astype(np.uint8)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from paddle_mnist import preprocess
+from paddle_mnist import preprocess, thickness
 from paddle_mnist.preprocess import ImageError, NoDigitFound
 
 from fixtures import run_python
@@ -134,10 +134,13 @@ def test_a_marker_thick_digit_is_thinned_so_its_loops_stay_open_and_mnist_stroke
     for centre in (70, 190):
         radius = np.hypot(rows - centre, cols - 79.5)
         eight[(radius < 66) & (radius > 7)] = 1.0
-    width = preprocess.stroke_width(preprocess.fit_box(eight, preprocess.THIN_SIZE)) * preprocess.BOX
-    assert width / preprocess.THIN_SIZE > preprocess.THICK_STROKE
+    side = thickness.SIZE * preprocess.BOX
+    assert thickness.stroke_width(preprocess.fit_box(eight, side)) / thickness.SIZE > thickness.THICK
     thin = preprocess.thinned(eight)
-    assert preprocess.stroke_width(thin) * preprocess.BOX / preprocess.THIN_SIZE < preprocess.THICK_STROKE
+    assert (
+        max(thin.shape) < side
+        and thickness.stroke_width(preprocess.fit_box(thin, side)) / thickness.SIZE < thickness.THICK
+    )
     as_is = preprocess.center_of_mass_canvas(preprocess.fit_box(eight))
     digit = preprocess.mnist_like(Image.fromarray(np.uint8(230 - 210 * eight))) / np.float32(255)
     column = digit[:, 14]
@@ -231,7 +234,7 @@ def test_a_big_picture_reduced_on_load_reads_as_the_full_decode_does(mode, orien
 MEASURE_DECODE = """
 import io, sys
 from PIL import Image
-from paddle_mnist import preprocess
+from paddle_mnist import preprocess, thickness
 data = open(sys.argv[1], "rb").read()
 warm = io.BytesIO(); Image.new("L", (2000, 2000), 255).save(warm, "PNG")
 preprocess.decode(preprocess.image_header(warm.getvalue()), "warm")  # the first decode's one-off allocations
