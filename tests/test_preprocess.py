@@ -234,7 +234,7 @@ def test_a_big_picture_reduced_on_load_reads_as_the_full_decode_does(mode, orien
 MEASURE_DECODE = """
 import io, sys
 from PIL import Image
-from paddle_mnist import preprocess, thickness
+from paddle_mnist import preprocess
 data = open(sys.argv[1], "rb").read()
 warm = io.BytesIO(); Image.new("L", (2000, 2000), 255).save(warm, "PNG")
 preprocess.decode(preprocess.image_header(warm.getvalue()), "warm")  # the first decode's one-off allocations
