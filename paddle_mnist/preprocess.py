@@ -336,7 +336,7 @@ def crop_to_ink(ink: np.ndarray) -> np.ndarray:
 def thinned(ink: np.ndarray) -> np.ndarray:
     """A digit's ink, cropped to it, with strokes far thicker than MNIST's thinned (``thickness``); else ``ink``."""
     work = fit_box(ink, thickness.SIZE * BOX)
-    thin = thickness.thinned(work, BOX)
+    thin = thickness.thinned(work)
     return ink if thin is work else thin
 
 

@@ -28,13 +28,12 @@ def stroke_width(ink: np.ndarray) -> float:
     return 2 * int(inked.sum()) / max(1, int((inked & ~inner).sum()))
 
 
-def thinned(work: np.ndarray, box: int) -> np.ndarray:
-    """A digit cropped to its ink and scaled to ``SIZE`` times the ``box`` it will be fitted into: its strokes
+def thinned(work: np.ndarray) -> np.ndarray:
+    """A digit cropped to its ink and scaled to ``SIZE`` times the box it will be fitted into: its strokes
     eroded to about ``THIN_TO`` box pixels when they are wider than ``THICK``, and cropped again so that the
     thinned digit fills the box as MNIST's do; else ``work`` itself, untouched."""
-    scale = box / (SIZE * box)
-    width = stroke_width(work) * scale
-    radius = round((width - THIN_TO) / 2 / scale)
+    width = stroke_width(work) / SIZE  # in box pixels
+    radius = round((width - THIN_TO) / 2 * SIZE)  # in work pixels, on each side of a stroke
     if width <= THICK or radius < 1:
         return work
     eroded = eroded_square(work, radius)
