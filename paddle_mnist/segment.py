@@ -146,11 +146,13 @@ def cut_columns(ink: np.ndarray, part: Part, line_height: int, found: Found) -> 
     """Where a cut through ``part`` may fall, left to right: the columns of least ink locally (touching digits
     meet where there is least ink between them), at most ``MAX_CUTS`` of them, the lowest first, none
     nearer than ``MIN_WIDTH`` line heights to an edge or to each other."""
+    spacing = max(2, int(MIN_WIDTH * line_height))
+    if part.width < 2 * spacing:  # no room for a cut (and np.convolve's "same" is 3 long for a narrower part)
+        return []
     own = found.ink_of(ink, part)
     profile = np.convolve(own.sum(axis=0), np.ones(3) / 3, mode="same")
     inner = np.arange(1, part.width - 1)
     minima = inner[(profile[1:-1] <= profile[:-2]) & (profile[1:-1] <= profile[2:])]
-    spacing = max(2, int(MIN_WIDTH * line_height))
     chosen: list[int] = []
     for column in minima[np.argsort(profile[minima], kind="stable")].tolist():
         if spacing <= column <= part.width - spacing and all(abs(column - c) >= spacing for c in chosen):

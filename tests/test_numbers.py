@@ -152,6 +152,18 @@ def test_a_part_read_as_nothing_but_ones_is_read_whole():
     assert plan.read(scores((8, 0.99), (1, 0.5), (1, 0.5), (1, 0.5))) == ([0], 0)
 
 
+def test_marks_two_pixels_wide_in_a_line_three_tall_are_read():
+    """Fashion-MNIST t10k #926 (a dark shirt, its buttons and collar faint marks) made the cut search index
+    past a part two pixels wide: ``np.convolve(..., "same")`` of two columns is three long.  Such a part has
+    no room for a cut."""
+    from paddle_mnist import reading
+
+    picture = np.full((28, 28), 1.0)
+    picture[10:13, 6:8] = picture[0:5, 11:16] = picture[10:13, 20:22] = 0.0
+    plan = reading.plan(picture, refuses_pairs=True)
+    assert [lattice.ends for lattice in plan.lattices] == [1, 2, 1]
+
+
 def test_a_cut_costs_the_strokes_it_crosses_for_a_model_that_refuses_pairs(trained_dir, tiny_run):
     """A cut across three strokes (a letter's or a shape's middle) costs 0.75 log-probability: two pieces read at
     0.9 each lose to the whole at 0.5; across half a stroke (where two digits touch) they win.  The crossing
