@@ -293,7 +293,8 @@ class Predictor:
         """(the indices of the inputs read as digits, a row for each, how many marks were left out) of ``plan``
         from the model's ``outputs`` for its inputs (each row keeps a copy of its input when ``inputs`` are
         given: a chunk's are freed); a picture of several marks apart judges each among others."""
-        chosen, left_out = plan.read(self.loss.scores(outputs))
+        refused = self.calibration.refuses(self.loss.logits(outputs), plan.among_others)
+        chosen, left_out = plan.read(self.loss.scores(outputs), refused)
         rows = [
             self.read(outputs[k], plan.boxes[k], topk, None if inputs is None else inputs[k].copy(), plan.among_others)
             for k in chosen

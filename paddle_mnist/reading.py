@@ -31,7 +31,12 @@ CROSSING = 0.25
 # touch along a slant): 0.05 read 1.5-1.8 points more touching numbers than straight cuts on seeds 100-300 of
 # bench_numbers, 0.1 0.3-2.3, 0.2 7 fewer (a path that wanders far cuts round a digit's loop).
 SLANT = 0.05
-PIECE_HEIGHT = 0.7  # a piece of a cut part is at least this share of the part's height (no curl or sliver)
+# A piece of a cut part is at least PIECE_HEIGHT of the part's height (no curl or sliver).  MNIST writes some
+# 0s flat: beside a 1 one is half the part's height, and at 0.7 no piece held it ("160" read as one refused
+# mark).  0.6 read 1.6-2.1 points more touching numbers of seeds 100 and 200 (with ``Plan.read``'s accepted
+# pieces), 0.11 fewer apart ones of seed 100, and refused 0.6 points fewer shapes and scribbles as pictures
+# on seed 2 of bench_notdigits; 0.5 read no more touching numbers and lost 0.33 points apart and 1 of those.
+PIECE_HEIGHT = 0.6
 MAX_WIDTH = 1.4  # no piece of a cut part is wider than this many line heights (MNIST's 2s: 1.67 at the 99th percentile)
 
 
@@ -46,10 +51,11 @@ class Lattice:
     spans: dict[tuple[int, int], int]
     crossed: tuple[float, ...] = ()
 
-    def best(self, confidence: np.ndarray) -> list[int]:
+    def best(self, confidence: np.ndarray, allowed: np.ndarray | None = None) -> list[int] | None:
         """The input indices of the pieces of the way the model reads best, left to right: the highest
         product of their probabilities (``confidence``: the model's probability of each input's digit), each
-        cut costing ``CROSSING`` per stroke it crosses."""
+        cut costing ``CROSSING`` per stroke it crosses; made of the ``allowed`` pieces only, if given (None when
+        no way is)."""
         log = np.log(np.maximum(confidence, 1e-30))
         cost = CROSSING * np.array(self.crossed or [0.0] * (self.ends + 1))
         cost[[0, -1]] = 0.0  # the part's edges are no cuts
@@ -58,11 +64,11 @@ class Lattice:
             ways = [
                 (best[i][0] + log[k] - cost[j], best[i][1] + [k])
                 for (i, end), k in self.spans.items()
-                if end == j and i in best
+                if end == j and i in best and (allowed is None or allowed[k])
             ]
             if ways:
                 best[j] = max(ways, key=lambda way: way[0])
-        return best[self.ends][1]
+        return best[self.ends][1] if self.ends in best else None
 
 
 @dataclass(frozen=True)
@@ -95,21 +101,30 @@ class Plan:
         stacked = np.stack(self.pixels)[:, None]
         return (stacked / np.float32(255) if self.naive else encoding.to_floats(stacked)).astype(np.float32)
 
-    def read(self, scores: np.ndarray) -> tuple[list[int], int]:
+    def read(self, scores: np.ndarray, refused: np.ndarray | None = None) -> tuple[list[int], int]:
         """(the input indices read as the picture's digits, left to right; how many marks were left out), from
-        the model's class probabilities of every input, ``scores`` [N,10].
+        the model's class probabilities of every input, ``scores`` [N,10], and which inputs the calibration
+        ``refused`` as not a digit, if known.
 
         A part that the best way of cutting reads as nothing but 1s is read whole instead: side-by-side
         strokes are an m, n, u, H, M, N, U or W far more often than touching 1s, and each of their strokes
         alone reads as a 1 (with this rule, ``fast --no-augment`` refuses 93 % of ``bench_notdigits``'
         printed letters instead of 82 %, and 90 % instead of 84 % of another seed's letters of both kinds;
-        a set of touching and one of narrow numbers read the same)."""
+        a set of touching and one of narrow numbers read the same).
+
+        Among others (``among_others``: a number's digits), a part whose best way holds a refused piece is read
+        the best way made of pieces the model accepts, if there is one: a refused piece among digits is far
+        more often a wrong cut (touching digits read whole) than a mark that is not a digit.  A mark alone
+        keeps its best way, refused or not: cutting a refused letter or shape until its pieces pass for
+        digits would accept it (seed 2 of ``bench_notdigits``: printed letters refused 98.0 → 93.0 %)."""
         confidence, digits = scores.max(axis=1), scores.argmax(axis=1)
         chosen = []
         for lattice in self.lattices:
             best = lattice.best(confidence)
             if len(best) > 1 and (digits[best] == 1).all() and (0, lattice.ends) in lattice.spans:
                 best = [lattice.spans[(0, lattice.ends)]]
+            if refused is not None and self.among_others and refused[best].any():
+                best = lattice.best(confidence, ~refused) or best
             chosen.extend(best)
         return chosen[: self.max_digits], self.left_out + max(0, len(chosen) - self.max_digits)
 

@@ -61,7 +61,9 @@ def picture_logits(predictor: Predictor, items: list) -> list[tuple[np.ndarray, 
             continue
         mine = outputs[start : start + len(plan.pixels)]
         start += len(plan.pixels)
-        chosen, _ = plan.read(predictor.loss.scores(mine))
+        chosen, _ = plan.read(
+            predictor.loss.scores(mine), predictor.calibration.refuses(predictor.loss.logits(mine), plan.among_others)
+        )
         out.append((predictor.loss.logits(mine[chosen]), plan.among_others))
     return out
 

@@ -164,6 +164,25 @@ def test_marks_two_pixels_wide_in_a_line_three_tall_are_read():
     assert [lattice.ends for lattice in plan.lattices] == [1, 2, 1]
 
 
+def test_a_refused_piece_among_digits_gives_way_to_accepted_pieces():
+    """Two touching digits read whole beside another digit: the whole reads best (0.9) but is refused, so the
+    cut into two accepted pieces (0.8 each) is read instead.  A mark alone keeps its refused whole (a letter
+    cut until its pieces pass would be accepted), and so does a part with no way made of accepted pieces."""
+    from paddle_mnist.reading import Lattice, Plan
+
+    scores = np.full((4, 10), 0.01)
+    scores[[0, 1, 2, 3], [4, 1, 7, 3]] = [0.9, 0.8, 0.8, 0.99]  # 0 the pair whole, 1-2 its pieces, 3 the other
+    pair = Lattice(2, {(0, 2): 0, (0, 1): 1, (1, 2): 2})
+    blank = [np.zeros((28, 28), np.uint8)] * 4
+    in_line = Plan(blank, [None] * 4, [pair, Lattice(1, {(0, 1): 3})])
+    refused = np.array([True, False, False, False])
+    assert in_line.read(scores) == ([0, 3], 0)
+    assert in_line.read(scores, refused) == ([1, 2, 3], 0)
+    assert in_line.read(scores, np.array([True, True, False, False])) == ([0, 3], 0)  # no accepted way
+    alone = Plan(blank[:3], [None] * 3, [pair])
+    assert alone.read(scores[:3], refused[:3]) == ([0], 0)
+
+
 def test_a_cut_costs_the_strokes_it_crosses_for_a_model_that_refuses_pairs(trained_dir, tiny_run):
     """A cut across three strokes (a letter's or a shape's middle) costs 0.75 log-probability: two pieces read at
     0.9 each lose to the whole at 0.5; across half a stroke (where two digits touch) they win.  The crossing
