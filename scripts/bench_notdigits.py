@@ -61,9 +61,7 @@ def picture_logits(predictor: Predictor, items: list) -> list[tuple[np.ndarray, 
             continue
         mine = outputs[start : start + len(plan.pixels)]
         start += len(plan.pixels)
-        chosen, _ = plan.read(
-            predictor.loss.scores(mine), predictor.calibration.refuses(predictor.loss.logits(mine), plan.among_others)
-        )
+        chosen, _, _ = predictor.read_plan(plan, mine, topk=1)
         out.append((predictor.loss.logits(mine[chosen]), plan.among_others))
     return out
 
