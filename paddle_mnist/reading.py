@@ -34,9 +34,9 @@ SLANT = 0.05
 # A piece of a cut part is at least PIECE_HEIGHT of the part's height (no curl or sliver).  MNIST writes some
 # 0s flat: beside a 1 one is half the part's height, and at 0.7 no piece held it ("160" read as one refused
 # mark).  0.6 read 1.6-2.1 points more touching numbers of seeds 100 and 200 (with ``Plan.read``'s accepted
-# pieces), 0.11 fewer apart ones of seed 100, and refused 0.6 points fewer shapes and scribbles as pictures
-# on seed 2 of bench_notdigits; 0.5 read no more touching numbers, 0.33 points fewer apart ones, and refused
-# 1 point fewer of those pictures.
+# pieces), 0.11 and 0.22 fewer apart ones, and refused 0.6 points fewer shapes and scribbles as pictures on
+# seed 2 of bench_notdigits; 0.5 read no more touching numbers, 0.33 points fewer apart ones (seed 100), and
+# refused 1 point fewer of those pictures.
 PIECE_HEIGHT = 0.6
 MAX_WIDTH = 1.4  # no piece of a cut part is wider than this many line heights (MNIST's 2s: 1.67 at the 99th percentile)
 
