@@ -60,8 +60,10 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
         raise UserError(f"limits: {e}") from None
 
 
-# asyncio accepts up to ``backlog`` sockets per wake-up before any of their protocols runs (and so before
-# the connection cap can close one): two such bursts, plus the ~10 descriptors an idle server holds.
+# asyncio accepts up to ``backlog`` sockets per wake-up before any of their protocols is made (and so before
+# the connection cap can close one): the burst whose protocols are being made, each closing a connection past
+# the cap, and the burst accepted meanwhile (``protocol.GuardedH11Protocol``), plus the ~10 descriptors an
+# idle server holds.
 BACKLOG = 64
 FD_RESERVE = 32 + 2 * BACKLOG
 

@@ -15,6 +15,7 @@ import socket
 import struct
 import termios
 import time
+import weakref
 from collections.abc import Callable
 
 import h11
@@ -36,7 +37,11 @@ FREE_PIECES, PIECE_BYTES = 64, 1024
 def guarded_protocol(limits: Limits, error_body) -> type[GuardedH11Protocol]:
     """The protocol class uvicorn makes one of per connection, bound to ``limits`` and answering errors
     in the shape of ``error_body``."""
-    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": limits, "error_body": staticmethod(error_body)})
+    return type(
+        "GuardedH11Protocol",
+        (GuardedH11Protocol,),
+        {"limits": limits, "error_body": staticmethod(error_body), "opening": weakref.WeakSet()},
+    )
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -46,21 +51,35 @@ class GuardedH11Protocol(H11Protocol):
     ``client_timeout`` seconds to send it, and a client that stops reading its answers has as long
     before its connection is dropped (asyncio tells the protocol when the unsent answer outgrows its
     buffer: ``pause_writing``).  Past ``max_connections`` a new connection takes the place of another
-    (``_evict_one``); only if every one is busy in a request, with all its answers read, is it refused."""
+    (``_evict_one``); only if every one is busy in a request, with all its answers read, is it refused.
+
+    The place is made as the protocol is, not in ``connection_made``: asyncio makes the protocols of a
+    burst of accepted sockets one loop iteration after accepting them and calls their ``connection_made``
+    one later, and an evicted socket is closed one later still, while each iteration may accept another
+    burst.  Evicting at ``connection_made`` could hold three bursts' sockets beyond the cap at once, and a
+    server at 256 open files ran out during ``slow_headers`` on a loaded machine (polled: up to 214 open,
+    184 since); evicting here holds two at most, what ``serve.command.FD_RESERVE`` is for."""
 
     limits: Limits  # set by ``guarded_protocol``
     error_body: Callable[[str, int, str], dict]
+    opening: weakref.WeakSet  # protocols made whose connection_made has not come yet: they hold sockets too
     stalled_since: float | None = None  # when the client stopped reading what is sent (``pause_writing``)
     send_timer: asyncio.TimerHandle | None = None
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.opening.add(self)
+        self.placed = len(self.connections) + len(self.opening) <= self.limits.max_connections or self._evict_one()
+
     def connection_made(self, transport) -> None:
+        self.opening.discard(self)
         sock = transport.get_extra_info("socket")
         if sock is not None:  # a client that stops reading is seen at once, not after megabytes of its answers
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         super().connection_made(Lingering(transport, self.limits, self._client_sending))
         self._waiting()
-        if len(self.connections) > self.limits.max_connections and not self._evict_one():
-            self._refuse()
+        if not self.placed and len(self.connections) > self.limits.max_connections and not self._evict_one():
+            self._refuse()  # every other connection was busy when this one was made, and still is
 
     def data_received(self, data: bytes) -> None:
         if self.transport.drain(len(data)):  # what arrives after an early answer is dropped
