@@ -56,9 +56,11 @@ class GuardedH11Protocol(H11Protocol):
     The place is made as the protocol is, not in ``connection_made``: asyncio makes the protocols of a
     burst of accepted sockets one loop iteration after accepting them and calls their ``connection_made``
     one later, and an evicted socket is closed one later still, while each iteration may accept another
-    burst.  Evicting at ``connection_made`` could hold three bursts' sockets beyond the cap at once, and a
-    server at 256 open files ran out during ``slow_headers`` on a loaded machine (polled: up to 214 open,
-    184 since); evicting here holds two at most, what ``serve.command.FD_RESERVE`` is for."""
+    burst.  Evicting at ``connection_made`` could hold three bursts' sockets beyond the cap at once (at 256
+    open files: a cap of 96, 3 x 64 and the idle server's 8 make 296), and such a server ran out during
+    ``slow_headers`` on a loaded machine; evicting here holds two at most (232), what
+    ``serve.command.FD_RESERVE`` is for.  (Polling /proc during that attack finds peaks of 138-231 either
+    way: the third burst is rare, and the bound, not a measurement, is what this buys.)"""
 
     limits: Limits  # set by ``guarded_protocol``
     error_body: Callable[[str, int, str], dict]
