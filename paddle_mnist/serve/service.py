@@ -202,7 +202,7 @@ class Service:
         """The picture's plan, or the RequestError refusing it, raised outside the ``except``: raised inside,
         it would keep the analysis's exception as its context, whose frames hold the analysis's arrays (MBs
         a picture) until the whole request is answered.  12 requests of 2 blank 4500x4500 PNGs grew the
-        server's peak RSS by 80-97 MB so, over the 64 MB decode budget; by 62-68 MB without."""
+        server's peak RSS by 80-97 MB so, over the 64 MB decode budget; by 61-69 MB without."""
         try:
             with preprocess.decoding(source):
                 return self.predictor.plan(preprocess.decode(header, source), single=single)
