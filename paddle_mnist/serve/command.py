@@ -8,7 +8,9 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
+import os
 import resource
+import socket
 import sys
 import time
 
@@ -66,6 +68,10 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
 # idle server holds.
 BACKLOG = 64
 FD_RESERVE = 32 + 2 * BACKLOG
+# The kernel's queue of connections not yet accepted holds none of the server's descriptors, so it is as deep
+# as uvicorn's default while asyncio still accepts BACKLOG a wake-up: BACKLOG deep, a flood of connections kept
+# it full, and the kernel dropped other clients' SYNs (resent after 1 s, then 3 s).
+QUEUE = 2048
 
 
 def fitted_connections(wanted: int) -> int:
@@ -162,10 +168,20 @@ async def _serve(server) -> bool:
     while not server.started and not task.done():
         await asyncio.sleep(0.05)
     if server.started:
+        deepen_queues(server)
         host, port = next(s for srv in server.servers for s in srv.sockets).getsockname()[:2]
         print(f"serving on http://{'[' + host + ']' if ':' in host else host}:{port}/ (Ctrl-C stops)", flush=True)
     await task
     return server.started
+
+
+def deepen_queues(server) -> None:
+    """Let the kernel queue ``QUEUE`` connections on each listening socket (asyncio listened with ``BACKLOG``,
+    the number it accepts a wake-up, and keeps that)."""
+    for listening in server.servers:
+        for sock in listening.sockets:
+            with socket.socket(fileno=os.dup(sock.fileno())) as same:  # closes the duplicate only
+                same.listen(QUEUE)
 
 
 def loop_errors(every: float = 10.0):
