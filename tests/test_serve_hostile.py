@@ -352,7 +352,7 @@ def test_a_connection_past_the_cap_makes_room_as_soon_as_it_is_accepted():
 
 
 def test_the_kernel_queues_a_flood_of_connections_instead_of_dropping_them():
-    # listened BACKLOG deep, the 65th connection not yet accepted had its SYN dropped (resent after 1 s); the
+    # listened BACKLOG deep, the 66th connection not yet accepted had its SYN dropped (resent after 1 s); the
     # server deepens the queue once listening (serve.command.deepen_queues), asyncio still accepting 64 at once
     import socket
     from types import SimpleNamespace
