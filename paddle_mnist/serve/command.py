@@ -180,7 +180,8 @@ def deepen_queues(server) -> None:
     the number it accepts a wake-up, and keeps that)."""
     for listening in server.servers:
         for sock in listening.sockets:
-            with socket.socket(fileno=os.dup(sock.fileno())) as same:  # closes the duplicate only
+            # asyncio's TransportSocket offers no listen(); a duplicate descriptor is the same socket
+            with socket.socket(fileno=os.dup(sock.fileno())) as same:  # closing it closes the duplicate only
                 same.listen(QUEUE)
 
 

@@ -66,6 +66,7 @@ class GuardedH11Protocol(H11Protocol):
     limits: Limits  # set by ``guarded_protocol``
     error_body: Callable[[str, int, str], dict]
     opening: weakref.WeakSet  # protocols made whose connection_made has not come yet: they hold sockets too
+    placed: bool  # it had room (or made it) when it was made; if not, connection_made tries once more
     stalled_since: float | None = None  # when the client stopped reading what is sent (``pause_writing``)
     send_timer: asyncio.TimerHandle | None = None
 
