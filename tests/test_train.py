@@ -261,7 +261,7 @@ def test_label_smoothing_needs_the_cross_entropy_loss_and_reaches_it():
 def test_presets_override_the_tutorial_defaults_and_flags_override_presets():
     assert Config.from_preset("tutorial") == Config()
     fast = Config.from_preset("fast", epochs=2)
-    assert (fast.model, fast.optimizer, fast.epochs, fast.loss) == ("convnet", "adam", 2, "cross_entropy")
+    assert (fast.model, fast.optimizer, fast.epochs, fast.loss) == ("vgg", "adam", 2, "cross_entropy")
     assert fast.outliers and fast.augment and not Config.from_preset("fast", outliers=False).outliers
 
 
