@@ -78,9 +78,10 @@ def score(predictor: Predictor, numbers: list) -> tuple[float, float]:
     return float(exact), digits / sum(len(want) for _, want in numbers)
 
 
-def eval_pngs(model_dir: Path, eval_split, n: int) -> str:
+def eval_pngs(model_dir: Path, eval_split, n: int, reject: bool = True) -> str:
     """The first ``n`` eval digits saved as 28x28 PNGs (the stored pixels) and read by ``paddle-mnist predict``
-    (the command, every digit it finds), against the model's own reading of the arrays."""
+    (the command, every digit it finds; ``reject`` False: with ``--no-reject``, the closest digit of each, as
+    the model's accuracy counts), against the model's own reading of the arrays."""
     import json
     import subprocess
     import sys
@@ -103,6 +104,7 @@ def eval_pngs(model_dir: Path, eval_split, n: int) -> str:
             "--model-dir",
             str(model_dir),
             "--json",
+            *([] if reject else ["--no-reject"]),
         ]
         rows = [
             json.loads(line) for line in subprocess.run(command, capture_output=True, text=True).stdout.splitlines()
@@ -123,13 +125,13 @@ def main() -> None:
     parser.add_argument(
         "--no-reject",
         action="store_true",
-        help="read the closest digit of every mark, as predict --no-reject (default: a mark the model's "
-        "calibration refuses reads '?', a miss)",
+        help="read the closest digit of every mark, as predict --no-reject, in the numbers and the eval PNGs "
+        "(default: a mark the model's calibration refuses reads '?', a miss)",
     )
     args = parser.parse_args()
     eval_split = splits.load(args.data).splits["eval"]
     for model_dir in args.model_dir if args.eval_pngs else []:
-        print(f"{model_dir}: {eval_pngs(model_dir, eval_split, args.eval_pngs)}", flush=True)
+        print(f"{model_dir}: {eval_pngs(model_dir, eval_split, args.eval_pngs, not args.no_reject)}", flush=True)
     pixels, labels = eval_split.pixels[:FIRST_EVAL], eval_split.class_ids[:FIRST_EVAL]
     sets = {
         (variety, gap, style): number_set(pixels, labels, gap, style, VARIETIES[variety], args.n, args.seed + k)
