@@ -145,8 +145,8 @@ ADAM_ONE_CYCLE = dict(optimizer="adam", schedule="onecycle")  # what quick and f
 PRESETS = {
     "tutorial": {},
     "quick": dict(ADAM_ONE_CYCLE, model="convnet", lr=0.01, beta1=0.7, beta2=0.9, batch_size=64, epochs=1),
-    # vgg, not quick's convnet (the same 0.2 M parameters, 1.6x the multiply-adds): over two seeds it refused
-    # more shapes, scribbles and clothes and read more numbers, for about a third more training time
+    # vgg, not quick's convnet (the same 0.2 M parameters, 1.6x the multiply-adds): over three seeds it read more
+    # digits and numbers and refused more non-digits, for about a third more training time (docs/results.md)
     "fast": dict(ADAM_ONE_CYCLE, model="vgg", lr=0.003, batch_size=128, epochs=6, augment=True, outliers=True),
     "best": dict(
         model="vgg_wide",
