@@ -39,8 +39,9 @@ FAMILIES = ("letters", "handwritten_letters", "shapes", "scribbles", "paper")
 # paper, whose grain and ruled lines the reading finds as faint marks; filled silhouettes, solid things
 # with a print inside (a garment, a box): Fashion-MNIST measures how far they carry, never trained on;
 # fragments, the pieces the reading of numbers cuts a wide letter, shape or scribble into (a star's halves
-# read as a 4 and a 7 at 99 % before the model saw them).
-TRAINING_FAMILIES = ("letters", "shapes", "scribbles", "noise", "pairs", "paper", "silhouettes", "fragments")
+# read as a 4 and a 7 at 99 % before the model saw them); misfits, the wrong pieces it may cut touching digits
+# into (a digit with a share of its neighbour, read as one digit: a number read with a digit missing).
+TRAINING_FAMILIES = ("letters", "shapes", "scribbles", "noise", "pairs", "paper", "silhouettes", "fragments", "misfits")
 # A triangle with a tail is a closed 4, so training leaves it out; the benchmark's shapes keep it, as a
 # shape the model never saw.
 TRAINING_SHAPES = tuple(s for s in SHAPES if s != "triangle")
@@ -48,6 +49,10 @@ PAD = 280  # the page's square pad (static/app.js)
 PEN = 20
 FRAGMENTS = 2  # fragments of one mark in the pool at most
 SLIVER = 0.45  # a fragment narrower than this share of its height is a stroke alone, a 1: not trained as a non-digit
+# A piece of touching digits holding this share of a second digit's columns is a misfit: a digit's loop or tail
+# cut off and read with its neighbour.  Pieces holding less of a neighbour, or part of one digit only, are left
+# out: half of an 8 is a 3, the loop of a 9 a 0, and trained as non-digits they would teach the model to doubt them.
+STRADDLE = 0.35
 
 
 def letter(rng: np.random.Generator, fonts: str = "printed") -> Image.Image:
@@ -159,6 +164,7 @@ def training_pool(n: int, seed: int, digits: np.ndarray) -> np.ndarray:
         "paper": lambda: reading.plan(paper(rng), single=True).pixels,
         "silhouettes": lambda: reading.plan(silhouette(rng), single=True).pixels,
         "fragments": lambda: fragments(_mark_to_cut(rng), rng),
+        "misfits": lambda: misfits(digits, rng),
     }
     while len(pool) < n:
         for name in TRAINING_FAMILIES:
@@ -181,6 +187,55 @@ def fragments(mark: Image.Image, rng: np.random.Generator) -> list[np.ndarray]:
         if k not in wholes and x1 - x0 >= SLIVER * (y1 - y0)
     ]
     return [pieces[k] for k in rng.permutation(len(pieces))[:FRAGMENTS]]  # a mark's pieces are much alike
+
+
+def misfits(digits: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Up to ``FRAGMENTS`` wrong pieces of a number of touching training ``digits`` (``_touching_number``):
+    what a wrong cut leaves, a digit with a share of its neighbour, which read as one digit would read the
+    number with a digit too few or a wrong one."""
+    wrong = straddling(*_touching_number(digits, rng))
+    return [wrong[k] for k in rng.permutation(len(wrong))[:FRAGMENTS]]
+
+
+def straddling(picture: Image.Image, spans: list[tuple[int, int]]) -> list[np.ndarray]:
+    """The pieces a model that refuses pairs may cut ``picture`` into (``reading.plan``) that hold at least
+    ``STRADDLE`` of the columns of two of its digits (``spans``: each digit's columns), but the slivers."""
+    planned = reading.plan(picture, refuses_pairs=True)
+    wrong = []
+    for pixels, (x0, y0, x1, y1) in zip(planned.pixels, planned.boxes):
+        held = sorted((max(0, min(x1, end) - max(x0, start)) / (end - start) for start, end in spans), reverse=True)
+        if x1 - x0 >= SLIVER * (y1 - y0) and len(held) > 1 and held[1] >= STRADDLE:
+            wrong.append(pixels)
+    return wrong
+
+
+def _touching_number(digits: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, list[tuple[int, int]]]:
+    """A picture of 2 or 3 training ``digits`` written touching (their boxes overlapping by up to 15 % of
+    their height) or nearly, dark on white, and each one's columns.  Plainer than the benchmark's photos
+    (``testing.numbers``): no paper, no rotation, other sizes and overlaps."""
+    height = float(rng.uniform(40, 90))
+    crops = [_scaled(digits[int(k)], height, rng) for k in rng.integers(0, len(digits), int(rng.integers(2, 4)))]
+    margin = int(height * 0.5)
+    ink = np.zeros((int(height * 1.5) + 2 * margin, sum(c.shape[1] for c in crops) + 2 * margin), np.float32)
+    x, spans = margin, []
+    for crop in crops:
+        top = margin + height * 1.3 - crop.shape[0] + rng.normal(0, 0.04) * height  # a baseline that wavers
+        top = int(np.clip(top, 0, ink.shape[0] - crop.shape[0]))
+        region = ink[top : top + crop.shape[0], x : x + crop.shape[1]]
+        np.maximum(region, crop[:, : region.shape[1]], out=region)
+        spans.append((x, x + region.shape[1]))
+        x += crop.shape[1] + int(height * rng.uniform(-0.15, 0.02))
+    return Image.fromarray(np.uint8(245 - 225 * ink)), spans
+
+
+def _scaled(digit: np.ndarray, height: float, rng: np.random.Generator) -> np.ndarray:
+    """A uint8 [28,28] MNIST digit cropped to its ink and scaled to about ``height`` pixels for its 20-pixel box
+    (give or take 10 %), floats in [0, 1]."""
+    rows, columns = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
+    crop = digit[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1].astype(np.float32) / 255
+    h = max(4, round(height * crop.shape[0] / 20 * rng.uniform(0.9, 1.1)))
+    w = max(2, round(h * crop.shape[1] / crop.shape[0]))
+    return np.asarray(Image.fromarray(crop, mode="F").resize((w, h), Image.BICUBIC)).clip(0, 1)
 
 
 def _mark_to_cut(rng: np.random.Generator) -> Image.Image:

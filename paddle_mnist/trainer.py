@@ -27,7 +27,7 @@ from paddle_mnist.progress import Progress, format_seconds
 from paddle_mnist.runinfo import EpochRow, RunInfo, RunState
 
 EVAL_BATCH = 1000
-OUTLIER_POOL = 10_000  # non-digits made for --outliers (~40 s); each epoch shows as many as half its digits
+OUTLIER_POOL = 10_000  # non-digits made for --outliers (~45 s); each epoch shows as many as half its digits
 OUTLIER_WEIGHT = 0.5  # their loss's weight against the digits' (Hendrycks et al. 2019 use 0.5)
 
 
