@@ -173,19 +173,26 @@ def test_the_fragments_are_the_pieces_a_wide_mark_is_cut_into():
 
 
 def test_misfits_are_the_pieces_of_touching_digits_that_straddle_two(shared_eval):
-    """Two touching digits: the pieces their reading may cut them into that hold much of both (the pair whole
-    among them) are misfits; the same two digits apart have none, nor has either digit's own piece."""
+    """Two touching digits: of the pieces their reading may cut them into, those that hold much of both (the
+    pair whole among them) are misfits, each digit's own piece is not; the same two digits apart have none."""
+    from paddle_mnist import reading
     from paddle_mnist.testing.numbers import ink_crop, number_picture
 
     four, seven = (shared_eval.pixels[np.flatnonzero(shared_eval.class_ids == k)[0]] for k in (4, 7))
     widths = [ink_crop(d).shape[1] for d in (four, seven)]
-    for gap, expected in ((-2, True), (8, False)):
+    for gap in (-2, 8):
         picture = number_picture([four, seven], gap=gap, scale=4, margin=12)
         starts = [12, 12 + widths[0] + gap]
         spans = [(4 * x, 4 * (x + w)) for x, w in zip(starts, widths)]
+        planned = reading.plan(picture, refuses_pairs=True)
         wrong = notdigits.straddling(picture, spans)
-        assert bool(wrong) is expected
-        assert all(p.shape == (28, 28) and p.dtype == np.uint8 for p in wrong)
+        if gap > 0:
+            assert len(planned.lattices) == 2 and wrong == []
+            continue
+        (lattice,) = planned.lattices
+        whole = planned.pixels[lattice.spans[(0, lattice.ends)]]
+        assert any((piece == whole).all() for piece in wrong)
+        assert 0 < len(wrong) < len(planned.pixels)  # the 4's and the 7's own pieces are left out
 
 
 def test_trained_with_outliers_it_refuses_letters_doodles_and_clothes_not_digits(
