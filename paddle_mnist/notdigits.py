@@ -221,9 +221,9 @@ def _touching_number(digits: np.ndarray, rng: np.random.Generator) -> tuple[Imag
     for crop in crops:
         top = margin + height * 1.3 - crop.shape[0] + rng.normal(0, 0.04) * height  # a baseline that wavers
         top = int(np.clip(top, 0, ink.shape[0] - crop.shape[0]))
-        region = ink[top : top + crop.shape[0], x : x + crop.shape[1]]
-        np.maximum(region, crop[:, : region.shape[1]], out=region)
-        spans.append((x, x + region.shape[1]))
+        region = ink[top : top + crop.shape[0], x : x + crop.shape[1]]  # the margins leave room for every crop
+        np.maximum(region, crop, out=region)
+        spans.append((x, x + crop.shape[1]))
         x += crop.shape[1] + int(height * rng.uniform(-0.15, 0.02))
     return Image.fromarray(np.uint8(245 - 225 * ink)), spans
 
