@@ -9,9 +9,9 @@ itself is varied (``VARIETIES``: its sizes, drift and rotation), so that a figur
 one generator; the tables give each variety and the spread.  Then numbers drawn on the page's wide pad
 (``testing.drawn_digits.number``: the drawn digits' templates, tilts and tremor), read as the picture
 the page drew and as the strokes it sends.  Prints a Markdown table per model: the share of numbers
-read exactly and of digits read right (by edit distance), per set, and "within reach": the share of the
-set's numbers whose every digit the model reads right when given the digit as its own 28x28 array, the
-most that a perfect reading of the photos could read with this model.
+read exactly and of digits read right (by edit distance), per set, and per row "within reach": the share
+of its numbers (over the row's varieties) whose every digit the model reads right when given the digit as
+its own 28x28 array, the most that a perfect reading of the photos could read with this model.
 
 The constants of ``reading`` and ``segment`` were chosen on other seeds (100 and up) of these sets;
 the default ``--seed 1`` is the one the docs report.
