@@ -63,6 +63,7 @@ KNOBS: dict[str, Callable[[str], object]] = {
     "augment": on_off,
     "distort": on_off,
     "outliers": on_off,
+    "cut_digits": on_off,
     "label_smoothing": non_negative_float,
     "epochs": positive_int,
 }
@@ -234,11 +235,13 @@ def recipe_line(base: Config, varied: Variation, seeds: list[int]) -> str:
         "epochs": base.epochs,
     }
     shown = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in shared.items() if k != varied.knob)
-    switches = [name for name in ("augment", "distort", "outliers") if getattr(base, name) and name != varied.knob]
+    switches = [
+        name for name in ("augment", "distort", "outliers", "cut_digits") if getattr(base, name) and name != varied.knob
+    ]
     images = f"the first {base.limit_train:,} training images" if base.limit_train else "the whole training split"
     return (
         f"Varied: **{varied.knob}** ({', '.join(varied.labels)}). The same for every run: {shown}"
-        + (f", {', '.join(switches)}" if switches else "")
+        + (f", {', '.join(name.replace('_', ' ') for name in switches)}" if switches else "")
         + f"; {images}{' and valid' if base.train_on_valid else ''}; seeds {' '.join(map(str, seeds))}. "
         "Eval accuracy of the best-validation epoch."
     )

@@ -71,6 +71,7 @@ class Config:
     augment: bool = recipe_field(False)  # random shifts, rotations and scalings
     distort: bool = recipe_field(False)  # instead, handwriting-like: elastic, aspect, shear and pen thickness too
     outliers: bool = recipe_field(False)  # outlier exposure: non-digits trained towards "no digit in particular"
+    cut_digits: bool = recipe_field(False)  # also digits as the reading cuts them out of touching numbers
     seed: int = recipe_field(0)
     out: str = "output"
     resume: bool = False
@@ -247,6 +248,14 @@ def add_recipe_flags(parser: argparse.ArgumentParser, varied: tuple[str, ...] = 
         "shape is cut into; "
         'paddle_mnist.notdigits), trained towards equal scores for every digit, so that the model can say "not a '
         'digit" (default: off)',
+    )
+    add(
+        "--cut-digits",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also train on 10,000 digits as the reading of numbers cuts them out of touching training digits "
+        "(each with its cut edge and any bit of its neighbour; paddle_mnist.touching, ~50 s to make), so that "
+        "a model reads touching numbers better (default: off)",
     )
     add(
         "--device",

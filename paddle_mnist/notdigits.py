@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from paddle_mnist import preprocess, reading
+from paddle_mnist import preprocess, reading, touching
 from paddle_mnist.rendering import checked_font_files, glyph, on_paper
 from paddle_mnist.strokes import Drawing, draw_pen
 
@@ -190,10 +190,11 @@ def fragments(mark: Image.Image, rng: np.random.Generator) -> list[np.ndarray]:
 
 
 def misfits(digits: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
-    """Up to ``FRAGMENTS`` wrong pieces of a number of touching training ``digits`` (``_touching_number``):
+    """Up to ``FRAGMENTS`` wrong pieces of a number of touching training ``digits`` (``touching.number``):
     what a wrong cut leaves, a digit with a share of its neighbour, which read as one digit would read the
     number with a digit too few or a wrong one."""
-    wrong = straddling(*_touching_number(digits, rng))
+    drawn = touching.number(digits, rng)
+    wrong = straddling(drawn.picture, drawn.spans)
     return [wrong[k] for k in rng.permutation(len(wrong))[:FRAGMENTS]]
 
 
@@ -203,39 +204,10 @@ def straddling(picture: Image.Image, spans: list[tuple[int, int]]) -> list[np.nd
     planned = reading.plan(picture, refuses_pairs=True)
     wrong = []
     for pixels, (x0, y0, x1, y1) in zip(planned.pixels, planned.boxes):
-        held = sorted((max(0, min(x1, end) - max(x0, start)) / (end - start) for start, end in spans), reverse=True)
-        if x1 - x0 >= SLIVER * (y1 - y0) and len(held) > 1 and held[1] >= STRADDLE:
+        shares = np.sort(touching.held((x0, y0, x1, y1), spans))[::-1]
+        if x1 - x0 >= SLIVER * (y1 - y0) and len(shares) > 1 and shares[1] >= STRADDLE:
             wrong.append(pixels)
     return wrong
-
-
-def _touching_number(digits: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, list[tuple[int, int]]]:
-    """A picture of 2 or 3 training ``digits`` written touching (their boxes overlapping by up to 15 % of
-    their height) or nearly, dark on white, and each one's columns.  Plainer than the benchmark's photos
-    (``testing.numbers``): no paper, no rotation, other sizes and overlaps."""
-    height = float(rng.uniform(40, 90))
-    crops = [_scaled(digits[int(k)], height, rng) for k in rng.integers(0, len(digits), int(rng.integers(2, 4)))]
-    margin = int(height * 0.5)
-    ink = np.zeros((int(height * 1.5) + 2 * margin, sum(c.shape[1] for c in crops) + 2 * margin), np.float32)
-    x, spans = margin, []
-    for crop in crops:
-        top = margin + height * 1.3 - crop.shape[0] + rng.normal(0, 0.04) * height  # a baseline that wavers
-        top = int(np.clip(top, 0, ink.shape[0] - crop.shape[0]))
-        region = ink[top : top + crop.shape[0], x : x + crop.shape[1]]  # the margins leave room for every crop
-        np.maximum(region, crop, out=region)
-        spans.append((x, x + crop.shape[1]))
-        x += crop.shape[1] + int(height * rng.uniform(-0.15, 0.02))
-    return Image.fromarray(np.uint8(245 - 225 * ink)), spans
-
-
-def _scaled(digit: np.ndarray, height: float, rng: np.random.Generator) -> np.ndarray:
-    """A uint8 [28,28] MNIST digit cropped to its ink and scaled to about ``height`` pixels for its 20-pixel box
-    (give or take 10 %), floats in [0, 1]."""
-    rows, columns = np.flatnonzero(digit.any(axis=1)), np.flatnonzero(digit.any(axis=0))
-    crop = digit[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1].astype(np.float32) / 255
-    h = max(4, round(height * crop.shape[0] / 20 * rng.uniform(0.9, 1.1)))
-    w = max(2, round(h * crop.shape[1] / crop.shape[0]))
-    return np.asarray(Image.fromarray(crop, mode="F").resize((w, h), Image.BICUBIC)).clip(0, 1)
 
 
 def _mark_to_cut(rng: np.random.Generator) -> Image.Image:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paddle_mnist import calibration, checkpoint, losses, models, notdigits, parallel, rundir
+from paddle_mnist import calibration, checkpoint, losses, models, notdigits, parallel, rundir, touching
 from paddle_mnist._paddle import paddle
 from paddle_mnist.augment import apply_affine, apply_distortion, draw_affine, draw_distortion
 from paddle_mnist.config import Config
@@ -29,6 +29,7 @@ from paddle_mnist.runinfo import EpochRow, RunInfo, RunState
 EVAL_BATCH = 1000
 OUTLIER_POOL = 10_000  # non-digits made for --outliers (~45 s); each epoch shows as many as half its digits
 OUTLIER_WEIGHT = 0.5  # their loss's weight against the digits' (Hendrycks et al. 2019 use 0.5)
+CUT_DIGITS = 10_000  # digits cut out of touching numbers under --cut-digits, beside the train split's
 
 
 class TrainingDiverged(UserError):
@@ -345,7 +346,8 @@ def accuracy_summary(config: Config, state: RunState) -> str:
 
 
 def load_training_data(config: Config):
-    """(the data, its three datasets) with the loss's label dtype; every split must hold images."""
+    """(the data, its three datasets) with the loss's label dtype; every split must hold images.  Under
+    ``--cut-digits`` the train split also holds ``CUT_DIGITS`` digits cut out of touching numbers."""
     data, datasets = load_datasets(
         config.data,
         dataset=config.dataset,
@@ -356,6 +358,9 @@ def load_training_data(config: Config):
     for name, dataset in datasets.items():
         if not len(dataset):
             raise UserError(f"{data.source}: the {name} split holds no images; training needs all three")
+    if config.cut_digits:  # made from the seed, so a resumed run trains on the very same
+        train = datasets["train"]
+        datasets["train"] = train.extended(*touching.cut_digits(train.pixels, train.class_ids, CUT_DIGITS, config.seed))
     return data, datasets
 
 

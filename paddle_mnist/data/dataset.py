@@ -8,6 +8,7 @@ stored (uint8), for plots and accuracy counts.
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 
@@ -68,6 +69,14 @@ class MnistDataset(paddle.io.Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, np.array([self.class_ids[i]], dtype=self.label_dtype)
+
+    def extended(self, pixels: np.ndarray, class_ids: np.ndarray) -> MnistDataset:
+        """A copy of this split with ``pixels`` (uint8 [N,28,28]) and their ``class_ids`` after its own items:
+        training digits made from it (``--cut-digits``)."""
+        more = copy.copy(self)
+        more.__dict__.pop("images", None)  # the copy decodes its own
+        more.pixels, more.class_ids = np.concatenate([self.pixels, pixels]), np.concatenate([self.class_ids, class_ids])
+        return more
 
     @functools.cached_property
     def images(self) -> np.ndarray:
