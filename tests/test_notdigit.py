@@ -176,14 +176,12 @@ def test_misfits_are_the_pieces_of_touching_digits_that_straddle_two(shared_eval
     """Two touching digits: of the pieces their reading may cut them into, those that hold much of both (the
     pair whole among them) are misfits, each digit's own piece is not; the same two digits apart have none."""
     from paddle_mnist import reading
-    from paddle_mnist.testing.numbers import ink_crop, number_picture
+    from paddle_mnist.testing.numbers import digit_columns, number_picture
 
     four, seven = (shared_eval.pixels[np.flatnonzero(shared_eval.class_ids == k)[0]] for k in (4, 7))
-    widths = [ink_crop(d).shape[1] for d in (four, seven)]
     for gap in (-2, 8):
         picture = number_picture([four, seven], gap=gap, scale=4, margin=12)
-        starts = [12, 12 + widths[0] + gap]
-        spans = [(4 * x, 4 * (x + w)) for x, w in zip(starts, widths)]
+        spans = digit_columns([four, seven], gap, scale=4, margin=12)
         planned = reading.plan(picture, refuses_pairs=True)
         wrong = notdigits.straddling(picture, spans)
         if gap > 0:

@@ -7,18 +7,16 @@ import numpy as np
 
 from paddle_mnist import notdigits, reading, touching
 from paddle_mnist.config import Config
-from paddle_mnist.testing.numbers import ink_crop, number_picture
+from paddle_mnist.testing.numbers import digit_columns, number_picture
 
 
 def test_the_right_pieces_of_two_digits_are_each_digit_and_no_misfit(shared_eval):
     """A 4 and a 7, touching (one part, cut) or apart: the pieces that hold one digit are labelled with it,
     both digits are among them, and none of them is a misfit."""
     four, seven = (shared_eval.pixels[np.flatnonzero(shared_eval.class_ids == k)[0]] for k in (4, 7))
-    widths = [ink_crop(d).shape[1] for d in (four, seven)]
     for gap in (-1, 8):
         picture = number_picture([four, seven], gap=gap, scale=4, margin=12)
-        starts = [12, 12 + widths[0] + gap]
-        spans = [(4 * x, 4 * (x + w)) for x, w in zip(starts, widths)]
+        spans = digit_columns([four, seven], gap, scale=4, margin=12)
         right = touching.right_pieces(picture, spans, [4, 7])
         assert len(reading.plan(picture, refuses_pairs=True).lattices) == (1 if gap < 0 else 2)
         assert sorted({digit for _, digit in right}) == [4, 7]

@@ -43,6 +43,14 @@ def number_picture(
     return Image.fromarray(paper).resize((width * scale, ink.shape[0] * scale), Image.BICUBIC)
 
 
+def digit_columns(digits: list, gap: int = 6, scale: int = 4, margin: int = 12) -> list[tuple[int, int]]:
+    """Each digit's columns [x0, x1) in ``number_picture(digits, gap, scale, margin=margin)``: where the pieces
+    of a right reading lie."""
+    widths = [ink_crop(d).shape[1] for d in digits]
+    starts = margin + np.cumsum([0] + [w + gap for w in widths[:-1]])
+    return [(scale * int(x), scale * int(x + w)) for x, w in zip(starts, widths)]
+
+
 @dataclass(frozen=True)
 class Variety:
     """How much one set of number photos varies: the generator's knobs, so a benchmark can vary them."""
