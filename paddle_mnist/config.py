@@ -114,6 +114,10 @@ class Config:
         _check("label_smoothing", self.label_smoothing, lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
         if self.label_smoothing and self.loss != "cross_entropy":
             raise UserError(f"label smoothing applies to the cross_entropy loss, not {self.loss}")
+        if self.cut_digits and self.dataset != "mnist":
+            raise UserError(
+                f"--cut-digits cuts digits out of touching numbers: the {self.dataset} data holds no digits"
+            )
         if self.outliers and losses.LOSSES[self.loss].head_size != 10:
             raise UserError(f"--outliers trains class scores towards uniform: the {self.loss} loss has none")
         for name in ("beta1", "beta2"):
@@ -253,9 +257,10 @@ def add_recipe_flags(parser: argparse.ArgumentParser, varied: tuple[str, ...] = 
         "--cut-digits",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="also train on 10,000 digits as the reading of numbers cuts them out of touching training digits "
-        "(each with its cut edge and any bit of its neighbour; paddle_mnist.touching, ~50 s to make), so that "
-        "a model reads touching numbers better (default: off)",
+        help="also train on digits as the reading of numbers cuts them out of touching training digits, a fifth "
+        "as many as the train split holds (each with its cut edge and any bit of its neighbour; "
+        "paddle_mnist.touching, ~50 s for MNIST's 50,000), so that a model reads touching numbers better "
+        "(default: off)",
     )
     add(
         "--device",

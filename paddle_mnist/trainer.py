@@ -29,7 +29,7 @@ from paddle_mnist.runinfo import EpochRow, RunInfo, RunState
 EVAL_BATCH = 1000
 OUTLIER_POOL = 10_000  # non-digits made for --outliers (~45 s); each epoch shows as many as half its digits
 OUTLIER_WEIGHT = 0.5  # their loss's weight against the digits' (Hendrycks et al. 2019 use 0.5)
-CUT_DIGITS = 10_000  # digits cut out of touching numbers under --cut-digits, beside the train split's
+CUT_DIGITS = 0.2  # digits cut out of touching numbers under --cut-digits, as a share of the train split's
 
 
 class TrainingDiverged(UserError):
@@ -347,7 +347,7 @@ def accuracy_summary(config: Config, state: RunState) -> str:
 
 def load_training_data(config: Config):
     """(the data, its three datasets) with the loss's label dtype; every split must hold images.  Under
-    ``--cut-digits`` the train split also holds ``CUT_DIGITS`` digits cut out of touching numbers."""
+    ``--cut-digits`` the train split also holds ``CUT_DIGITS`` as many digits cut out of touching numbers."""
     data, datasets = load_datasets(
         config.data,
         dataset=config.dataset,
@@ -360,7 +360,8 @@ def load_training_data(config: Config):
             raise UserError(f"{data.source}: the {name} split holds no images; training needs all three")
     if config.cut_digits:  # made from the seed, so a resumed run trains on the very same
         train = datasets["train"]
-        datasets["train"] = train.extended(*touching.cut_digits(train.pixels, train.class_ids, CUT_DIGITS, config.seed))
+        made = touching.cut_digits(train.pixels, train.class_ids, round(CUT_DIGITS * len(train)), config.seed)
+        datasets["train"] = train.extended(*made)
     return data, datasets
 
 

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from paddle_mnist import notdigits, reading, touching
 from paddle_mnist.config import Config
+from paddle_mnist.errors import UserError
 from paddle_mnist.testing.numbers import digit_columns, number_picture
 
 
@@ -34,6 +36,8 @@ def test_cut_digits_come_from_the_seed_with_their_digits(shared_eval):
     assert not (touching.cut_digits(pixels, class_ids, 12, seed=4)[0] == made).all()
 
 
-def test_the_recipe_flag_is_off_but_where_asked():
+def test_the_recipe_flag_is_off_but_where_asked_and_only_for_digits():
     assert not Config().cut_digits and not Config.from_preset("fast").cut_digits
     assert Config.from_preset("fast", cut_digits=True).cut_digits
+    with pytest.raises(UserError, match="--cut-digits cuts digits out of touching numbers: the fashion-mnist data"):
+        Config(dataset="fashion-mnist", cut_digits=True)
