@@ -201,11 +201,9 @@ def misfits(digits: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
 def straddling(picture: Image.Image, spans: list[tuple[int, int]]) -> list[np.ndarray]:
     """The pieces a model that refuses pairs may cut ``picture`` into (``reading.plan``) that hold at least
     ``STRADDLE`` of the columns of two of its digits (``spans``: each digit's columns), but the slivers."""
-    planned = reading.plan(picture, refuses_pairs=True)
     wrong = []
-    for pixels, (x0, y0, x1, y1) in zip(planned.pixels, planned.boxes):
-        shares = np.sort(touching.held((x0, y0, x1, y1), spans))[::-1]
-        if x1 - x0 >= SLIVER * (y1 - y0) and len(shares) > 1 and shares[1] >= STRADDLE:
+    for pixels, (x0, y0, x1, y1), shares in touching.pieces(picture, spans):
+        if x1 - x0 >= SLIVER * (y1 - y0) and len(shares) > 1 and np.sort(shares)[-2] >= STRADDLE:
             wrong.append(pixels)
     return wrong
 

@@ -60,6 +60,13 @@ def scaled(digit: np.ndarray, height: float, rng: np.random.Generator) -> np.nda
     return np.asarray(Image.fromarray(crop, mode="F").resize((w, h), Image.BICUBIC)).clip(0, 1)
 
 
+def pieces(picture: Image.Image, spans: list[tuple[int, int]]) -> list[tuple[np.ndarray, tuple, np.ndarray]]:
+    """Every piece the reading may cut ``picture`` into (``reading.plan``, as for a model that refuses pairs):
+    its pixels, its box, and the share of each digit's columns (``spans``) that the box holds."""
+    planned = reading.plan(picture, refuses_pairs=True)
+    return [(pixels, box, held(box, spans)) for pixels, box in zip(planned.pixels, planned.boxes)]
+
+
 def held(box: tuple[int, int, int, int], spans: list[tuple[int, int]]) -> np.ndarray:
     """The share of each digit's columns (``spans``) that a piece's ``box`` holds."""
     x0, _, x1, _ = box
@@ -69,10 +76,8 @@ def held(box: tuple[int, int, int, int], spans: list[tuple[int, int]]) -> np.nda
 def right_pieces(picture: Image.Image, spans: list[tuple[int, int]], labels: list[int]) -> list[tuple[np.ndarray, int]]:
     """(pixels, digit) of the pieces the reading may cut ``picture`` into that hold one digit (``HOLD``): the
     digit whose columns are ``spans[k]`` is ``labels[k]``."""
-    planned = reading.plan(picture, refuses_pairs=True)
     right = []
-    for pixels, box in zip(planned.pixels, planned.boxes):
-        shares = held(box, spans)
+    for pixels, _, shares in pieces(picture, spans):
         first, second = np.argsort(-shares, kind="stable")[:2]
         if shares[first] >= HOLD and shares[second] < 1 - HOLD:
             right.append((pixels, int(labels[first])))
