@@ -36,8 +36,9 @@ def test_cut_digits_come_from_the_seed_with_their_digits(shared_eval):
     assert not (touching.cut_digits(pixels, class_ids, 12, seed=4)[0] == made).all()
 
 
-def test_the_recipe_flag_is_off_but_where_asked_and_only_for_digits():
-    assert not Config().cut_digits and not Config.from_preset("fast").cut_digits
-    assert Config.from_preset("fast", cut_digits=True).cut_digits
+def test_the_recipe_flag_is_on_in_fast_and_only_for_digits():
+    assert not Config().cut_digits and Config.from_preset("fast").cut_digits
+    assert not Config.from_preset("fast", cut_digits=False).cut_digits
+    assert not Config.from_preset("fast", dataset="fashion-mnist").cut_digits  # the preset, without them
     with pytest.raises(UserError, match="--cut-digits cuts digits out of touching numbers: the fashion-mnist data"):
         Config(dataset="fashion-mnist", cut_digits=True)
