@@ -111,9 +111,10 @@ def no_curves(request, monkeypatch):
 
 @pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory, shared_cache) -> Path:
-    """The `fast` recipe (augmented, with outlier exposure) trained briefly: 2 epochs on 10,000 real MNIST images
-    (~97 %) beside 3,000 non-digits (not the recipe's 10,000: 9 s to make, not 30), once per session; on quick's
-    convnet rather than the recipe's vgg, which would cost the suite 1.6x the multiply-adds for the same plumbing."""
+    """The `fast` recipe (augmented, with outlier exposure and cut digits) trained briefly: 2 epochs on 10,000 real
+    MNIST images (~97 %) and 2,000 digits cut out of touching ones, beside 3,000 non-digits (not the recipe's
+    10,000: 9 s to make, not 30), once per session; on quick's convnet rather than the recipe's vgg, which would
+    cost the suite 1.6x the multiply-adds for the same plumbing."""
     from paddle_mnist import train, trainer
 
     data = require(SHARED / "mnist.json.gz")
