@@ -179,8 +179,8 @@ def either_way(drawing: Drawing, rng: np.random.Generator) -> list[np.ndarray]:
     """``drawing`` read whole as the model sees it, half the time from its strokes (as the page sends them),
     half from its picture (as ``predict`` reads a drawing saved as an image): the picture keeps the pad's pen,
     thick on a small drawing and thin on a large one, where the strokes are drawn again with an MNIST pen.
-    Trained on both ways, ``fast`` refused 3.0 points more pictures of shapes and 0.7 more of scribbles than
-    trained on the strokes alone (seed 0; docs/results.md)."""
+    Trained on both ways, ``fast`` refused 3.7 points more pictures of shapes, 0.9 more of scribbles and 1.9
+    more handwriting fonts than trained on the strokes alone (two seeds, docs/results.md)."""
     if rng.random() < 0.5:
         return reading.drawn(drawing, single=True).pixels
     return reading.plan(picture(drawing), single=True).pixels
