@@ -67,6 +67,7 @@ KNOBS: dict[str, Callable[[str], object]] = {
     "label_smoothing": non_negative_float,
     "epochs": positive_int,
 }
+SWITCHES = tuple(knob for knob, parse in KNOBS.items() if parse is on_off)  # the recipe's on/off fields
 
 
 @dataclass(frozen=True)
@@ -235,9 +236,7 @@ def recipe_line(base: Config, varied: Variation, seeds: list[int]) -> str:
         "epochs": base.epochs,
     }
     shown = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in shared.items() if k != varied.knob)
-    switches = [
-        name for name in ("augment", "distort", "outliers", "cut_digits") if getattr(base, name) and name != varied.knob
-    ]
+    switches = [name for name in SWITCHES if getattr(base, name) and name != varied.knob]
     images = f"the first {base.limit_train:,} training images" if base.limit_train else "the whole training split"
     return (
         f"Varied: **{varied.knob}** ({', '.join(varied.labels)}). The same for every run: {shown}"
