@@ -27,6 +27,11 @@ REFUSED_DIGITS = 0.0075  # the share of valid digits refused: the threshold is t
 # A mark read among others set apart from it (a number's digit) is far more often a digit than a mark alone: it is
 # judged this much log-probability more digit-like (half the probability passes; docs/results.md).
 AMONG_OTHERS = float(np.log(2))
+# A mark alone that the reading cuts into several digits was tried in every way its cuts allow, and a letter, shape
+# or scribble has as many chances of one way passing (an m read "177"): each piece is judged this much less
+# digit-like (its probability times 3/4).  Two seeds of `fast`, tuning sets: handwriting fonts refused 0-1.0 points
+# more, pictures of shapes and scribbles 0-0.7 more, touching numbers read 0.3-0.4 fewer (docs/results.md).
+CUT_ALONE = float(np.log(4 / 3))
 ECE_BINS = 15  # equal-width confidence bins, as Guo et al. count the calibration error
 NOT_A_DIGIT = "not a digit"
 
@@ -51,19 +56,20 @@ class Calibration:
             return self.temperature * logsumexp(logits / self.temperature)
         return self.probabilities(logits).max(axis=1)
 
-    def judged(self, logits: np.ndarray, among_others: bool = False) -> np.ndarray:
-        """[N] ``scores`` as a mark alone is judged: a mark among others set apart from it (a number's digit)
-        is ``AMONG_OTHERS`` more digit-like (a probability times 2, an energy plus T·ln 2)."""
-        margin = AMONG_OTHERS if among_others else 0.0
+    def judged(self, logits: np.ndarray, margins: np.ndarray | float = 0.0) -> np.ndarray:
+        """[N] ``scores`` as the reading judges them: each input ``margins`` (log-probability) more digit-like
+        than alone, a probability times e^margin, an energy plus T·margin (``reading.Plan.margins``: a number's
+        digits are ``AMONG_OTHERS`` more, the pieces of a mark cut alone ``CUT_ALONE`` less)."""
+        margin = np.asarray(margins, dtype=np.float64)
         if self.score == "energy":
             return self.scores(logits) + self.temperature * margin
         return self.scores(logits) * np.exp(margin)
 
-    def refuses(self, logits: np.ndarray, among_others: bool = False) -> np.ndarray:
-        """[N] bool: which inputs are not read as digits (``among_others``: see ``judged``)."""
+    def refuses(self, logits: np.ndarray, margins: np.ndarray | float = 0.0) -> np.ndarray:
+        """[N] bool: which inputs are not read as digits (``margins``: see ``judged``)."""
         if self.threshold is None:
             return np.zeros(len(logits), dtype=bool)
-        return self.judged(logits, among_others) < self.threshold
+        return self.judged(logits, margins) < self.threshold
 
     def to_json(self) -> dict:
         return asdict(self)

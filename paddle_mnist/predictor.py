@@ -292,11 +292,12 @@ class Predictor:
     ) -> tuple[list[int], list[DigitRead], int]:
         """(the indices of the inputs read as digits, a row for each, how many marks were left out) of ``plan``
         from the model's ``outputs`` for its inputs (each row keeps a copy of its input when ``inputs`` are
-        given: a chunk's are freed); a picture of several marks apart judges each among others."""
-        refused = self.calibration.refuses(self.loss.logits(outputs), plan.among_others)
+        given: a chunk's are freed), each input judged with its ``plan.margins`` (a number's digits among others)."""
+        margins = plan.margins
+        refused = self.calibration.refuses(self.loss.logits(outputs), margins)
         chosen, left_out = plan.read(self.loss.scores(outputs), refused)
         rows = [
-            self.read(outputs[k], plan.boxes[k], topk, None if inputs is None else inputs[k].copy(), plan.among_others)
+            self.read(outputs[k], plan.boxes[k], topk, None if inputs is None else inputs[k].copy(), margins[k])
             for k in chosen
         ]
         return chosen, rows, left_out
@@ -307,10 +308,10 @@ class Predictor:
         box: tuple,
         topk: int,
         model_input: np.ndarray | None = None,
-        among_others: bool = False,
+        margin: float = 0.0,
     ) -> DigitRead:
         """The digit in the model's ``output`` row for the digit at ``box`` (whose input was ``model_input``;
-        ``among_others``: one of several marks apart, ``Plan.among_others``)."""
+        ``margin``: how it is judged, ``reading.Plan.margins``)."""
         logits = self.loss.logits(output[None])
         scores = self.calibration.probabilities(logits)[0]
         digit = int(self.loss.digits(output[None])[0])
@@ -318,7 +319,7 @@ class Predictor:
         raw = float(output[0]) if self.loss.head_size == 1 else None
         top = [(int(k), float(scores[k])) for k in order]
         row = DigitRead(digit, float(scores[digit]), top, box, raw, model_input)
-        if self.calibration.refuses(logits, among_others)[0]:
+        if self.calibration.refuses(logits, margin)[0]:
             row.digit, row.closest, row.reason = None, digit, calibration.NOT_A_DIGIT
         return row
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from paddle_mnist import preprocess, segment, strokes
+from paddle_mnist import calibration, preprocess, segment, strokes
 from paddle_mnist.errors import UserError
 
 TRY_CUTS = 1.0  # a part wider than this many line heights may hold touching digits (9 % of MNIST digits are wider)
@@ -96,6 +96,19 @@ class Plan:
         """Whether the picture holds several marks apart (a number's digits): each is judged among others
         (``calibration.AMONG_OTHERS``).  The pieces one mark is cut into are not apart."""
         return len(self.lattices) > 1
+
+    @property
+    def margins(self) -> np.ndarray:
+        """[N] how much more digit-like than alone each input is judged, in log-probability
+        (``calibration.Calibration.judged``): a number's digits ``AMONG_OTHERS`` more; the pieces a mark alone
+        is cut into ``CUT_ALONE`` less (its whole, and a mark not cut, as they are)."""
+        if self.among_others:
+            return np.full(len(self.pixels), calibration.AMONG_OTHERS)
+        margins = np.zeros(len(self.pixels))
+        for lattice in self.lattices:
+            whole = lattice.spans.get((0, lattice.ends))
+            margins[[k for k in lattice.spans.values() if k != whole]] = -calibration.CUT_ALONE
+        return margins
 
     def inputs(self, encoding) -> np.ndarray:
         """float32 [N,1,28,28]: the pieces scaled as the model's training data was (``encoding``)."""

@@ -43,9 +43,9 @@ FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 BATCH = 256
 
 
-def picture_logits(predictor: Predictor, items: list) -> list[tuple[np.ndarray, bool] | None]:
-    """Per picture, the logits of the marks ``predict`` reads it as and whether they are judged among
-    others (``Plan.among_others``); None: no mark found.  In batches."""
+def picture_logits(predictor: Predictor, items: list) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """Per picture, the logits of the marks ``predict`` reads it as and the margins they are judged with
+    (``Plan.margins``); None: no mark found.  In batches."""
     plans = []
     for item in items:
         try:
@@ -62,7 +62,7 @@ def picture_logits(predictor: Predictor, items: list) -> list[tuple[np.ndarray, 
         mine = outputs[start : start + len(plan.pixels)]
         start += len(plan.pixels)
         chosen, _, _ = predictor.read_plan(plan, mine, topk=1)
-        out.append((predictor.loss.logits(mine[chosen]), plan.among_others))
+        out.append((predictor.loss.logits(mine[chosen]), plan.margins[chosen]))
     return out
 
 

@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from paddle_mnist import calibration, notdigits, rundir
+from paddle_mnist import calibration, notdigits, reading, rundir
 from paddle_mnist.predict import Predictor, format_line
 from paddle_mnist.predictor import DigitRead, Prediction, fill
 
@@ -57,8 +57,28 @@ def test_a_mark_among_others_is_judged_half_as_sure(score):
     threshold = float(judge.scores(logits[:1])[0])  # the first just passes, alone
     judge = dataclasses.replace(judge, threshold=threshold - 1e-9)
     assert judge.refuses(logits).tolist() == [False, True, True]
-    assert judge.refuses(logits, among_others=True).tolist() == [False, False, True]
-    np.testing.assert_allclose(judge.judged(logits[1:2], True), [0.5] if score == "msp" else [np.log(2 * 12)])
+    assert judge.refuses(logits, calibration.AMONG_OTHERS).tolist() == [False, False, True]
+    among = judge.judged(logits[1:2], calibration.AMONG_OTHERS)
+    np.testing.assert_allclose(among, [0.5] if score == "msp" else [np.log(2 * 12)])
+
+
+def test_the_pieces_of_a_mark_cut_alone_are_judged_less_sure(tiny_run):
+    """A mark alone read as two digits through a cut passes only if each piece would pass at 3/4 of its
+    probability (``calibration.CUT_ALONE``); the same two pieces as a number's two marks apart pass at half
+    of theirs, and a mark alone read whole at its own."""
+    logits = np.array([[-2.0] * 10, [np.log(27.0), *[0.0] * 9], [0.0, np.log(27.0), *[0.0] * 8]])  # msp 0.1, 3/4
+    predictor = Predictor.from_dir(tiny_run)
+    predictor = dataclasses.replace(predictor, calibration=calibration.Calibration(1.0, "msp", 0.7, True))
+    pixels, boxes = [np.zeros((28, 28), np.uint8)] * 3, [(0, 0, 28, 28)] * 3
+    cut = reading.Plan(pixels, boxes, [reading.Lattice(2, {(0, 2): 0, (0, 1): 1, (1, 2): 2})])
+    apart = reading.Plan.simple(pixels[1:], boxes[1:])
+    np.testing.assert_allclose(cut.margins, [0, -calibration.CUT_ALONE, -calibration.CUT_ALONE])
+    chosen, rows, _ = predictor.read_plan(cut, logits, topk=1)
+    assert chosen == [1, 2] and [row.reason for row in rows] == ["not a digit"] * 2  # 0.75 * 3/4 < 0.7
+    _, rows, _ = predictor.read_plan(apart, logits[1:], topk=1)
+    assert [row.digit for row in rows] == [0, 1]
+    whole = reading.Plan.simple(pixels[1:2], boxes[1:2])
+    assert [row.digit for row in predictor.read_plan(whole, logits[1:2], topk=1)[1]] == [0]
 
 
 def write_calibration(run, value) -> None:

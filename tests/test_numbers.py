@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from paddle_mnist import reading, segment
+from paddle_mnist import calibration, reading, segment
 from paddle_mnist.predict import Predictor
 from paddle_mnist.testing.numbers import number_picture
 
@@ -244,3 +244,6 @@ def test_the_marks_of_a_number_are_among_others_the_pieces_of_one_are_not(traine
     assert apart.among_others and len(apart.lattices) == 2
     assert not touching.among_others and len(touching.pixels) > 1  # one part, cut into pieces
     assert not alone.among_others
+    assert (apart.margins == calibration.AMONG_OTHERS).all() and not alone.margins.any()
+    whole = touching.lattices[0].spans[(0, touching.lattices[0].ends)]
+    assert touching.margins[whole] == 0 and (np.delete(touching.margins, whole) == -calibration.CUT_ALONE).all()
