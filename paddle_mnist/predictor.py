@@ -290,9 +290,8 @@ class Predictor:
     def read_plan(
         self, plan: reading.Plan, outputs: np.ndarray, topk: int, inputs: np.ndarray | None = None
     ) -> tuple[list[int], list[DigitRead], int]:
-        """(the indices of the inputs read as digits, a row for each, how many marks were left out) of ``plan``
-        from the model's ``outputs`` for its inputs (each row keeps a copy of its input when ``inputs`` are
-        given: a chunk's are freed), each input judged with its ``plan.margins`` (a number's digits among others)."""
+        """(the inputs read as digits, a row for each, how many marks were left out) of ``plan`` from the model's
+        ``outputs``, each judged with its ``plan.margins`` (rows keep a copy of ``inputs``: a chunk's are freed)."""
         margins = plan.margins
         refused = self.calibration.refuses(self.loss.logits(outputs), margins)
         chosen, left_out = plan.read(self.loss.scores(outputs), refused)
