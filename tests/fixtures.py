@@ -17,6 +17,15 @@ def run_python(*args, timeout: float = 300, **kwargs) -> subprocess.CompletedPro
     return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
+def refused_letter(predictor):
+    """The first of 20 printed letters (``notdigits.family`` seed 5) that ``predictor`` answers "not a digit": the
+    session's brief model accepts some letters that the whole recipe refuses (the A of DejaVu Sans at 0.50)."""
+    from paddle_mnist import notdigits
+
+    letters = notdigits.family("letters", 20, 5)
+    return next(item for item, read in zip(letters, predictor.predict(letters)) if read.reason == "not a digit")
+
+
 def train_cli(*flags):
     """``paddle-mnist train FLAGS`` in this process: the flags parsed and resolved as the command does."""
     return train.fit(config.from_args(train.build_parser().parse_args([str(f) for f in flags])))

@@ -15,7 +15,7 @@ from paddle_mnist import calibration, notdigits, reading, rundir
 from paddle_mnist.predict import Predictor, format_line
 from paddle_mnist.predictor import DigitRead, Prediction, fill
 
-from fixtures import run_python
+from fixtures import refused_letter, run_python
 
 
 def synthetic(temperature: float, n: int = 20_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -181,8 +181,6 @@ def test_the_outlier_pool_is_made_from_the_seed(shared_eval):
 def test_drawn_non_digits_are_trained_from_their_strokes_and_from_their_pictures():
     """A shape in the pool is read as the page sends it (its strokes drawn again) or as a picture of the pad
     is read (the pad's pen kept): both ways come up, each the model's very input for that way."""
-    from paddle_mnist import reading
-
     drawing = notdigits.shape(np.random.default_rng(1))
     ways = {"strokes": reading.drawn(drawing, single=True).pixels[0]}
     ways["picture"] = reading.plan(notdigits.picture(drawing), single=True).pixels[0]
@@ -197,8 +195,6 @@ def test_drawn_non_digits_are_trained_from_their_strokes_and_from_their_pictures
 def test_the_fragments_are_the_pieces_a_wide_mark_is_cut_into():
     """An m, wider than tall, is cut as touching digits would be: its fragments are pieces of it, never the
     whole m nor a lone stroke; a P, narrower than tall, is read whole and has none."""
-    from paddle_mnist import reading
-
     m = notdigits.printed("m")
     whole = reading.plan(m, single=True).pixels[0]
     pieces = notdigits.fragments(m, np.random.default_rng(0))
@@ -211,7 +207,6 @@ def test_the_fragments_are_the_pieces_a_wide_mark_is_cut_into():
 def test_misfits_are_the_pieces_of_touching_digits_that_straddle_two(shared_eval):
     """Two touching digits: of the pieces their reading may cut them into, those that hold much of both (the
     pair whole among them) are misfits, each digit's own piece is not; the same two digits apart have none."""
-    from paddle_mnist import reading
     from paddle_mnist.testing.numbers import digit_columns, number_picture
 
     four, seven = (shared_eval.pixels[np.flatnonzero(shared_eval.class_ids == k)[0]] for k in (4, 7))
@@ -246,9 +241,8 @@ def test_trained_with_outliers_it_refuses_letters_doodles_and_clothes_not_digits
     read = predictor.predict([shared_eval.pixels[i] for i in first])
     assert sum(r.reason is not None for r in read) <= 1 and sum(r.text == str(k) for k, r in enumerate(read)) >= 9
     clothes = list(read_images(debian_fashion / "t10k-images-idx3-ubyte.gz")[:20])
-    letters = notdigits.family("letters", 20, 5)
     for name, items, at_least in (
-        ("letters", letters, 8),
+        ("letters", notdigits.family("letters", 20, 5), 8),
         ("shapes", notdigits.family("shapes", 20, 5), 13),
         ("scribbles", notdigits.family("scribbles", 20, 5), 13),
         ("Fashion-MNIST", clothes, 10),
@@ -256,7 +250,7 @@ def test_trained_with_outliers_it_refuses_letters_doodles_and_clothes_not_digits
         refused = sum(r.reason == "not a digit" for r in predictor.predict(items, single=True))
         assert refused >= at_least, f"{refused} of 20 {name} refused"
     letter = tmp_path / "letter.png"
-    next(item for item, r in zip(letters, predictor.predict(letters)) if r.reason == "not a digit").save(letter)
+    refused_letter(predictor).save(letter)
     cli = run_python("-m", "paddle_mnist.predict", letter, "--model-dir", trained_dir)
     assert cli.returncode == 0 and re.fullmatch(
         rf"{re.escape(str(letter))}: not a digit \(closest \d\)", cli.stdout.strip()
