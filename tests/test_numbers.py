@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from paddle_mnist import calibration, reading, segment
+from paddle_mnist import calibration, reading, segment, touching
 from paddle_mnist.predict import Predictor
 from paddle_mnist.testing.numbers import number_picture
 
@@ -225,6 +225,38 @@ def test_a_cut_follows_the_slant_of_digits_that_lean():
     assert kept.shape == (40, path.max()) and not first[:, path.max() :].any()  # a window as wide as the piece
     np.testing.assert_array_equal(kept, first[:, : path.max()])
     assert (piece.x0, piece.y0, piece.x1, piece.y1) == (8, 0, 20, 40)
+
+
+def test_in_a_number_touching_digits_that_overlap_are_also_cut_along_paths_that_bend(monkeypatch):
+    """Two bars leaning far (30 columns over 80 rows) and touching at the foot, wider than the line is tall, beside
+    a digit: no cut within 5 % of a line height of a column parts them (each crosses a bar), a cut within
+    ``IN_LINE_SLANTS`` does: one piece is the first bar whole and nothing of the second.  The pieces the
+    training's outliers are made of are cut as before (``bends=False``), and so is the same pair alone."""
+    first, rest = np.zeros((120, 200), np.float32), np.zeros((120, 200), np.float32)
+    stroke(rest, slice(20, 100), slice(12, 18))  # the neighbour: a 1
+    for y in range(20, 100):
+        lean = 3 * (y - 20) // 8
+        stroke(first, slice(y, y + 1), slice(60 + lean, 66 + lean))
+        stroke(rest, slice(y, y + 1), slice(84 + lean, 90 + lean))
+    stroke(rest, slice(96, 100), slice(95, 150))  # where they touch, and the second's foot: 90 columns in all
+
+    def picture(ink: np.ndarray) -> np.ndarray:
+        return np.rint(255 * (1 - np.minimum(ink, 1))).astype(np.uint8)
+
+    (bar,) = reading.plan(picture(first), single=True).pixels
+
+    def pieces() -> list[np.ndarray]:
+        return reading.plan(picture(first + rest), refuses_pairs=True).pixels
+
+    assert any((pixels == bar).all() for pixels in pieces())
+    alone = rest.copy()
+    alone[:, :40] = 0
+    assert not any((pixels == bar).all() for pixels in reading.plan(picture(first + alone), refuses_pairs=True).pixels)
+    monkeypatch.setattr(reading, "IN_LINE_SLANTS", ())
+    assert not any((pixels == bar).all() for pixels in pieces())
+    monkeypatch.undo()  # the training's pieces (``touching.pieces``) are cut without the bending paths
+    training = touching.pieces(Image.fromarray(picture(first + rest)), [(12, 18), (60, 95), (84, 150)])
+    assert len(training) > 1 and not any((pixels == bar).all() for pixels, _, _ in training)
 
 
 def test_the_marks_of_a_number_are_among_others_the_pieces_of_one_are_not(trained_dir, readable):
