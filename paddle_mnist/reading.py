@@ -39,9 +39,9 @@ SLANT = 0.05
 # on seed 300; apart ones 96.5 → 96.4 % (seed 100).  Bending in every part cut (from TRY_CUTS_IN_LINE) read 86.7
 # and 87.2 % for 2.2 times the pieces of an apart number; 0.12 alone there 86.1 and 87.0 %; charging a cut only
 # for the strokes it crosses past the first 0.5 points more touching and 1.0 fewer apart numbers.  Marks alone
-# are cut as before, and so are the training's outliers (``bends``): `fast` trained on pieces cut with these
-# paths too refused more digits (eval 0.72 → 0.89 %, photos 0.33 → 1.33 %) and read 1.2 points fewer apart
-# numbers (docs/results.md, "Cuts that bend").
+# are cut as before (bent too, 0.3 more touching numbers but 1.0 point fewer handwriting fonts refused), and so
+# are the training's outliers (``bends``): `fast` trained on pieces cut with these paths too refused more digits
+# (eval 0.72 → 0.89 %, photos 0.33 → 1.33 %) and read 1.2 points fewer apart numbers (docs/results.md).
 IN_LINE_SLANTS = (0.12, 0.25)
 # A piece of a cut part is at least PIECE_HEIGHT of the part's height (no curl or sliver).  MNIST writes some
 # 0s flat: beside a 1 one is half the part's height, and at 0.7 no piece held it ("160" read as one refused
