@@ -220,19 +220,18 @@ def _cut_paths(
     own: np.ndarray, part: segment.Part, xs: list[int], line: int, bends: bool
 ) -> tuple[list[int], np.ndarray]:
     """(the column of each cut, left to right; int [cuts, H] the column each takes in each row) of ``part``
-    (its ink ``own``) cut at the columns ``xs``, its edges included: each inner column along the path of least
-    ink within ``SLANT`` line heights, and if it ``bends`` also within each of ``IN_LINE_SLANTS`` (the paths
-    that differ from the column's others)."""
-    inner = [x - part.x0 for x in xs[1:-1]]
-    reaches = (SLANT, *IN_LINE_SLANTS) if bends and inner else (SLANT,)
-    every = np.stack([segment.cut_paths(own, inner, int(r * line)) for r in reaches], axis=1)  # [C, R, H]
-    paths, columns = [np.zeros(own.shape[0], np.int64)], [xs[0]]
-    for x, ways in zip(xs[1:-1], every):
+    (its ink ``own``) cut at the columns ``xs``, its edges included: each column along the path of least ink
+    within ``SLANT`` line heights, and if it ``bends`` also within each of ``IN_LINE_SLANTS`` (the paths that
+    differ from the column's others; the edges stay straight, one cut each)."""
+    reaches = (SLANT, *IN_LINE_SLANTS) if bends else (SLANT,)
+    offsets = [x - part.x0 for x in xs]
+    every = np.stack([segment.cut_paths(own, offsets, int(r * line)) for r in reaches], axis=1)  # [C, R, H]
+    columns, paths = [], []
+    for x, ways in zip(xs, every):
         distinct = np.unique(ways, axis=0)
-        paths.extend(distinct)
         columns.extend([x] * len(distinct))
-    paths.append(np.full(own.shape[0], part.width, np.int64))
-    return columns + [xs[-1]], np.stack(paths)
+        paths.extend(distinct)
+    return columns, np.stack(paths)
 
 
 def _pieces(own: np.ndarray, part: segment.Part, xs: list[int], paths: np.ndarray, found: segment.Found) -> dict:
