@@ -399,6 +399,19 @@ def in_mnist_form(ink: np.ndarray) -> bool:
     )
 
 
+def ink_aspects(pixels: np.ndarray) -> np.ndarray:
+    """[N] the width over the height of the ink's box (pixels over 0.1) in each of [N,28,28] uint8 digits."""
+    inked = pixels > 25
+    cols, rows = inked.any(axis=1), inked.any(axis=2)  # [N,28] each
+    return _extent(cols) / np.maximum(_extent(rows), 1)
+
+
+def _extent(inked: np.ndarray) -> np.ndarray:
+    """[N] how many positions lie from the first inked one of each row of ``inked`` [N,M] to its last (0: none)."""
+    first, last = inked.argmax(axis=1), inked.shape[1] - 1 - inked[:, ::-1].argmax(axis=1)
+    return np.where(inked.any(axis=1), last - first + 1, 0)
+
+
 def digit_pixels(ink: np.ndarray) -> np.ndarray:
     """One digit's levelled ink to uint8 [28,28] MNIST-style pixels: cropped, thick strokes thinned, fitted,
     centred."""

@@ -40,7 +40,7 @@ SLANT = 0.05
 # and 87.2 % for 2.2 times the pieces of an apart number; 0.12 alone there 86.1 and 87.0 %; charging a cut only
 # for the strokes it crosses past the first 0.5 points more touching and 1.0 fewer apart numbers.  Marks alone
 # are cut as before (bent too, 0.3 more touching numbers but 1.0 point fewer handwriting fonts refused), and so
-# are the training's outliers (``bends``): `fast` trained on pieces cut with these paths too refused more digits
+# are the training's outliers (``training``): `fast` trained on pieces cut with these paths too refused more digits
 # (eval 0.72 → 0.89 %, photos 0.33 → 1.33 %) and read 1.2 points fewer apart numbers (docs/results.md).
 IN_LINE_SLANTS = (0.12, 0.25)
 # A piece of a cut part is at least PIECE_HEIGHT of the part's height (no curl or sliver).  MNIST writes some
@@ -51,6 +51,11 @@ IN_LINE_SLANTS = (0.12, 0.25)
 # refused 1 point fewer of those pictures.
 PIECE_HEIGHT = 0.6
 MAX_WIDTH = 1.4  # no piece of a cut part is wider than this many line heights (MNIST's 2s: 1.67 at the 99th percentile)
+# No MNIST digit is much wider than tall: in their 28x28 the widest ink box of the 50,000 training digits is 2.22
+# times as wide as high (1 over 2; of the eval split's 10,000, 2.0).  A piece prepared as a digit that is wider
+# than MAX_ASPECT times its height is no digit, whatever the model reads in it: a flat sandal read as a 2 at 0.93,
+# a dash.  (Found looking at the clothes `fast` took for digits; the constant is MNIST's: docs/results.md.)
+MAX_ASPECT = 2.5
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,7 @@ class Plan:
     max_digits: int = segment.MAX_DIGITS
     left_out: int = 0  # marks past ``max_digits``, not read
     naive: bool = False  # the tutorial's input: 1 - pixel/255 of the squashed picture, whatever the training data
+    cut_alone: float = calibration.CUT_ALONE  # how much less digit-like each piece of a mark cut alone is judged
 
     @classmethod
     def simple(cls, pixels: list, boxes: list, left_out: int = 0, naive: bool = False) -> Plan:
@@ -113,13 +119,17 @@ class Plan:
     def margins(self) -> np.ndarray:
         """[N] how much more digit-like than alone each input is judged, in log-probability
         (``calibration.Calibration.judged``): a number's digits ``AMONG_OTHERS`` more; the pieces a mark alone
-        is cut into ``CUT_ALONE`` less (its whole, and a mark not cut, as they are)."""
+        is cut into ``cut_alone`` less (its whole, and a mark not cut, as they are); an input wider than
+        ``MAX_ASPECT`` times its height -inf, never a digit (but the tutorial's squashed picture)."""
         if self.among_others:
-            return np.full(len(self.pixels), calibration.AMONG_OTHERS)
-        margins = np.zeros(len(self.pixels))
-        for lattice in self.lattices:
-            whole = lattice.spans.get((0, lattice.ends))
-            margins[[k for k in lattice.spans.values() if k != whole]] = -calibration.CUT_ALONE
+            margins = np.full(len(self.pixels), calibration.AMONG_OTHERS)
+        else:
+            margins = np.zeros(len(self.pixels))
+            for lattice in self.lattices:
+                whole = lattice.spans.get((0, lattice.ends))
+                margins[[k for k in lattice.spans.values() if k != whole]] = -self.cut_alone
+        if not self.naive:
+            margins[preprocess.ink_aspects(np.stack(self.pixels)) > MAX_ASPECT] = -np.inf
         return margins
 
     def inputs(self, encoding) -> np.ndarray:
@@ -161,13 +171,15 @@ def plan(
     single: bool = False,
     max_digits: int = segment.MAX_DIGITS,
     refuses_pairs: bool = False,
-    bends: bool = True,
+    training: bool = False,
 ) -> Plan:
     """How to read ``item`` (a path, a PIL image, an array, or a ``strokes.Drawing``).  ``naive`` is the
     tutorial's preprocessing of the whole picture; ``single`` reads it as one digit; ``refuses_pairs``: the
     model refuses two digits in one box, so narrower marks may be cut and cuts are charged by the strokes
-    they cross (``TRY_CUTS_IN_LINE``, ``CROSSING``), and a wide mark in a line of several also cut along
-    paths that bend, unless not ``bends`` (``IN_LINE_SLANTS``: the training's outliers are cut without)."""
+    they cross (``TRY_CUTS_IN_LINE``, ``CROSSING``), a wide mark in a line of several also cut along paths
+    that bend (``IN_LINE_SLANTS``) and a narrow mark alone cut too (``calibration.CUT_NARROW``); ``training``
+    cuts as the training's outliers and cut digits were made, with neither (a model trained on pieces cut
+    so is read best so: docs/results.md)."""
     if isinstance(item, strokes.Drawing):
         return drawn(item, single, max_digits)
     image = item_image(item)
@@ -183,10 +195,11 @@ def plan(
     found = segment.find_parts(levelled, max_digits)
     pixels, boxes, lattices = [], [], []
     in_line = refuses_pairs and len(found.parts) > 1
+    narrow = in_line or (refuses_pairs and not training)  # marks cut from TRY_CUTS_IN_LINE
     for part in found.parts:
         own = found.ink_of(levelled, part)
-        bend = bends and in_line and part.width > TRY_CUTS * found.line_height
-        xs, paths = _cut_paths(own, part, _cuts(levelled, part, found, in_line), found.line_height, bend)
+        bend = not training and in_line and part.width > TRY_CUTS * found.line_height
+        xs, paths = _cut_paths(own, part, _cuts(levelled, part, found, narrow), found.line_height, bend)
         cut = refuses_pairs and len(xs) > 2  # a part with cuts to charge
         crossed = segment.crossed(own, paths) if cut else ()
         spans = {}
@@ -195,7 +208,9 @@ def plan(
             pixels.append(preprocess.digit_pixels(piece_ink))
             boxes.append(_box(piece, scale))
         lattices.append(Lattice(len(xs) - 1, spans, crossed))
-    return Plan(pixels, boxes, lattices, max_digits, found.left_out)
+    alone_narrow = narrow and not in_line and bool(found.parts) and found.parts[0].width <= TRY_CUTS * found.line_height
+    cut_alone = calibration.CUT_NARROW if alone_narrow else calibration.CUT_ALONE
+    return Plan(pixels, boxes, lattices, max_digits, found.left_out, cut_alone=cut_alone)
 
 
 def drawn(drawing: strokes.Drawing, single: bool = False, max_digits: int = segment.MAX_DIGITS) -> Plan:
@@ -206,14 +221,11 @@ def drawn(drawing: strokes.Drawing, single: bool = False, max_digits: int = segm
     return Plan.simple(pixels, [strokes.box(group) for group in groups], left_out)
 
 
-def _cuts(ink: np.ndarray, part: segment.Part, found: segment.Found, in_line: bool) -> list[int]:
+def _cuts(ink: np.ndarray, part: segment.Part, found: segment.Found, narrow: bool) -> list[int]:
     """The columns a part may be cut at, its edges included: only its edges unless it may hold touching
-    digits: wider than ``TRY_CUTS`` line heights, or ``TRY_CUTS_IN_LINE`` when ``in_line`` (a model that refuses
-    pairs reading a line of several parts).  A mark alone narrower than it is tall is one mark far more often
-    than two narrow digits touching: a letter, a doodle, one digit (cut, its pieces would each read as some digit;
-    cut from ``TRY_CUTS_IN_LINE`` alone too, `fast` read 1.3 points more touching numbers of a tuning set, its 1s
-    touching a neighbour, but refused 6.4 points fewer handwriting fonts: docs/results.md)."""
-    if part.width <= (TRY_CUTS_IN_LINE if in_line else TRY_CUTS) * found.line_height:
+    digits: wider than ``TRY_CUTS`` line heights, or ``TRY_CUTS_IN_LINE`` when ``narrow`` (a model that refuses
+    pairs: a 1 touching a neighbour is narrower than tall)."""
+    if part.width <= (TRY_CUTS_IN_LINE if narrow else TRY_CUTS) * found.line_height:
         return [part.x0, part.x1]
     return [part.x0, *segment.cut_columns(ink, part, found.line_height, found), part.x1]
 

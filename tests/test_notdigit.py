@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from paddle_mnist import calibration, notdigits, reading, rundir
+from paddle_mnist import calibration, notdigits, reading, rundir, strokes
 from paddle_mnist.predict import Predictor, format_line
 from paddle_mnist.predictor import DigitRead, Prediction, fill
 
@@ -79,6 +79,34 @@ def test_the_pieces_of_a_mark_cut_alone_are_judged_less_sure(tiny_run):
     assert [row.digit for row in rows] == [0, 1]
     whole = reading.Plan.simple(pixels[1:2], boxes[1:2])
     assert [row.digit for row in predictor.read_plan(whole, logits[1:2], topk=1)[1]] == [0]
+
+
+def test_a_mark_much_wider_than_any_mnist_digit_is_never_a_digit(tiny_run):
+    """A flat bar (3 times as wide as tall once prepared) is refused however sure the model is, whole or by
+    every route (a picture read as one digit, a drawing's strokes); a bar twice as wide as tall, as wide as
+    MNIST's widest digits, is judged as any mark; the tutorial's squashed picture is never judged so."""
+    predictor = Predictor.from_dir(tiny_run)
+    predictor = dataclasses.replace(predictor, calibration=calibration.Calibration(1.0, "msp", 1e-6, True))
+
+    def bar(width: int, height: int) -> np.ndarray:
+        picture = np.full((120, 200), 255, np.uint8)
+        picture[60 - height // 2 : 60 + height // 2, 100 - width // 2 : 100 + width // 2] = 0
+        return picture
+
+    def whole_margin(plan: reading.Plan) -> float:
+        lattice = plan.lattices[0]
+        return float(plan.margins[lattice.spans[(0, lattice.ends)]])
+
+    flat, wide = reading.plan(bar(120, 36)), reading.plan(bar(80, 40))
+    assert whole_margin(flat) == -np.inf and whole_margin(wide) == 0.0
+    assert np.isfinite(np.delete(flat.margins, flat.lattices[0].spans[(0, flat.lattices[0].ends)])).all()
+    assert reading.plan(bar(120, 36), naive=True).margins.tolist() == [0.0]
+    read = predictor.predict(bar(120, 36), single=True)
+    assert read.reason == calibration.NOT_A_DIGIT and read.digits[0].closest is not None
+    assert predictor.predict(bar(80, 40), single=True).digit is not None
+    dash, slope = ([np.array([[100.0, y], [220.0, y + dy]])] for y, dy in ((140.0, 10.0), (100.0, 60.0)))
+    assert predictor.predict(strokes.Drawing(tuple(dash), 280, 280)).reason == calibration.NOT_A_DIGIT
+    assert predictor.predict(strokes.Drawing(tuple(slope), 280, 280)).digit is not None
 
 
 def write_calibration(run, value) -> None:

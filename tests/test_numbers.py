@@ -231,7 +231,7 @@ def test_in_a_number_touching_digits_that_overlap_are_also_cut_along_paths_that_
     """Two bars leaning far (30 columns over 80 rows) and touching at the foot, wider than the line is tall, beside
     a digit: no cut within 5 % of a line height of a column parts them (each crosses a bar), a cut within
     ``IN_LINE_SLANTS`` does: one piece is the first bar whole and nothing of the second.  The pieces the
-    training's outliers are made of are cut as before (``bends=False``), and so is the same pair alone."""
+    training's outliers are made of are cut as before (``training=True``), and so is the same pair alone."""
     first, rest = np.zeros((120, 200), np.float32), np.zeros((120, 200), np.float32)
     stroke(rest, slice(20, 100), slice(12, 18))  # the neighbour: a 1
     for y in range(20, 100):
@@ -248,13 +248,13 @@ def test_in_a_number_touching_digits_that_overlap_are_also_cut_along_paths_that_
     def holds_the_bar(pieces: list[np.ndarray]) -> bool:
         return any((pixels == bar).all() for pixels in pieces)
 
-    def cut(ink: np.ndarray, bends: bool = True) -> list[np.ndarray]:
-        return reading.plan(picture(ink), refuses_pairs=True, bends=bends).pixels
+    def cut(ink: np.ndarray, training: bool = False) -> list[np.ndarray]:
+        return reading.plan(picture(ink), refuses_pairs=True, training=training).pixels
 
     alone = rest.copy()
     alone[:, :40] = 0  # no neighbour
     assert holds_the_bar(cut(first + rest))
-    assert not holds_the_bar(cut(first + rest, bends=False)) and not holds_the_bar(cut(first + alone))
+    assert not holds_the_bar(cut(first + rest, training=True)) and not holds_the_bar(cut(first + alone))
     training = touching.pieces(Image.fromarray(picture(first + rest)), [(12, 18), (60, 95), (84, 150)])
     assert len(training) > 1 and not holds_the_bar([pixels for pixels, _, _ in training])
     monkeypatch.setattr(reading, "IN_LINE_SLANTS", ())
@@ -281,3 +281,22 @@ def test_the_marks_of_a_number_are_among_others_the_pieces_of_one_are_not(traine
     assert (apart.margins == calibration.AMONG_OTHERS).all() and not alone.margins.any()
     whole = touching.lattices[0].spans[(0, touching.lattices[0].ends)]
     assert touching.margins[whole] == 0 and (np.delete(touching.margins, whole) == -calibration.CUT_ALONE).all()
+
+
+def test_a_narrow_mark_alone_is_cut_for_a_model_that_refuses_pairs_its_pieces_judged_at_1_over_1_75():
+    """A 1 touching a 7, alone on the picture and narrower than tall, is one mark to a model that reads pairs
+    (``TRY_CUTS``) and in the training's cuts; a model that refuses pairs reads it cut too (from
+    ``TRY_CUTS_IN_LINE``), each piece judged ``calibration.CUT_NARROW`` less digit-like, the whole as it is."""
+    ink = np.zeros((120, 160), np.float32)
+    stroke(ink, slice(20, 100), slice(30, 37))  # the 1
+    stroke(ink, slice(20, 27), slice(37, 95))  # the 7's bar, touching the 1
+    for y in range(27, 100):
+        x = 95 - (y - 27) * 30 // 73
+        stroke(ink, slice(y, y + 1), slice(x - 6, x + 1))
+    picture = np.rint(255 * (1 - ink)).astype(np.uint8)
+    assert len(reading.plan(picture).pixels) == 1
+    assert len(reading.plan(picture, refuses_pairs=True, training=True).pixels) == 1
+    cut = reading.plan(picture, refuses_pairs=True)
+    whole = cut.lattices[0].spans[(0, cut.lattices[0].ends)]
+    assert len(cut.pixels) > 1 and cut.margins[whole] == 0
+    assert (np.delete(cut.margins, whole) == -calibration.CUT_NARROW).all()

@@ -281,3 +281,16 @@ def test_decode_cost_is_what_decoding_takes(tmp_path, mode, kind):
     out = run_python("-c", MEASURE_DECODE, path, timeout=120)
     cost, peak = map(int, out.stdout.split())
     assert peak <= cost * 1.1 + (2 << 20) and cost <= 1.6 * peak + (4 << 20), (cost >> 20, peak >> 20)
+
+
+def test_ink_aspects_measure_the_ink_box_and_no_eval_digit_is_too_flat_to_be_one(shared_eval):
+    """``ink_aspects`` is the ink box's width over its height (faint pixels, up to 0.1, are no ink); the eval
+    split's 10,000 digits are all within ``reading.MAX_ASPECT`` (its widest: 2.0)."""
+    from paddle_mnist import reading
+
+    boxes = np.zeros((3, 28, 28), np.uint8)
+    boxes[0, 10:15, 4:24] = 200  # 20 wide, 5 high
+    boxes[1, 4:24, 12:14] = 255
+    boxes[1, 0, :] = 25  # faint: not ink
+    np.testing.assert_allclose(preprocess.ink_aspects(boxes), [4.0, 0.1, 0.0])
+    assert 1.9 < preprocess.ink_aspects(shared_eval.pixels).max() <= reading.MAX_ASPECT
