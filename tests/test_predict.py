@@ -55,7 +55,7 @@ def test_inputs_of_every_form_in_one_forward_pass(trained_dir, photo_set):
     gray = np.asarray(image.convert("L"))
     items = [str(path), image, gray, gray / 255.0, Path(path)]
     results = predictor.predict(items)
-    assert calls == [(5, 1, 28, 28)]
+    assert calls == [(5 * len(predictor.plan(image).pixels), 1, 28, 28)]  # each item's pieces, one pass
     assert {r.digit for r in results} == {label}
     single = predictor.predict(str(path), topk=5)
     assert single.digit == label and len(single.topk) == 5 and single.topk[0][0] == label
@@ -221,14 +221,19 @@ def test_arrays_of_every_dtype_get_a_prediction_or_their_own_error(trained_dir, 
     assert "finite values in [0, 1]" in results[6].error
 
 
-def test_long_lists_go_through_in_chunks(trained_dir, photo_set):
+def test_long_lists_go_through_in_chunks(trained_dir, photo_set, monkeypatch):
     predictor = Predictor.from_dir(trained_dir).without_rejection()  # every picture read: the chunks are the point
-    calls = []
+    chunks, batches = [], []
+    read_chunk = Predictor._predict_chunk
+    monkeypatch.setattr(
+        Predictor, "_predict_chunk", lambda self, items, **o: chunks.append(len(items)) or read_chunk(self, items, **o)
+    )
     engine = predictor.forward
-    predictor = replace(predictor, forward=lambda batch: calls.append(len(batch)) or engine(batch))
+    predictor = replace(predictor, forward=lambda batch: batches.append(len(batch)) or engine(batch))
     paths = (str(photo_set[i % len(photo_set)][0]) for i in range(150))  # a generator: never a list in memory
     results = list(predictor.predict_iter(paths, chunk=64))
-    assert len(calls) == 3 and calls[2] >= 22 and len(results) == 150  # a wide mark adds the ways to cut it
+    assert chunks == [64, 64, 22] and len(results) == 150
+    assert sum(batches) == sum(len(predictor.plan(str(photo_set[i % len(photo_set)][0])).pixels) for i in range(150))
     assert all(r.error is None and r.text for r in results)
 
 
