@@ -202,7 +202,7 @@ def either_way(drawing: Drawing, rng: np.random.Generator) -> list[np.ndarray]:
 
 def fragments(mark: Image.Image, rng: np.random.Generator) -> list[np.ndarray]:
     """Up to ``FRAGMENTS`` of the pieces a model that refuses pairs may cut ``mark``, alone on its picture,
-    into (``reading.plan``, without the bending cuts; none when it is narrow enough to be read whole), but
+    into (``reading.plan`` as training cuts; none when it is narrow enough to be read whole), but
     the whole mark and the slivers (``SLIVER``): a lone stroke is a 1, and side-by-side 1s are read whole."""
     planned = reading.plan(mark, refuses_pairs=True, training=True)
     wholes = {lattice.spans.get((0, lattice.ends)) for lattice in planned.lattices}

@@ -178,8 +178,8 @@ def plan(
     model refuses two digits in one box, so narrower marks may be cut and cuts are charged by the strokes
     they cross (``TRY_CUTS_IN_LINE``, ``CROSSING``), a wide mark in a line of several also cut along paths
     that bend (``IN_LINE_SLANTS``) and a narrow mark alone cut too (``calibration.CUT_NARROW``); ``training``
-    cuts as the training's outliers and cut digits were made, with neither (a model trained on pieces cut
-    so is read best so: docs/results.md)."""
+    cuts as the training's outliers and cut digits are made, with neither (`fast` trained on pieces cut
+    either way read fewer numbers apart: docs/results.md)."""
     if isinstance(item, strokes.Drawing):
         return drawn(item, single, max_digits)
     image = item_image(item)

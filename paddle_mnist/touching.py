@@ -61,8 +61,8 @@ def scaled(digit: np.ndarray, height: float, rng: np.random.Generator) -> np.nda
 
 
 def pieces(picture: Image.Image, spans: list[tuple[int, int]]) -> list[tuple[np.ndarray, tuple, np.ndarray]]:
-    """Every piece the reading may cut ``picture`` into (``reading.plan``, as for a model that refuses pairs, without
-    the bending cuts, as the training's pieces are): its pixels, its box, and the share of each digit's columns
+    """Every piece the reading may cut ``picture`` into (``reading.plan``, as for a model that refuses pairs, cut as
+    the training's pieces are: ``training``): its pixels, its box, and the share of each digit's columns
     (``spans``) that the box holds."""
     planned = reading.plan(picture, refuses_pairs=True, training=True)
     return [(pixels, box, held(box, spans)) for pixels, box in zip(planned.pixels, planned.boxes)]
