@@ -208,8 +208,8 @@ def plan(
             pixels.append(preprocess.digit_pixels(piece_ink))
             boxes.append(_box(piece, scale))
         lattices.append(Lattice(len(xs) - 1, spans, crossed))
-    alone_narrow = narrow and not in_line and bool(found.parts) and found.parts[0].width <= TRY_CUTS * found.line_height
-    cut_alone = calibration.CUT_NARROW if alone_narrow else calibration.CUT_ALONE
+    narrow_alone = narrow and len(found.parts) == 1 and found.parts[0].width <= TRY_CUTS * found.line_height
+    cut_alone = calibration.CUT_NARROW if narrow_alone else calibration.CUT_ALONE
     return Plan(pixels, boxes, lattices, max_digits, found.left_out, cut_alone=cut_alone)
 
 

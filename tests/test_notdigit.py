@@ -104,9 +104,10 @@ def test_a_mark_much_wider_than_any_mnist_digit_is_never_a_digit(tiny_run):
     read = predictor.predict(bar(120, 36), single=True)
     assert read.reason == calibration.NOT_A_DIGIT and read.digits[0].closest is not None
     assert predictor.predict(bar(80, 40), single=True).digit is not None
-    dash, slope = ([np.array([[100.0, y], [220.0, y + dy]])] for y, dy in ((140.0, 10.0), (100.0, 60.0)))
-    assert predictor.predict(strokes.Drawing(tuple(dash), 280, 280)).reason == calibration.NOT_A_DIGIT
-    assert predictor.predict(strokes.Drawing(tuple(slope), 280, 280)).digit is not None
+    dash = strokes.Drawing((np.array([[100.0, 140.0], [220.0, 150.0]]),), 280, 280)
+    slope = strokes.Drawing((np.array([[100.0, 100.0], [220.0, 160.0]]),), 280, 280)
+    assert predictor.predict(dash).reason == calibration.NOT_A_DIGIT
+    assert predictor.predict(slope).digit is not None
 
 
 def write_calibration(run, value) -> None:

@@ -233,7 +233,8 @@ def test_long_lists_go_through_in_chunks(trained_dir, photo_set, monkeypatch):
     paths = (str(photo_set[i % len(photo_set)][0]) for i in range(150))  # a generator: never a list in memory
     results = list(predictor.predict_iter(paths, chunk=64))
     assert chunks == [64, 64, 22] and len(results) == 150
-    assert sum(batches) == sum(len(predictor.plan(str(photo_set[i % len(photo_set)][0])).pixels) for i in range(150))
+    pieces = [len(predictor.plan(str(path)).pixels) for path, _, _ in photo_set]  # each photo's inputs
+    assert sum(batches) == sum(pieces[i % len(photo_set)] for i in range(150))
     assert all(r.error is None and r.text for r in results)
 
 
